@@ -1,0 +1,39 @@
+# Convenience wrapper around CMake.  `make run`: build and run the main job;
+# `make check`: build and run every test.  See README.md.
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+CMAKE_FLAGS ?=
+NPROC := $(shell nproc)
+
+.PHONY: all deps build run check check-asan bench install clean
+
+all: build
+
+deps:
+	@./scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j$(NPROC)
+
+run: build
+	$(BUILD)/vmo demo
+
+check: build
+	cd $(BUILD) && ctest --output-on-failure -j2 --timeout 900
+
+check-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DVMO_SANITIZE=ON $(CMAKE_FLAGS)
+	cmake --build $(ASAN_BUILD) -j$(NPROC)
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j2 --timeout 900
+
+bench: build
+	bench/run
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,253 @@
+/* vmo.h - memory objects paged by user-level pagers, on Linux userfaultfd.
+ *
+ * The one public header of libvmo.  Conventions:
+ *   - every fallible call returns 0 (or a count >= 0) on success and -errno on
+ *     failure; the global errno is never the way a result is reported;
+ *   - handles are opaque; option structs are zero-initialised for defaults and
+ *     unknown flag bits are rejected with -EINVAL;
+ *   - the library prints nothing unless a log function is set or VMO_LOG is
+ *     set in the environment (error, warn, info, debug).
+ *
+ * See docs/api.md for every call's arguments, errors and thread-safety, and
+ * docs/names.md for the Hurd libpager / Mach names each one corresponds to.
+ */
+#ifndef VMO_H
+#define VMO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(VMO_BUILDING) && defined(__GNUC__)
+#define VMO_API __attribute__((visibility("default")))
+#else
+#define VMO_API
+#endif
+
+#define VMO_VERSION_MAJOR 0
+#define VMO_VERSION_MINOR 1
+#define VMO_VERSION_PATCH 0
+
+struct vmo_engine;
+struct vmo_object;
+
+/* ------------------------------------------------------------------------ */
+/* Errors and logging                                                       */
+
+/* vmo-specific error numbers, returned negated like errno values. */
+#define VMO_ENOUFFD 4096 /* userfaultfd cannot be opened here (see message) */
+#define VMO_ESHUTDOWN 4097 /* object was shut down */
+
+/* A description of err (negative or positive errno, or a VMO_E* code). */
+VMO_API const char *vmo_strerror(int err);
+
+/* The last detailed reason the engine could not be created in this thread,
+ * for instance which sysctl or device permission blocks userfaultfd. */
+VMO_API const char *vmo_last_error_detail(void);
+
+enum vmo_log_level { VMO_LOG_ERROR = 0, VMO_LOG_WARN, VMO_LOG_INFO, VMO_LOG_DEBUG };
+typedef void (*vmo_log_fn)(void *arg, enum vmo_log_level level, const char *msg);
+
+/* Set the process-wide log function (NULL: back to the VMO_LOG variable). */
+VMO_API void vmo_set_log(vmo_log_fn fn, void *arg, enum vmo_log_level max_level);
+
+/* ------------------------------------------------------------------------ */
+/* Engines: a userfaultfd, a pool of fault-service workers, a table of maps  */
+
+#define VMO_ENGINE_NO_WORKERS (1u << 0) /* create inhibited: start later */
+
+struct vmo_engine_opts {
+	uint32_t flags;    /* VMO_ENGINE_* */
+	unsigned workers;  /* fault-service threads; 0 = default (2) */
+	uint64_t budget;   /* resident-byte cap over all objects; 0 = none */
+	uint64_t reserved[6];
+};
+
+VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_engine **out);
+/* Stops the workers and frees the engine.  Every object must have been
+ * released (-EBUSY otherwise, and nothing is changed). */
+VMO_API int vmo_engine_destroy(struct vmo_engine *eng);
+/* Start the worker threads (after VMO_ENGINE_NO_WORKERS); -EALREADY if running. */
+VMO_API int vmo_engine_start(struct vmo_engine *eng);
+/* Block until every fault already received has been served; faults that
+ * arrive later wait until vmo_engine_resume().  Nests. */
+VMO_API int vmo_engine_inhibit(struct vmo_engine *eng);
+VMO_API int vmo_engine_resume(struct vmo_engine *eng);
+
+/* What the running kernel offers, as VMO_FEAT_* bits. */
+#define VMO_FEAT_MINOR (1u << 0)    /* MINOR faults on shmem (UFFDIO_CONTINUE) */
+#define VMO_FEAT_WP (1u << 1)       /* write-protect on shmem */
+#define VMO_FEAT_POISON (1u << 2)   /* UFFDIO_POISON */
+#define VMO_FEAT_MOVE (1u << 3)     /* UFFDIO_MOVE */
+#define VMO_FEAT_WP_ASYNC (1u << 4) /* UFFD_FEATURE_WP_ASYNC */
+#define VMO_FEAT_PAGEMAP_SCAN (1u << 5)
+#define VMO_FEAT_THREAD_ID (1u << 6)
+VMO_API unsigned vmo_engine_features(const struct vmo_engine *eng);
+
+/* ------------------------------------------------------------------------ */
+/* Pagers                                                                   */
+
+/* Flags the read callback may set in *flags. */
+#define VMO_READ_WRITELOCK (1u << 0) /* supply read-only: a write calls unlock */
+
+/* A pager: callbacks and the context pointer passed to each.  Offsets and
+ * lengths are in bytes, multiples of the object's page size; a callback may
+ * be asked for several pages at once (read-ahead, writeback clusters).
+ * Callbacks run on vmo's worker threads and must not touch the object's
+ * own mappings.  They return 0 or -errno. */
+struct vmo_pager_ops {
+	/* Fill buf[0..len) with the data at off.  Required. */
+	int (*read)(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags);
+	/* Store buf[0..len) at off.  NULL: the object's data is never written
+	 * back (dirty pages are kept until discarded). */
+	int (*write)(void *ctx, uint64_t off, const void *buf, size_t len);
+	/* A clean range supplied with VMO_READ_WRITELOCK is about to be written.
+	 * May refuse with -ENOSPC or -EDQUOT (the writer gets SIGBUS).  NULL:
+	 * always allowed. */
+	int (*unlock)(void *ctx, uint64_t off, size_t len);
+	/* The range was dropped from memory (clean, or written back). */
+	void (*notify_evict)(void *ctx, uint64_t off, size_t len);
+	/* The object's size in bytes, when vmo_object_opts.size is 0. */
+	int (*report_extent)(void *ctx, uint64_t *size);
+	/* Make everything write() stored durable (fsync).  NULL: nothing to do. */
+	int (*sync)(void *ctx);
+	/* The last reference to the object is gone; no callback follows. */
+	void (*release)(void *ctx);
+};
+
+/* ------------------------------------------------------------------------ */
+/* Objects                                                                  */
+
+#define VMO_OBJ_NO_READAHEAD (1u << 0) /* serve exactly the faulting page */
+
+struct vmo_object_opts {
+	uint32_t flags;        /* VMO_OBJ_* */
+	uint32_t page_size;    /* 4096 << k, up to 2 MiB; 0 = 4096 */
+	uint64_t size;         /* bytes; 0 = ask report_extent */
+	uint32_t readahead_max;/* pages per fault at most; 0 = default (64) */
+	uint32_t reserved0;
+	uint64_t budget;       /* resident-byte cap for this object; 0 = none */
+	uint64_t reserved[5];
+};
+
+/* Create an object paged by ops/ctx.  ops must outlive the object.  The new
+ * object holds one reference, owned by the caller. */
+VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops *ops, void *ctx,
+			      const struct vmo_object_opts *opts, struct vmo_object **out);
+VMO_API void vmo_object_ref(struct vmo_object *obj);
+/* Drop a reference; the last one (mappings hold one each) calls release. */
+VMO_API void vmo_object_unref(struct vmo_object *obj);
+/* Refuse further paging: waits for callbacks in flight, then every fault on
+ * a page not in memory gets SIGBUS.  Pages in memory stay readable until
+ * unmapped.  Idempotent. */
+VMO_API int vmo_object_shutdown(struct vmo_object *obj);
+VMO_API uint64_t vmo_object_size(const struct vmo_object *obj);
+VMO_API size_t vmo_object_page_size(const struct vmo_object *obj);
+VMO_API void *vmo_object_ctx(const struct vmo_object *obj);
+
+/* The pager's errno for the page at off if its last read (or unlock) failed,
+ * 0 if none, -EINVAL if off is past the end. */
+VMO_API int vmo_get_error(struct vmo_object *obj, uint64_t off);
+/* Forget a failure: the page at off will be asked of the pager again. */
+VMO_API int vmo_clear_error(struct vmo_object *obj, uint64_t off);
+
+/* ------------------------------------------------------------------------ */
+/* Mappings                                                                 */
+
+#define VMO_PROT_READ (1u << 0)
+#define VMO_PROT_WRITE (1u << 1)
+#define VMO_MAP_FIXED (1u << 8) /* place at *addr; -EEXIST if anything is mapped there */
+
+/* Map [off, off+len) of obj; both multiples of the object's page size.  The
+ * mapping holds a reference on the object.  *addr receives the address (with
+ * VMO_MAP_FIXED it gives it).  Mappings are not inherited by fork(): the
+ * child has no mapping there (MADV_DONTFORK), never silent zeros. */
+VMO_API int vmo_map(struct vmo_object *obj, uint64_t off, size_t len, unsigned flags, void **addr);
+/* Unmap a whole mapping made by vmo_map (addr and len as returned/given). */
+VMO_API int vmo_unmap(struct vmo_object *obj, void *addr, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* Statistics                                                               */
+
+struct vmo_stats {
+	uint64_t resident;    /* bytes in memory */
+	uint64_t dirty;       /* bytes modified and not written back */
+	uint64_t faults;      /* faults served (missing + minor + write) */
+	uint64_t missing_faults;
+	uint64_t minor_faults;
+	uint64_t wp_faults;
+	uint64_t pages_read;  /* pages asked of the pager */
+	uint64_t readahead;   /* of which read ahead of a fault */
+	uint64_t writebacks;  /* pages written back */
+	uint64_t evictions;   /* pages dropped from memory */
+	uint64_t errors;      /* pager failures */
+	uint64_t mappings;
+	uint64_t reserved[8];
+};
+VMO_API int vmo_object_stats(struct vmo_object *obj, struct vmo_stats *st);
+VMO_API int vmo_engine_stats(struct vmo_engine *eng, struct vmo_stats *st);
+
+/* ------------------------------------------------------------------------ */
+/* Pagers shipped with vmo (stores/)                                        */
+
+/* Zero-fill: every page reads as zeros; writes are discarded. */
+VMO_API const struct vmo_pager_ops *vmo_pager_zero(void);
+
+/* File: pread/pwrite on fd (opened by the caller, not closed by vmo) at
+ * base + offset; a read past end of file gives zeros; sync is fdatasync.
+ * The returned context is freed by the release callback. */
+VMO_API int vmo_pager_file(int fd, uint64_t base, const struct vmo_pager_ops **ops, void **ctx);
+
+/* Memory: a caller-owned buffer of size bytes (writes go into it). */
+VMO_API int vmo_pager_mem(void *buf, uint64_t size, const struct vmo_pager_ops **ops, void **ctx);
+
+/* ------------------------------------------------------------------------ */
+/* The yield cache (MINIX VM "yield"): memory lent to vmo, taken back by id */
+
+struct vmo_cache;
+
+#define VMO_CACHE_NO_PRESSURE (1u << 0) /* do not watch PSI / the cgroup */
+#define VMO_CACHE_COPY (1u << 1)        /* always copy, never move pages */
+
+struct vmo_cache_opts {
+	uint32_t flags;   /* VMO_CACHE_* */
+	uint32_t reserved0;
+	uint64_t budget;  /* bytes the cache may hold; 0 = as much as memory allows */
+	uint64_t reserved[6];
+};
+
+struct vmo_cache_stats {
+	uint64_t blocks;          /* blocks held now */
+	uint64_t bytes;           /* bytes held now */
+	uint64_t yields;
+	uint64_t hits;
+	uint64_t misses;
+	uint64_t forgotten_blocks; /* dropped by budget or pressure */
+	uint64_t forgotten_bytes;
+	uint64_t moved;           /* yields/gets served without a copy */
+	uint64_t reserved[8];
+};
+
+VMO_API int vmo_cache_create(const struct vmo_cache_opts *opts, struct vmo_cache **out);
+VMO_API void vmo_cache_destroy(struct vmo_cache *c);
+/* The page-aligned range [addr, addr+len) now belongs to the cache under id
+ * (replacing any block with that id); the range holds fresh zero pages. */
+VMO_API int vmo_cache_yield(struct vmo_cache *c, uint64_t id, void *addr, size_t len);
+/* Put block id back at addr (0) and take it out of the cache, or miss
+ * (-ENOENT) leaving addr untouched.  len must be the block's length. */
+VMO_API int vmo_cache_get(struct vmo_cache *c, uint64_t id, void *addr, size_t len);
+/* Yield [addr, addr+len) as yield_id, then get get_id into the same range:
+ * 0 on a hit, -ENOENT on a miss (the yield happened; addr holds zeros). */
+VMO_API int vmo_cache_yield_get(struct vmo_cache *c, uint64_t yield_id, uint64_t get_id, void *addr,
+				size_t len);
+VMO_API int vmo_cache_forget(struct vmo_cache *c, uint64_t id);
+VMO_API int vmo_cache_forget_all(struct vmo_cache *c);
+VMO_API int vmo_cache_stats(struct vmo_cache *c, struct vmo_cache_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VMO_H */

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install the Debian packages vmo needs to build, test and benchmark.
+# Idempotent and quick when everything is there; needs root (or sudo) otherwise.
+set -euo pipefail
+PKGS=(build-essential cmake ninja-build pkg-config libfuse3-dev fuse3 liblz4-dev libzstd-dev)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "deps: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,257 @@
+/* engine.c - engines: the userfaultfd, the worker pool (start, inhibit,
+ * resume, as libpager's workers), engine-wide statistics. */
+#include "core.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_WORKERS 256
+#define DEFAULT_WORKERS 2
+#define MSGS_PER_READ 16
+
+static void worker_cleanup(void *arg)
+{
+	(void)arg;
+	vmo__worker_buf_free();
+}
+
+static void *worker_main(void *arg)
+{
+	struct vmo_engine *eng = arg;
+	struct uffd_msg msgs[MSGS_PER_READ];
+	int old;
+
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+	pthread_cleanup_push(worker_cleanup, NULL);
+	for (;;) {
+		/* Cancellation (engine stop) is allowed only while blocked in read. */
+		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
+		int n = vmo__uffd_read(&eng->u, msgs, MSGS_PER_READ);
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+		if (n <= 0) {
+			if (n == -EINTR || n == 0)
+				continue;
+			vmo__err("worker: reading userfaultfd: %s", strerror(-n));
+			usleep(1000);
+			continue;
+		}
+		pthread_mutex_lock(&eng->wmu);
+		while (eng->inhibit)
+			pthread_cond_wait(&eng->wcv, &eng->wmu);
+		eng->active++;
+		pthread_mutex_unlock(&eng->wmu);
+
+		for (int i = 0; i < n; i++) {
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				vmo__handle_fault(eng, &msgs[i]);
+			else
+				vmo__debug("worker: ignoring userfaultfd event %u", msgs[i].event);
+		}
+
+		pthread_mutex_lock(&eng->wmu);
+		if (--eng->active == 0)
+			pthread_cond_broadcast(&eng->wcv);
+		pthread_mutex_unlock(&eng->wmu);
+	}
+	pthread_cleanup_pop(1);
+	return NULL;
+}
+
+static void stop_workers(struct vmo_engine *eng)
+{
+	for (unsigned i = 0; i < eng->nworkers; i++)
+		pthread_cancel(eng->threads[i]);
+	for (unsigned i = 0; i < eng->nworkers; i++)
+		pthread_join(eng->threads[i], NULL);
+	eng->running = false;
+}
+
+static int start_workers(struct vmo_engine *eng)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	/* Workers block every signal: they belong to the library. */
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	unsigned i;
+	int rc = 0;
+	for (i = 0; i < eng->nworkers; i++) {
+		rc = -pthread_create(&eng->threads[i], NULL, worker_main, eng);
+		if (rc)
+			break;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		unsigned started = i;
+		eng->nworkers = started;
+		stop_workers(eng);
+		return rc;
+	}
+	eng->running = true;
+	return 0;
+}
+
+static unsigned features_of(const struct vmo__uffd *u)
+{
+	unsigned f = 0;
+	if (u->features & UFFD_FEATURE_MINOR_SHMEM)
+		f |= VMO_FEAT_MINOR;
+	if ((u->features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM) && (u->features & UFFD_FEATURE_PAGEFAULT_FLAG_WP))
+		f |= VMO_FEAT_WP;
+	if (u->features & UFFD_FEATURE_POISON)
+		f |= VMO_FEAT_POISON;
+	if (u->features & UFFD_FEATURE_MOVE)
+		f |= VMO_FEAT_MOVE;
+	if (vmo__uffd_kernel_features() & UFFD_FEATURE_WP_ASYNC)
+		f |= VMO_FEAT_WP_ASYNC;
+	if (vmo__pagemap_scan_supported())
+		f |= VMO_FEAT_PAGEMAP_SCAN;
+	if (u->features & UFFD_FEATURE_THREAD_ID)
+		f |= VMO_FEAT_THREAD_ID;
+	return f;
+}
+
+VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_engine **out)
+{
+	static const struct vmo_engine_opts defaults;
+	if (!out)
+		return -EINVAL;
+	if (!opts)
+		opts = &defaults;
+	if (opts->flags & ~VMO_ENGINE_NO_WORKERS)
+		return -EINVAL;
+	if (opts->workers > MAX_WORKERS)
+		return -EINVAL;
+	for (size_t i = 0; i < VMO_ARRAY_SIZE(opts->reserved); i++)
+		if (opts->reserved[i])
+			return -EINVAL;
+
+	struct vmo_engine *eng = calloc(1, sizeof *eng);
+	if (!eng)
+		return -ENOMEM;
+	uint64_t want = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP |
+			UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON |
+			UFFD_FEATURE_MOVE;
+	int rc = vmo__uffd_open(&eng->u, want, UFFD_FEATURE_MISSING_SHMEM, false);
+	if (rc) {
+		free(eng);
+		return rc;
+	}
+	eng->features = features_of(&eng->u);
+	eng->budget = opts->budget;
+	eng->nworkers = opts->workers ? opts->workers : DEFAULT_WORKERS;
+	pthread_rwlock_init(&eng->maps_lock, NULL);
+	pthread_mutex_init(&eng->wmu, NULL);
+	pthread_cond_init(&eng->wcv, NULL);
+	pthread_mutex_init(&eng->objs_mu, NULL);
+	eng->threads = calloc(eng->nworkers, sizeof *eng->threads);
+	if (!eng->threads) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if (!(opts->flags & VMO_ENGINE_NO_WORKERS)) {
+		rc = start_workers(eng);
+		if (rc)
+			goto fail;
+	}
+	vmo__debug("engine: uffd fd %d%s, features %#llx, %u workers", eng->u.fd,
+		   eng->u.dev ? " (/dev/userfaultfd)" : "", (unsigned long long)eng->u.features, eng->nworkers);
+	*out = eng;
+	return 0;
+fail:
+	vmo__uffd_close(&eng->u);
+	free(eng->threads);
+	free(eng);
+	return rc;
+}
+
+VMO_API int vmo_engine_destroy(struct vmo_engine *eng)
+{
+	if (!eng)
+		return -EINVAL;
+	pthread_mutex_lock(&eng->objs_mu);
+	long n = eng->nobjs;
+	pthread_mutex_unlock(&eng->objs_mu);
+	if (n)
+		return -EBUSY;
+	if (eng->running)
+		stop_workers(eng);
+	vmo__uffd_close(&eng->u);
+	pthread_rwlock_destroy(&eng->maps_lock);
+	pthread_mutex_destroy(&eng->wmu);
+	pthread_cond_destroy(&eng->wcv);
+	pthread_mutex_destroy(&eng->objs_mu);
+	free(eng->maps);
+	free(eng->threads);
+	free(eng);
+	return 0;
+}
+
+VMO_API int vmo_engine_start(struct vmo_engine *eng)
+{
+	if (!eng)
+		return -EINVAL;
+	pthread_mutex_lock(&eng->wmu);
+	int rc = eng->running ? -EALREADY : start_workers(eng);
+	pthread_mutex_unlock(&eng->wmu);
+	return rc;
+}
+
+VMO_API int vmo_engine_inhibit(struct vmo_engine *eng)
+{
+	if (!eng)
+		return -EINVAL;
+	pthread_mutex_lock(&eng->wmu);
+	eng->inhibit++;
+	while (eng->active)
+		pthread_cond_wait(&eng->wcv, &eng->wmu);
+	pthread_mutex_unlock(&eng->wmu);
+	return 0;
+}
+
+VMO_API int vmo_engine_resume(struct vmo_engine *eng)
+{
+	if (!eng)
+		return -EINVAL;
+	pthread_mutex_lock(&eng->wmu);
+	int rc = 0;
+	if (eng->inhibit == 0)
+		rc = -EINVAL;
+	else if (--eng->inhibit == 0)
+		pthread_cond_broadcast(&eng->wcv);
+	pthread_mutex_unlock(&eng->wmu);
+	return rc;
+}
+
+VMO_API unsigned vmo_engine_features(const struct vmo_engine *eng)
+{
+	return eng ? eng->features : 0;
+}
+
+VMO_API int vmo_engine_stats(struct vmo_engine *eng, struct vmo_stats *st)
+{
+	if (!eng || !st)
+		return -EINVAL;
+	pthread_mutex_lock(&eng->objs_mu);
+	*st = eng->gone;
+	st->resident = st->dirty = st->mappings = 0;
+	for (struct vmo_object *o = eng->objs; o; o = o->next) {
+		struct vmo_stats os;
+		vmo_object_stats(o, &os);
+		st->resident += os.resident;
+		st->dirty += os.dirty;
+		st->faults += os.faults;
+		st->missing_faults += os.missing_faults;
+		st->minor_faults += os.minor_faults;
+		st->wp_faults += os.wp_faults;
+		st->pages_read += os.pages_read;
+		st->readahead += os.readahead;
+		st->writebacks += os.writebacks;
+		st->evictions += os.evictions;
+		st->errors += os.errors;
+		st->mappings += os.mappings;
+	}
+	pthread_mutex_unlock(&eng->objs_mu);
+	return 0;
+}

@@ -1,0 +1,339 @@
+/* fault.c - fault service: what a worker does with one userfaultfd message.
+ *
+ * MISSING (page not in the object's memfd) -> ask the pager, UFFDIO_COPY
+ *   into the faulting view, with a cluster of following pages when access
+ *   looks sequential (read-ahead).
+ * MINOR (page in the memfd, not mapped in this view) -> UFFDIO_CONTINUE,
+ *   write-protected while the page is clean.
+ * WP (first write to a clean page) -> the pager's unlock callback, then the
+ *   page is dirty and writable.
+ * A page another worker is filling or evicting parks the fault on a waiter
+ * list; the other worker wakes it when done and it faults again.  A failed
+ * pager read poisons the page in the faulting view (SIGBUS), never a zero
+ * page. */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static _Thread_local void *wbuf;
+static _Thread_local size_t wbuf_cap;
+
+static void *worker_buf(size_t need)
+{
+	if (need <= wbuf_cap)
+		return wbuf;
+	size_t cap = vmo__align_up(need, 64 * 1024);
+	void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (wbuf)
+		munmap(wbuf, wbuf_cap);
+	wbuf = p;
+	wbuf_cap = cap;
+	return p;
+}
+
+void vmo__worker_buf_free(void)
+{
+	if (wbuf)
+		munmap(wbuf, wbuf_cap);
+	wbuf = NULL;
+	wbuf_cap = 0;
+}
+
+struct fault {
+	struct vmo_engine *eng;
+	struct vmo_map *m;
+	struct vmo_object *obj;
+	uint64_t pg;     /* object page index */
+	uintptr_t paddr; /* that page's address in the faulting view */
+	pid_t tid;
+};
+
+/* The faulting thread gets SIGBUS at paddr. */
+static void fail_page(struct fault *f)
+{
+	if (vmo__uffd_poison(&f->eng->u, (void *)f->paddr, f->obj->page_size) == 0)
+		return;
+	vmo__sigbus(f->eng, f->tid, f->paddr, f->obj->page_size);
+}
+
+static void count_resident(struct vmo_object *o, long n, uint8_t st)
+{
+	atomic_fetch_add(&o->resident_pages, n);
+	if (st == PS_DIRTY)
+		atomic_fetch_add(&o->dirty_pages, n);
+}
+
+/* State of a page just supplied into view m. */
+static uint8_t supplied_state(struct vmo_object *o, struct vmo_map *m)
+{
+	if (o->track)
+		return PS_CLEAN;
+	/* Untracked: a page that can be written without a trap may be dirty. */
+	if ((m->flags & VMO_PROT_WRITE) || !(o->eng->features & VMO_FEAT_MINOR))
+		return PS_DIRTY;
+	return PS_CLEAN;
+}
+
+/* How many pages to serve for a missing fault at f->pg (which is FILLING);
+ * claims the read-ahead pages (ABSENT -> FILLING). */
+static uint64_t claim_cluster(struct fault *f)
+{
+	struct vmo_object *o = f->obj;
+	struct vmo_map *m = f->m;
+	if (o->ra_max <= 1)
+		return 1;
+	uint64_t next = atomic_load_explicit(&m->ra_next, memory_order_relaxed);
+	uint32_t win = atomic_load_explicit(&m->ra_window, memory_order_relaxed);
+	if (f->pg == next)
+		win = win < 4 ? 4 : (win * 2 > o->ra_max ? o->ra_max : win * 2);
+	else
+		win = 1;
+	uint64_t end_pg = (m->off + m->len) >> o->page_shift;
+	uint64_t n = 1;
+	while (n < win && f->pg + n < end_pg && ps_cas(o, f->pg + n, PS_ABSENT, PS_FILLING))
+		n++;
+	atomic_store_explicit(&m->ra_next, f->pg + n, memory_order_relaxed);
+	atomic_store_explicit(&m->ra_window, win, memory_order_relaxed);
+	return n;
+}
+
+static void unclaim(struct vmo_object *o, uint64_t pg, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		ps_set(o, pg + i, PS_ABSENT);
+	vmo__wake_waiters(o, pg, n);
+}
+
+static void fill(struct fault *f)
+{
+	struct vmo_object *o = f->obj;
+	uint64_t n = claim_cluster(f);
+	size_t len;
+	void *buf;
+	unsigned rflags;
+	int rc;
+
+	for (;;) {
+		len = (size_t)n << o->page_shift;
+		buf = worker_buf(len);
+		if (!buf) {
+			rc = -ENOMEM;
+			break;
+		}
+		if (!vmo__callback_begin(o)) {
+			unclaim(o, f->pg, n);
+			fail_page(f);
+			return;
+		}
+		rflags = 0;
+		rc = o->ops->read(o->ctx, f->pg << o->page_shift, buf, len, &rflags);
+		vmo__callback_end(o);
+		if (rc > 0)
+			rc = -EIO; /* a read callback returns 0 or -errno */
+		atomic_fetch_add(&o->st.pages_read, n);
+		if (rc == 0 || n == 1)
+			break;
+		/* A cluster failed: give back the read-ahead pages and ask for the
+		 * faulting page alone, so that only a page that really fails is
+		 * marked failed. */
+		unclaim(o, f->pg + 1, n - 1);
+		n = 1;
+	}
+	if (rc) {
+		vmo__debug("pager read at %#llx failed: %s", (unsigned long long)(f->pg << o->page_shift),
+			   strerror(-rc));
+		vmo__set_error(o, f->pg, rc);
+		ps_set(o, f->pg, PS_ERROR);
+		vmo__wake_waiters(o, f->pg, 1);
+		fail_page(f);
+		return;
+	}
+	atomic_fetch_add(&o->st.readahead, n - 1);
+
+	bool wp = f->m->wp;
+	uint8_t st = supplied_state(o, f->m);
+	uint64_t i = 0;
+	while (i < n) {
+		size_t done = 0;
+		size_t off = (size_t)i << o->page_shift;
+		rc = vmo__uffd_copy(&f->eng->u, (void *)(f->paddr + off), (char *)buf + off, len - off, wp, &done);
+		uint64_t k = done >> o->page_shift;
+		for (uint64_t j = i; j < i + k; j++)
+			ps_set(o, f->pg + j, st);
+		count_resident(o, (long)k, st);
+		i += k;
+		if (rc == 0)
+			break;
+		if (rc == -EEXIST) {
+			/* Already in the memfd although marked absent: keep what is
+			 * there and never drop it unwritten. */
+			vmo__warn("page %#llx present while absent; kept as dirty",
+				  (unsigned long long)((f->pg + i) << o->page_shift));
+			ps_set(o, f->pg + i, PS_DIRTY);
+			count_resident(o, 1, PS_DIRTY);
+			i++;
+			continue;
+		}
+		/* The view vanished (-ENOENT/-ESRCH) or the kernel refused: the
+		 * rest stays absent; whoever waits faults again. */
+		if (i == 0 && rc != -ENOENT && rc != -ESRCH) {
+			vmo__set_error(o, f->pg, rc);
+			ps_set(o, f->pg, PS_ERROR);
+			vmo__wake_waiters(o, f->pg, 1);
+			fail_page(f);
+			i = 1;
+		}
+		unclaim(o, f->pg + i, n - i);
+		break;
+	}
+	vmo__wake_waiters(o, f->pg, n);
+}
+
+/* The page is in the memfd: map it into this view. */
+static void map_present(struct fault *f, uint8_t s)
+{
+	struct vmo_object *o = f->obj;
+	struct vmo__uffd *u = &f->eng->u;
+	if (!(f->eng->features & VMO_FEAT_MINOR)) {
+		/* No MINOR faults: the kernel maps page-cache pages by itself. */
+		vmo__uffd_wake(u, (void *)f->paddr, o->page_size);
+		return;
+	}
+	bool wp = f->m->wp && s != PS_DIRTY;
+	int rc = vmo__uffd_continue(u, (void *)f->paddr, o->page_size, wp, false, NULL);
+	if (rc == 0 && !wp && f->m->wp && ps_get(o, f->pg) != PS_DIRTY) {
+		/* Writeback began meanwhile and may have protected the views before
+		 * this mapping existed: protect it before the writer runs. */
+		vmo__uffd_writeprotect(u, (void *)f->paddr, o->page_size, true, false);
+	}
+	if (rc == 0 || rc == -EEXIST) {
+		if (!f->m->wp && (f->m->flags & VMO_PROT_WRITE) && !o->track && ps_cas(o, f->pg, PS_CLEAN, PS_DIRTY))
+			atomic_fetch_add(&o->dirty_pages, 1);
+		vmo__uffd_wake(u, (void *)f->paddr, o->page_size);
+		return;
+	}
+	if (rc == -EFAULT) {
+		/* The memfd lost the page behind our back (MADV_REMOVE on a view):
+		 * a clean page is fetched again; a dirty one is gone: report it. */
+		vmo__warn("page %#llx vanished from memory", (unsigned long long)(f->pg << o->page_shift));
+		if (s == PS_CLEAN && ps_cas(o, f->pg, s, PS_ABSENT)) {
+			count_resident(o, -1, PS_CLEAN);
+		} else if (ps_cas(o, f->pg, s, PS_ERROR)) {
+			count_resident(o, -1, s);
+			vmo__set_error(o, f->pg, -EIO);
+		}
+	}
+	vmo__uffd_wake(u, (void *)f->paddr, o->page_size);
+}
+
+/* A missing or minor fault: one state machine serves both. */
+static void serve(struct fault *f)
+{
+	struct vmo_object *o = f->obj;
+	for (;;) {
+		if (atomic_load(&o->dead)) {
+			fail_page(f);
+			return;
+		}
+		uint8_t s = ps_get(o, f->pg);
+		switch (s) {
+		case PS_ABSENT:
+			if (!ps_cas(o, f->pg, PS_ABSENT, PS_FILLING))
+				continue;
+			fill(f);
+			return;
+		case PS_FILLING:
+		case PS_EVICTING:
+			if (vmo__add_waiter(o, f->pg, f->paddr))
+				return;
+			continue;
+		case PS_CLEAN:
+		case PS_DIRTY:
+		case PS_CLEANING:
+			map_present(f, s);
+			return;
+		default: /* PS_ERROR */
+			fail_page(f);
+			return;
+		}
+	}
+}
+
+/* A write to a write-protected page of view m. */
+static void write_fault(struct fault *f)
+{
+	struct vmo_object *o = f->obj;
+	struct vmo__uffd *u = &f->eng->u;
+	for (;;) {
+		uint8_t s = ps_get(o, f->pg);
+		if (s == PS_CLEAN) {
+			if (o->ops->unlock) {
+				if (!vmo__callback_begin(o)) {
+					vmo__sigbus(f->eng, f->tid, f->paddr, o->page_size);
+					return;
+				}
+				int rc = o->ops->unlock(o->ctx, f->pg << o->page_shift, o->page_size);
+				vmo__callback_end(o);
+				if (rc) {
+					vmo__set_error(o, f->pg, rc > 0 ? -EIO : rc);
+					vmo__sigbus(f->eng, f->tid, f->paddr, o->page_size);
+					return;
+				}
+			}
+			if (!ps_cas(o, f->pg, PS_CLEAN, PS_DIRTY))
+				continue;
+			atomic_fetch_add(&o->dirty_pages, 1);
+		} else if (s == PS_CLEANING) {
+			/* Written during writeback: dirty again, so writeback will not
+			 * mark it clean. */
+			if (!ps_cas(o, f->pg, PS_CLEANING, PS_DIRTY))
+				continue;
+		} else if (s != PS_DIRTY) {
+			/* Not the page the fault saw any more: fault again. */
+			vmo__uffd_wake(u, (void *)f->paddr, o->page_size);
+			return;
+		}
+		int rc = vmo__uffd_writeprotect(u, (void *)f->paddr, o->page_size, false, true);
+		if (rc && rc != -ENOENT)
+			vmo__warn("unprotecting %#lx: %s", (unsigned long)f->paddr, strerror(-rc));
+		return;
+	}
+}
+
+void vmo__handle_fault(struct vmo_engine *eng, const struct uffd_msg *msg)
+{
+	uintptr_t addr = (uintptr_t)msg->arg.pagefault.address;
+	uint64_t flags = msg->arg.pagefault.flags;
+	struct vmo_map *m = vmo__map_lookup_get(eng, addr);
+	if (!m) {
+		/* Unmapped meanwhile: let the thread fault again (SIGSEGV). */
+		vmo__uffd_wake(&eng->u, (void *)(addr & ~(uintptr_t)(VMO_PAGE - 1)), VMO_PAGE);
+		return;
+	}
+	struct vmo_object *o = m->obj;
+	uint64_t objoff = addr - m->addr + m->off;
+	struct fault f = {
+		.eng = eng,
+		.m = m,
+		.obj = o,
+		.pg = objoff >> o->page_shift,
+		.tid = (pid_t)msg->arg.pagefault.feat.ptid,
+	};
+	f.paddr = m->addr + ((f.pg << o->page_shift) - m->off);
+	atomic_fetch_add_explicit(&o->st.faults, 1, memory_order_relaxed);
+	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
+		atomic_fetch_add_explicit(&o->st.wp, 1, memory_order_relaxed);
+		write_fault(&f);
+	} else {
+		if (flags & UFFD_PAGEFAULT_FLAG_MINOR)
+			atomic_fetch_add_explicit(&o->st.minor, 1, memory_order_relaxed);
+		else
+			atomic_fetch_add_explicit(&o->st.missing, 1, memory_order_relaxed);
+		serve(&f);
+	}
+	vmo__map_put(m);
+}

@@ -1,0 +1,38 @@
+/* internal.h - declarations shared by libvmo's source files (vmo__ names). */
+#ifndef VMO_INTERNAL_H
+#define VMO_INTERNAL_H
+
+#include "vmo.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VMO_LIKELY(x) __builtin_expect(!!(x), 1)
+#define VMO_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define VMO_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define VMO_PAGE 4096u
+#define VMO_MAX_PAGE_SIZE (2u << 20)
+
+/* Logging: silent unless vmo_set_log() or VMO_LOG=error|warn|info|debug. */
+void vmo__log(enum vmo_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define vmo__err(...) vmo__log(VMO_LOG_ERROR, __VA_ARGS__)
+#define vmo__warn(...) vmo__log(VMO_LOG_WARN, __VA_ARGS__)
+#define vmo__info(...) vmo__log(VMO_LOG_INFO, __VA_ARGS__)
+#define vmo__debug(...) vmo__log(VMO_LOG_DEBUG, __VA_ARGS__)
+
+/* Record the detailed reason for the last failure in this thread. */
+void vmo__set_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static inline bool vmo__is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
+static inline uint64_t vmo__align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
+static inline uint64_t vmo__align_down(uint64_t x, uint64_t a) { return x & ~(a - 1); }
+/* a + b without overflow into *r; false on overflow. */
+static inline bool vmo__add_ok(uint64_t a, uint64_t b, uint64_t *r) { return !__builtin_add_overflow(a, b, r); }
+
+/* Monotonic nanoseconds. */
+uint64_t vmo__now_ns(void);
+
+#endif

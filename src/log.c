@@ -1,0 +1,100 @@
+/* log.c - logging, error strings, small shared utilities. */
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+static vmo_log_fn log_fn;
+static void *log_arg;
+static _Atomic int log_max = -2; /* -2: not read from VMO_LOG yet; -1: off */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int env_level(void)
+{
+	const char *e = getenv("VMO_LOG");
+	if (!e || !*e)
+		return -1;
+	static const char *names[] = { "error", "warn", "info", "debug" };
+	for (int i = 0; i < 4; i++)
+		if (!strcasecmp(e, names[i]))
+			return i;
+	return VMO_LOG_DEBUG;
+}
+
+VMO_API void vmo_set_log(vmo_log_fn fn, void *arg, enum vmo_log_level max_level)
+{
+	pthread_mutex_lock(&log_mu);
+	log_fn = fn;
+	log_arg = arg;
+	atomic_store(&log_max, fn ? (int)max_level : env_level());
+	pthread_mutex_unlock(&log_mu);
+}
+
+void vmo__log(enum vmo_log_level level, const char *fmt, ...)
+{
+	int max = atomic_load_explicit(&log_max, memory_order_relaxed);
+	if (max == -2) {
+		max = env_level();
+		atomic_store(&log_max, max);
+	}
+	if ((int)level > max)
+		return;
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&log_mu);
+	if (log_fn) {
+		log_fn(log_arg, level, buf);
+	} else {
+		static const char *tag[] = { "error", "warn", "info", "debug" };
+		fprintf(stderr, "vmo %s: %s\n", tag[level], buf);
+	}
+	pthread_mutex_unlock(&log_mu);
+}
+
+static _Thread_local char detail[512];
+
+void vmo__set_detail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	vmo__log(VMO_LOG_ERROR, "%s", detail);
+}
+
+VMO_API const char *vmo_last_error_detail(void)
+{
+	return detail;
+}
+
+VMO_API const char *vmo_strerror(int err)
+{
+	if (err < 0)
+		err = -err;
+	switch (err) {
+	case 0:
+		return "success";
+	case VMO_ENOUFFD:
+		return "userfaultfd is not available (see vmo_last_error_detail(): vm.unprivileged_userfaultfd, "
+		       "/dev/userfaultfd access)";
+	case VMO_ESHUTDOWN:
+		return "memory object was shut down";
+	default:
+		return strerror(err);
+	}
+}
+
+uint64_t vmo__now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}

@@ -1,0 +1,367 @@
+/* object.c - memory objects: creation over a pager, reference counting,
+ * shutdown, the page-state table, per-page errors, fault waiters, stats. */
+#include "core.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define MAX_OBJECT_SIZE (1ull << 46) /* 64 TiB: the address space must hold a view */
+#define DEFAULT_READAHEAD 64
+#define MAX_CLUSTER_BYTES (4u << 20)
+
+static int validate_opts(const struct vmo_object_opts *o)
+{
+	if (o->flags & ~VMO_OBJ_NO_READAHEAD)
+		return -EINVAL;
+	if (o->page_size && (!vmo__is_pow2(o->page_size) || o->page_size < VMO_PAGE ||
+			     o->page_size > VMO_MAX_PAGE_SIZE))
+		return -EINVAL;
+	if (o->size > MAX_OBJECT_SIZE || o->reserved0)
+		return -EINVAL;
+	for (size_t i = 0; i < VMO_ARRAY_SIZE(o->reserved); i++)
+		if (o->reserved[i])
+			return -EINVAL;
+	return 0;
+}
+
+VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops *ops, void *ctx,
+			      const struct vmo_object_opts *opts, struct vmo_object **out)
+{
+	static const struct vmo_object_opts defaults;
+	if (!eng || !ops || !ops->read || !out)
+		return -EINVAL;
+	if (!opts)
+		opts = &defaults;
+	int rc = validate_opts(opts);
+	if (rc)
+		return rc;
+	uint64_t size = opts->size;
+	if (!size) {
+		if (!ops->report_extent)
+			return -EINVAL;
+		rc = ops->report_extent(ctx, &size);
+		if (rc)
+			return rc < 0 ? rc : -EIO;
+		if (!size || size > MAX_OBJECT_SIZE)
+			return -EINVAL;
+	}
+	uint32_t psz = opts->page_size ? opts->page_size : VMO_PAGE;
+
+	struct vmo_object *o = calloc(1, sizeof *o);
+	if (!o)
+		return -ENOMEM;
+	o->eng = eng;
+	o->ops = ops;
+	o->ctx = ctx;
+	o->refs = 1;
+	o->page_size = psz;
+	o->page_shift = (uint32_t)__builtin_ctz(psz);
+	o->size = vmo__align_up(size, psz);
+	o->npages = o->size >> o->page_shift;
+	uint32_t ra = opts->readahead_max ? opts->readahead_max : DEFAULT_READAHEAD;
+	if (opts->flags & VMO_OBJ_NO_READAHEAD)
+		ra = 1;
+	if ((uint64_t)ra * psz > MAX_CLUSTER_BYTES)
+		ra = MAX_CLUSTER_BYTES / psz ? MAX_CLUSTER_BYTES / psz : 1;
+	o->ra_max = ra;
+	o->flags = opts->flags;
+	/* Clean pages are supplied write-protected when there is somewhere to
+	 * write them back (or the pager wants to hear of first writes). */
+	o->track = (ops->write || ops->unlock) && (eng->features & VMO_FEAT_WP) && (eng->features & VMO_FEAT_MINOR);
+	o->memfd = -1;
+	pthread_mutex_init(&o->mu, NULL);
+	pthread_cond_init(&o->cv, NULL);
+
+	o->state_len = vmo__align_up(o->npages, VMO_PAGE);
+	void *st = mmap(NULL, o->state_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (st == MAP_FAILED) {
+		rc = -errno;
+		goto fail;
+	}
+	o->state = st;
+	o->memfd = memfd_create("vmo", MFD_CLOEXEC);
+	if (o->memfd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if (ftruncate(o->memfd, (off_t)o->size) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	pthread_mutex_lock(&eng->objs_mu);
+	o->next = eng->objs;
+	if (eng->objs)
+		eng->objs->prev = o;
+	eng->objs = o;
+	eng->nobjs++;
+	pthread_mutex_unlock(&eng->objs_mu);
+	*out = o;
+	return 0;
+fail:
+	if (o->memfd >= 0)
+		close(o->memfd);
+	if (o->state)
+		munmap((void *)o->state, o->state_len);
+	pthread_mutex_destroy(&o->mu);
+	pthread_cond_destroy(&o->cv);
+	free(o);
+	return rc;
+}
+
+VMO_API void vmo_object_ref(struct vmo_object *obj)
+{
+	if (obj)
+		atomic_fetch_add(&obj->refs, 1);
+}
+
+static void add_gone(struct vmo_stats *g, const struct vmo_stats *s)
+{
+	g->faults += s->faults;
+	g->missing_faults += s->missing_faults;
+	g->minor_faults += s->minor_faults;
+	g->wp_faults += s->wp_faults;
+	g->pages_read += s->pages_read;
+	g->readahead += s->readahead;
+	g->writebacks += s->writebacks;
+	g->evictions += s->evictions;
+	g->errors += s->errors;
+}
+
+VMO_API void vmo_object_unref(struct vmo_object *obj)
+{
+	if (!obj || atomic_fetch_sub(&obj->refs, 1) != 1)
+		return;
+	vmo_object_shutdown(obj);
+	struct vmo_engine *eng = obj->eng;
+	struct vmo_stats s;
+	vmo_object_stats(obj, &s);
+	pthread_mutex_lock(&eng->objs_mu);
+	if (obj->prev)
+		obj->prev->next = obj->next;
+	else
+		eng->objs = obj->next;
+	if (obj->next)
+		obj->next->prev = obj->prev;
+	eng->nobjs--;
+	add_gone(&eng->gone, &s);
+	pthread_mutex_unlock(&eng->objs_mu);
+	if (obj->ops->release)
+		obj->ops->release(obj->ctx);
+	close(obj->memfd);
+	munmap((void *)obj->state, obj->state_len);
+	free(obj->errs);
+	pthread_mutex_destroy(&obj->mu);
+	pthread_cond_destroy(&obj->cv);
+	free(obj);
+}
+
+VMO_API int vmo_object_shutdown(struct vmo_object *obj)
+{
+	if (!obj)
+		return -EINVAL;
+	pthread_mutex_lock(&obj->mu);
+	atomic_store(&obj->dead, 1);
+	while (obj->inflight)
+		pthread_cond_wait(&obj->cv, &obj->mu);
+	pthread_mutex_unlock(&obj->mu);
+	/* Faults parked on pages that were being filled: let them fault again
+	 * and meet the shut-down object (SIGBUS). */
+	vmo__wake_waiters(obj, 0, obj->npages);
+	return 0;
+}
+
+bool vmo__callback_begin(struct vmo_object *obj)
+{
+	pthread_mutex_lock(&obj->mu);
+	bool ok = !atomic_load(&obj->dead);
+	if (ok)
+		obj->inflight++;
+	pthread_mutex_unlock(&obj->mu);
+	return ok;
+}
+
+void vmo__callback_end(struct vmo_object *obj)
+{
+	pthread_mutex_lock(&obj->mu);
+	if (--obj->inflight == 0 && atomic_load(&obj->dead))
+		pthread_cond_broadcast(&obj->cv);
+	pthread_mutex_unlock(&obj->mu);
+}
+
+VMO_API uint64_t vmo_object_size(const struct vmo_object *obj)
+{
+	return obj ? obj->size : 0;
+}
+
+VMO_API size_t vmo_object_page_size(const struct vmo_object *obj)
+{
+	return obj ? obj->page_size : 0;
+}
+
+VMO_API void *vmo_object_ctx(const struct vmo_object *obj)
+{
+	return obj ? obj->ctx : NULL;
+}
+
+/* ---- per-page errors ---------------------------------------------------- */
+
+static struct vmo__err *find_err(struct vmo_object *obj, uint64_t pg)
+{
+	for (size_t i = 0; i < obj->nerrs; i++)
+		if (obj->errs[i].pg == pg)
+			return &obj->errs[i];
+	return NULL;
+}
+
+void vmo__set_error(struct vmo_object *obj, uint64_t pg, int err)
+{
+	pthread_mutex_lock(&obj->mu);
+	struct vmo__err *e = find_err(obj, pg);
+	if (!e) {
+		if (obj->nerrs == obj->errs_cap) {
+			size_t cap = obj->errs_cap ? obj->errs_cap * 2 : 16;
+			struct vmo__err *n = realloc(obj->errs, cap * sizeof *n);
+			if (!n) { /* keep the state ERROR; the errno is lost, report EIO */
+				pthread_mutex_unlock(&obj->mu);
+				return;
+			}
+			obj->errs = n;
+			obj->errs_cap = cap;
+		}
+		e = &obj->errs[obj->nerrs++];
+		e->pg = pg;
+	}
+	e->err = err;
+	pthread_mutex_unlock(&obj->mu);
+	atomic_fetch_add(&obj->st.errors, 1);
+}
+
+VMO_API int vmo_get_error(struct vmo_object *obj, uint64_t off)
+{
+	if (!obj || off >= obj->size)
+		return -EINVAL;
+	uint64_t pg = off >> obj->page_shift;
+	pthread_mutex_lock(&obj->mu);
+	struct vmo__err *e = find_err(obj, pg);
+	int err = e ? e->err : 0;
+	pthread_mutex_unlock(&obj->mu);
+	if (!err && ps_get(obj, pg) == PS_ERROR)
+		err = -EIO;
+	return err;
+}
+
+VMO_API int vmo_clear_error(struct vmo_object *obj, uint64_t off)
+{
+	if (!obj || off >= obj->size)
+		return -EINVAL;
+	uint64_t pg = off >> obj->page_shift;
+	pthread_mutex_lock(&obj->mu);
+	struct vmo__err *e = find_err(obj, pg);
+	if (e)
+		*e = obj->errs[--obj->nerrs];
+	/* Remove the poison markers from every view so that the page faults
+	 * again, then let the next fault ask the pager. */
+	for (struct vmo_map *m = obj->maps; m; m = m->onext) {
+		uint64_t po = pg << obj->page_shift;
+		if (po >= m->off && po < m->off + m->len)
+			madvise((void *)(m->addr + (po - m->off)), obj->page_size, MADV_DONTNEED);
+	}
+	ps_cas(obj, pg, PS_ERROR, PS_ABSENT);
+	pthread_mutex_unlock(&obj->mu);
+	return 0;
+}
+
+/* ---- waiters -------------------------------------------------------------- */
+
+bool vmo__add_waiter(struct vmo_object *obj, uint64_t pg, uintptr_t addr)
+{
+	struct vmo__waiter *w = malloc(sizeof *w);
+	if (!w)
+		return false; /* handle it again: costs a spin, never a hang */
+	w->pg = pg;
+	w->addr = addr;
+	pthread_mutex_lock(&obj->mu);
+	w->next = obj->waiters;
+	obj->waiters = w;
+	atomic_fetch_add(&obj->nwaiters, 1);
+	/* Re-check after publishing: the filler stores the final state and then
+	 * looks at nwaiters, so one of the two sees the other. */
+	uint8_t s = ps_get(obj, pg);
+	if (s != PS_FILLING && s != PS_EVICTING) {
+		obj->waiters = w->next;
+		atomic_fetch_sub(&obj->nwaiters, 1);
+		pthread_mutex_unlock(&obj->mu);
+		free(w);
+		return false;
+	}
+	pthread_mutex_unlock(&obj->mu);
+	return true;
+}
+
+void vmo__wake_waiters(struct vmo_object *obj, uint64_t pg, uint64_t n)
+{
+	if (atomic_load(&obj->nwaiters) == 0)
+		return;
+	struct vmo__waiter *wake = NULL;
+	pthread_mutex_lock(&obj->mu);
+	for (struct vmo__waiter **pp = &obj->waiters; *pp;) {
+		struct vmo__waiter *w = *pp;
+		if (w->pg >= pg && w->pg < pg + n) {
+			*pp = w->next;
+			w->next = wake;
+			wake = w;
+			atomic_fetch_sub(&obj->nwaiters, 1);
+		} else {
+			pp = &w->next;
+		}
+	}
+	pthread_mutex_unlock(&obj->mu);
+	while (wake) {
+		struct vmo__waiter *w = wake;
+		wake = w->next;
+		/* The woken thread faults again and meets the page's new state. */
+		vmo__uffd_wake(&obj->eng->u, (void *)w->addr, obj->page_size);
+		free(w);
+	}
+}
+
+void vmo__sigbus(struct vmo_engine *eng, pid_t tid, uintptr_t addr, size_t len)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	si.si_signo = SIGBUS;
+	si.si_code = BUS_ADRERR;
+	si.si_addr = (void *)addr;
+	if (tid > 0)
+		syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS, &si);
+	/* Let the thread run its handler; if it returns, the access faults again. */
+	vmo__uffd_wake(&eng->u, (void *)addr, len);
+}
+
+/* ---- stats ---------------------------------------------------------------- */
+
+VMO_API int vmo_object_stats(struct vmo_object *obj, struct vmo_stats *st)
+{
+	if (!obj || !st)
+		return -EINVAL;
+	memset(st, 0, sizeof *st);
+	st->resident = (uint64_t)atomic_load(&obj->resident_pages) << obj->page_shift;
+	st->dirty = (uint64_t)atomic_load(&obj->dirty_pages) << obj->page_shift;
+	st->faults = atomic_load(&obj->st.faults);
+	st->missing_faults = atomic_load(&obj->st.missing);
+	st->minor_faults = atomic_load(&obj->st.minor);
+	st->wp_faults = atomic_load(&obj->st.wp);
+	st->pages_read = atomic_load(&obj->st.pages_read);
+	st->readahead = atomic_load(&obj->st.readahead);
+	st->writebacks = atomic_load(&obj->st.writebacks);
+	st->evictions = atomic_load(&obj->st.evictions);
+	st->errors = atomic_load(&obj->st.errors);
+	pthread_mutex_lock(&obj->mu);
+	st->mappings = (uint64_t)obj->nmaps;
+	pthread_mutex_unlock(&obj->mu);
+	return 0;
+}

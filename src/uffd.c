@@ -1,0 +1,338 @@
+/* uffd.c - the userfaultfd layer.  The only file that issues userfaultfd
+ * syscalls and ioctls.  Every wrapper returns -errno; EAGAIN (an mm change
+ * pending) drains events and retries; EEXIST is reported to the caller, who
+ * wakes the waiter; ENOENT/ESRCH mean the range or mm is gone. */
+#include "uffd.h"
+#include "internal.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define EAGAIN_RETRIES 1000
+
+static int uffd_syscall(int flags)
+{
+#ifdef SYS_userfaultfd
+	int fd = (int)syscall(SYS_userfaultfd, flags);
+	return fd < 0 ? -errno : fd;
+#else
+	(void)flags;
+	return -ENOSYS;
+#endif
+}
+
+static int uffd_dev(int flags)
+{
+	int dfd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	int fd = ioctl(dfd, USERFAULTFD_IOC_NEW, flags);
+	int err = fd < 0 ? -errno : 0;
+	close(dfd);
+	return fd < 0 ? err : fd;
+}
+
+static int open_raw(bool nonblock, bool *dev)
+{
+	int flags = O_CLOEXEC | (nonblock ? O_NONBLOCK : 0);
+	int fd = uffd_syscall(flags | UFFD_USER_MODE_ONLY);
+	if (fd == -EINVAL) /* kernel older than 5.11: no UFFD_USER_MODE_ONLY */
+		fd = uffd_syscall(flags);
+	*dev = false;
+	if (fd >= 0)
+		return fd;
+	int sys_err = fd;
+	fd = uffd_dev(flags);
+	if (fd >= 0) {
+		*dev = true;
+		return fd;
+	}
+	int dev_err = fd;
+	long unpriv = -1;
+	FILE *f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "re");
+	if (f) {
+		if (fscanf(f, "%ld", &unpriv) != 1)
+			unpriv = -1;
+		fclose(f);
+	}
+	vmo__set_detail("userfaultfd is not available: the userfaultfd() syscall failed (%s) and "
+			"/dev/userfaultfd failed (%s); vm.unprivileged_userfaultfd=%ld. Fix: run as a user "
+			"with access to /dev/userfaultfd (e.g. chmod/ACL or group on the device), or "
+			"set sysctl vm.unprivileged_userfaultfd=1, or grant CAP_SYS_PTRACE; under a "
+			"seccomp sandbox allow the userfaultfd syscall",
+			strerror(-sys_err), strerror(-dev_err), unpriv);
+	return -VMO_ENOUFFD;
+}
+
+static uint64_t kfeatures;
+static pthread_once_t kfeatures_once = PTHREAD_ONCE_INIT;
+
+static void probe_features(void)
+{
+	bool dev;
+	int fd = open_raw(true, &dev);
+	if (fd < 0)
+		return;
+	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	if (ioctl(fd, UFFDIO_API, &api) == 0)
+		kfeatures = api.features;
+	close(fd);
+}
+
+uint64_t vmo__uffd_kernel_features(void)
+{
+	pthread_once(&kfeatures_once, probe_features);
+	return kfeatures;
+}
+
+static int pagemap_scan_ok = -1;
+static pthread_once_t pmscan_once = PTHREAD_ONCE_INIT;
+
+static void probe_pmscan(void)
+{
+	pagemap_scan_ok = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	long psz = sysconf(_SC_PAGESIZE);
+	void *p = mmap(NULL, (size_t)psz, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p != MAP_FAILED) {
+		struct page_region r;
+		struct pm_scan_arg a = { .size = sizeof a,
+					 .start = (uintptr_t)p,
+					 .end = (uintptr_t)p + (uintptr_t)psz,
+					 .vec = (uintptr_t)&r,
+					 .vec_len = 1,
+					 .category_mask = PAGE_IS_PRESENT,
+					 .return_mask = PAGE_IS_PRESENT };
+		if (ioctl(fd, PAGEMAP_SCAN, &a) >= 0)
+			pagemap_scan_ok = 1;
+		munmap(p, (size_t)psz);
+	}
+	close(fd);
+}
+
+bool vmo__pagemap_scan_supported(void)
+{
+	pthread_once(&pmscan_once, probe_pmscan);
+	return pagemap_scan_ok == 1;
+}
+
+int vmo__uffd_open(struct vmo__uffd *u, uint64_t want, uint64_t need, bool nonblock)
+{
+	memset(u, 0, sizeof *u);
+	u->fd = -1;
+	uint64_t have = vmo__uffd_kernel_features();
+	if ((have & need) != need) {
+		int fd0;
+		bool dev0;
+		/* Tell "no uffd at all" apart from "uffd without a feature". */
+		fd0 = open_raw(true, &dev0);
+		if (fd0 < 0)
+			return fd0;
+		close(fd0);
+		vmo__set_detail("the running kernel lacks userfaultfd features %#llx (has %#llx)",
+				(unsigned long long)(need & ~have), (unsigned long long)have);
+		return -EOPNOTSUPP;
+	}
+	bool dev;
+	int fd = open_raw(nonblock, &dev);
+	if (fd < 0)
+		return fd;
+	struct uffdio_api api = { .api = UFFD_API, .features = want & have };
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		int err = -errno;
+		vmo__set_detail("UFFDIO_API with features %#llx failed: %s",
+				(unsigned long long)(want & have), strerror(-err));
+		close(fd);
+		return err;
+	}
+	u->fd = fd;
+	u->features = want & have;
+	u->ioctls = api.ioctls;
+	u->dev = dev;
+	return 0;
+}
+
+void vmo__uffd_close(struct vmo__uffd *u)
+{
+	if (u->fd >= 0)
+		close(u->fd);
+	u->fd = -1;
+}
+
+int vmo__uffd_register(struct vmo__uffd *u, void *addr, size_t len, uint64_t modes)
+{
+	struct uffdio_register r = { .range = { .start = (uintptr_t)addr, .len = len }, .mode = modes };
+	if (ioctl(u->fd, UFFDIO_REGISTER, &r) < 0)
+		return -errno;
+	return 0;
+}
+
+int vmo__uffd_unregister(struct vmo__uffd *u, void *addr, size_t len)
+{
+	struct uffdio_range r = { .start = (uintptr_t)addr, .len = len };
+	if (ioctl(u->fd, UFFDIO_UNREGISTER, &r) < 0)
+		return -errno;
+	return 0;
+}
+
+static void drain(struct vmo__uffd *u)
+{
+	if (u->drain)
+		u->drain(u->drain_arg);
+	else
+		sched_yield();
+}
+
+/* The fill ioctls (COPY, CONTINUE, POISON, MOVE) share one retry loop: the
+ * kernel reports progress in a field of the argument (bytes, or -errno), and
+ * a partial result is continued from where it stopped. */
+int vmo__uffd_copy(struct vmo__uffd *u, void *dst, const void *src, size_t len, bool wp, size_t *done)
+{
+	size_t off = 0;
+	for (int tries = 0; off < len;) {
+		struct uffdio_copy c = { .dst = (uintptr_t)dst + off,
+					 .src = (uintptr_t)src + off,
+					 .len = len - off,
+					 .mode = wp ? UFFDIO_COPY_MODE_WP : 0 };
+		int rc = ioctl(u->fd, UFFDIO_COPY, &c);
+		if (c.copy > 0)
+			off += (size_t)c.copy;
+		if (rc == 0)
+			continue;
+		int err = errno;
+		if (err == EAGAIN && tries++ < EAGAIN_RETRIES) {
+			if (c.copy <= 0)
+				drain(u);
+			continue;
+		}
+		if (done)
+			*done = off;
+		return -err;
+	}
+	if (done)
+		*done = off;
+	return 0;
+}
+
+int vmo__uffd_continue(struct vmo__uffd *u, void *dst, size_t len, bool wp, bool wake, size_t *done)
+{
+	size_t off = 0;
+	for (int tries = 0; off < len;) {
+		struct uffdio_continue c = { .range = { .start = (uintptr_t)dst + off, .len = len - off },
+					     .mode = (wp ? UFFDIO_CONTINUE_MODE_WP : 0) |
+						     (wake ? 0 : UFFDIO_CONTINUE_MODE_DONTWAKE) };
+		int rc = ioctl(u->fd, UFFDIO_CONTINUE, &c);
+		if (c.mapped > 0)
+			off += (size_t)c.mapped;
+		if (rc == 0)
+			continue;
+		int err = errno;
+		if (err == EAGAIN && tries++ < EAGAIN_RETRIES) {
+			if (c.mapped <= 0)
+				drain(u);
+			continue;
+		}
+		if (done)
+			*done = off;
+		return -err;
+	}
+	if (done)
+		*done = off;
+	return 0;
+}
+
+int vmo__uffd_poison(struct vmo__uffd *u, void *dst, size_t len)
+{
+	if (!(u->features & UFFD_FEATURE_POISON))
+		return -EOPNOTSUPP;
+	size_t off = 0;
+	for (int tries = 0; off < len;) {
+		struct uffdio_poison p = { .range = { .start = (uintptr_t)dst + off, .len = len - off } };
+		int rc = ioctl(u->fd, UFFDIO_POISON, &p);
+		if (p.updated > 0)
+			off += (size_t)p.updated;
+		if (rc == 0)
+			continue;
+		int err = errno;
+		if (err == EAGAIN && tries++ < EAGAIN_RETRIES) {
+			if (p.updated <= 0)
+				drain(u);
+			continue;
+		}
+		if (err == EEXIST) { /* a page is there: skip it, poison the rest */
+			off += VMO_PAGE;
+			continue;
+		}
+		return -err;
+	}
+	return 0;
+}
+
+int vmo__uffd_move(struct vmo__uffd *u, void *dst, void *src, size_t len, bool allow_holes, size_t *done)
+{
+	if (!(u->features & UFFD_FEATURE_MOVE))
+		return -EOPNOTSUPP;
+	size_t off = 0;
+	for (int tries = 0; off < len;) {
+		struct uffdio_move m = { .dst = (uintptr_t)dst + off,
+					 .src = (uintptr_t)src + off,
+					 .len = len - off,
+					 .mode = allow_holes ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0 };
+		int rc = ioctl(u->fd, UFFDIO_MOVE, &m);
+		if (m.move > 0)
+			off += (size_t)m.move;
+		if (rc == 0)
+			continue;
+		int err = errno;
+		if (err == EAGAIN && tries++ < EAGAIN_RETRIES) {
+			if (m.move <= 0)
+				drain(u);
+			continue;
+		}
+		if (done)
+			*done = off;
+		return -err;
+	}
+	if (done)
+		*done = off;
+	return 0;
+}
+
+int vmo__uffd_wake(struct vmo__uffd *u, void *addr, size_t len)
+{
+	struct uffdio_range r = { .start = (uintptr_t)addr, .len = len };
+	if (ioctl(u->fd, UFFDIO_WAKE, &r) < 0)
+		return -errno;
+	return 0;
+}
+
+int vmo__uffd_writeprotect(struct vmo__uffd *u, void *addr, size_t len, bool wp, bool wake)
+{
+	struct uffdio_writeprotect w = { .range = { .start = (uintptr_t)addr, .len = len },
+					 .mode = (wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
+						 (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE) };
+	for (int tries = 0;; tries++) {
+		if (ioctl(u->fd, UFFDIO_WRITEPROTECT, &w) == 0)
+			return 0;
+		if (errno != EAGAIN || tries >= EAGAIN_RETRIES)
+			return -errno;
+		drain(u);
+	}
+}
+
+int vmo__uffd_read(struct vmo__uffd *u, struct uffd_msg *msgs, int n)
+{
+	ssize_t r = read(u->fd, msgs, sizeof(*msgs) * (size_t)n);
+	if (r < 0)
+		return errno == EAGAIN ? 0 : -errno;
+	return (int)((size_t)r / sizeof(*msgs));
+}

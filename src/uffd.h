@@ -1,0 +1,127 @@
+/* uffd.h - the userfaultfd layer: the only code that talks to userfaultfd.
+ * Every call returns 0 / a count, or -errno. */
+#ifndef VMO_UFFD_H
+#define VMO_UFFD_H
+
+#include <linux/userfaultfd.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Definitions the installed (6.1) headers lack; the running kernel is asked. */
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON (1 << 14)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE (1 << 16)
+#endif
+#ifndef UFFDIO_CONTINUE_MODE_WP
+#define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1)
+#endif
+#ifndef _UFFDIO_MOVE
+#define _UFFDIO_MOVE (0x05)
+struct uffdio_move {
+	__u64 dst;
+	__u64 src;
+	__u64 len;
+#define UFFDIO_MOVE_MODE_DONTWAKE ((__u64)1 << 0)
+#define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((__u64)1 << 1)
+	__u64 mode;
+	__s64 move;
+};
+#define UFFDIO_MOVE _IOWR(UFFDIO, _UFFDIO_MOVE, struct uffdio_move)
+#endif
+#ifndef _UFFDIO_POISON
+#define _UFFDIO_POISON (0x08)
+struct uffdio_poison {
+	struct uffdio_range range;
+#define UFFDIO_POISON_MODE_DONTWAKE ((__u64)1 << 0)
+	__u64 mode;
+	__s64 updated;
+};
+#define UFFDIO_POISON _IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
+#endif
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC 0xAA
+#define USERFAULTFD_IOC_NEW _IO(USERFAULTFD_IOC, 0x00)
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
+/* PAGEMAP_SCAN (6.7) on /proc/self/pagemap. */
+#ifndef PAGEMAP_SCAN
+#include <linux/ioctl.h>
+#define PAGE_IS_WPALLOWED (1 << 0)
+#define PAGE_IS_WRITTEN (1 << 1)
+#define PAGE_IS_FILE (1 << 2)
+#define PAGE_IS_PRESENT (1 << 3)
+#define PAGE_IS_SWAPPED (1 << 4)
+#define PAGE_IS_PFNZERO (1 << 5)
+#define PAGE_IS_HUGE (1 << 6)
+#define PAGE_IS_SOFT_DIRTY (1 << 7)
+struct page_region {
+	__u64 start;
+	__u64 end;
+	__u64 categories;
+};
+#define PM_SCAN_WP_MATCHING (1 << 0)
+#define PM_SCAN_CHECK_WPASYNC (1 << 1)
+struct pm_scan_arg {
+	__u64 size;
+	__u64 flags;
+	__u64 start;
+	__u64 end;
+	__u64 walk_end;
+	__u64 vec;
+	__u64 vec_len;
+	__u64 max_pages;
+	__u64 category_inverted;
+	__u64 category_mask;
+	__u64 category_anyof_mask;
+	__u64 return_mask;
+};
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#endif
+
+struct vmo__uffd {
+	int fd;
+	uint64_t features; /* negotiated UFFD_FEATURE_* */
+	uint64_t ioctls;   /* from UFFDIO_API */
+	bool dev;          /* opened through /dev/userfaultfd */
+	/* Called when an ioctl returns EAGAIN (an mm change is pending): read and
+	 * handle pending events before the ioctl is retried.  May be NULL. */
+	void (*drain)(void *arg);
+	void *drain_arg;
+};
+
+/* Open a userfaultfd (UFFD_USER_MODE_ONLY syscall, else /dev/userfaultfd),
+ * non-blocking iff nonblock, and negotiate `want` features; `need` features
+ * must all be there (-EOPNOTSUPP otherwise).  On failure a detailed reason is
+ * recorded with vmo__set_detail() and -VMO_ENOUFFD (or -errno) returned. */
+int vmo__uffd_open(struct vmo__uffd *u, uint64_t want, uint64_t need, bool nonblock);
+void vmo__uffd_close(struct vmo__uffd *u);
+/* Features the running kernel offers (probing once, cached). */
+uint64_t vmo__uffd_kernel_features(void);
+bool vmo__pagemap_scan_supported(void);
+
+int vmo__uffd_register(struct vmo__uffd *u, void *addr, size_t len, uint64_t modes);
+int vmo__uffd_unregister(struct vmo__uffd *u, void *addr, size_t len);
+/* Supply: 0 when all of len is installed, else -errno (-EEXIST: a page is
+ * already there); *done says how many bytes were installed before it. */
+int vmo__uffd_copy(struct vmo__uffd *u, void *dst, const void *src, size_t len, bool wp, size_t *done);
+int vmo__uffd_continue(struct vmo__uffd *u, void *dst, size_t len, bool wp, bool wake, size_t *done);
+int vmo__uffd_poison(struct vmo__uffd *u, void *dst, size_t len);
+int vmo__uffd_wake(struct vmo__uffd *u, void *addr, size_t len);
+int vmo__uffd_writeprotect(struct vmo__uffd *u, void *addr, size_t len, bool wp, bool wake);
+int vmo__uffd_move(struct vmo__uffd *u, void *dst, void *src, size_t len, bool allow_holes, size_t *done);
+/* Read up to n messages; returns the count, 0 if none (nonblocking), -errno. */
+int vmo__uffd_read(struct vmo__uffd *u, struct uffd_msg *msgs, int n);
+
+#endif

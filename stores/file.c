@@ -1,0 +1,108 @@
+/* file.c - a pager over a file descriptor the caller opened: pread/pwrite at
+ * base + offset; past the end of file a read gives zeros; sync is fdatasync. */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct file_pager {
+	int fd;
+	uint64_t base;
+};
+
+static int file_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
+{
+	struct file_pager *f = ctx;
+	(void)flags;
+	size_t got = 0;
+	while (got < len) {
+		ssize_t r = pread(f->fd, (char *)buf + got, len - got, (off_t)(f->base + off + got));
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			break; /* end of file */
+		got += (size_t)r;
+	}
+	memset((char *)buf + got, 0, len - got);
+	return 0;
+}
+
+static int file_write(void *ctx, uint64_t off, const void *buf, size_t len)
+{
+	struct file_pager *f = ctx;
+	size_t put = 0;
+	while (put < len) {
+		ssize_t r = pwrite(f->fd, (const char *)buf + put, len - put, (off_t)(f->base + off + put));
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO;
+		put += (size_t)r;
+	}
+	return 0;
+}
+
+static int file_sync(void *ctx)
+{
+	struct file_pager *f = ctx;
+	return fdatasync(f->fd) < 0 ? -errno : 0;
+}
+
+static int file_extent(void *ctx, uint64_t *size)
+{
+	struct file_pager *f = ctx;
+	struct stat st;
+	if (fstat(f->fd, &st) < 0)
+		return -errno;
+	if (S_ISBLK(st.st_mode)) {
+		off_t end = lseek(f->fd, 0, SEEK_END);
+		if (end < 0)
+			return -errno;
+		st.st_size = end;
+	}
+	*size = (uint64_t)st.st_size > f->base ? (uint64_t)st.st_size - f->base : 0;
+	return 0;
+}
+
+static void file_release(void *ctx)
+{
+	free(ctx);
+}
+
+static const struct vmo_pager_ops file_ops = {
+	.read = file_read,
+	.write = file_write,
+	.sync = file_sync,
+	.report_extent = file_extent,
+	.release = file_release,
+};
+
+VMO_API int vmo_pager_file(int fd, uint64_t base, const struct vmo_pager_ops **ops, void **ctx)
+{
+	if (fd < 0 || !ops || !ctx)
+		return -EINVAL;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -EBADF;
+	if ((fl & O_ACCMODE) == O_WRONLY)
+		return -EBADF; /* pages must be readable */
+	if (base > INT64_MAX)
+		return -EINVAL;
+	struct file_pager *f = malloc(sizeof *f);
+	if (!f)
+		return -ENOMEM;
+	f->fd = fd;
+	f->base = base;
+	*ops = &file_ops;
+	*ctx = f;
+	return 0;
+}

@@ -1,0 +1,60 @@
+/* helper.h - shared test helpers: checks that abort with a location, skips
+ * (exit 77 with a reason), temp files, timing, fork-and-wait. */
+#ifndef VMO_TEST_HELPER_H
+#define VMO_TEST_HELPER_H
+
+#include "vmo.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(cond)                                                                         \
+	do {                                                                                \
+		if (!(cond)) {                                                              \
+			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+			abort();                                                            \
+		}                                                                           \
+	} while (0)
+
+/* Check that an int expression equals an expected value (prints both). */
+#define CHECK_EQ(expr, want)                                                                    \
+	do {                                                                                    \
+		long long got_ = (long long)(expr), want_ = (long long)(want);                  \
+		if (got_ != want_) {                                                            \
+			fprintf(stderr, "%s:%d: %s == %lld, expected %lld (%s)\n", __FILE__, __LINE__, \
+				#expr, got_, want_, got_ < 0 ? vmo_strerror((int)got_) : "");       \
+			abort();                                                                \
+		}                                                                               \
+	} while (0)
+
+#define CHECK_OK(expr) CHECK_EQ((expr), 0)
+
+/* Print a reason and exit 77 (ctest counts it as skipped). */
+void t_skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+/* Skip unless an engine can be created here (prints vmo_last_error_detail()). */
+void t_require_uffd(void);
+/* A new engine with `workers` threads, or abort. */
+struct vmo_engine *t_engine(unsigned workers);
+/* Create a temporary file of `size` bytes in $TMPDIR (or /tmp), unlinked;
+ * returns the fd.  If fill, every 8-byte word holds t_pattern(offset). */
+int t_tmpfile(uint64_t size, bool fill);
+static inline uint64_t t_pattern(uint64_t off) { return (off * 0x9E3779B97F4A7C15ull) ^ 0x5bd1e995ull; }
+/* xorshift PRNG */
+static inline uint64_t t_rand(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+uint64_t t_now_ns(void);
+/* Run fn(arg) in a forked child; return its wait status. */
+int t_fork_run(void (*fn)(void *), void *arg);
+/* Resident set of this process, in kB, from /proc/self/smaps_rollup (Rss). */
+long t_rss_kb(void);
+
+#endif
