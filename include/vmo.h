@@ -57,13 +57,15 @@ VMO_API void vmo_set_log(vmo_log_fn fn, void *arg, enum vmo_log_level max_level)
 /* ------------------------------------------------------------------------ */
 /* Engines: a userfaultfd, a pool of fault-service workers, a table of maps  */
 
-#define VMO_ENGINE_NO_WORKERS (1u << 0) /* create inhibited: start later */
+#define VMO_ENGINE_NO_WORKERS (1u << 0)  /* create without workers: start later */
+#define VMO_ENGINE_NO_PRESSURE (1u << 1) /* ignore memory pressure (PSI) */
 
 struct vmo_engine_opts {
-	uint32_t flags;    /* VMO_ENGINE_* */
-	unsigned workers;  /* fault-service threads; 0 = default (2) */
-	uint64_t budget;   /* resident-byte cap over all objects; 0 = none */
-	uint64_t reserved[6];
+	uint32_t flags;      /* VMO_ENGINE_* */
+	unsigned workers;    /* fault-service threads; 0 = default (2) */
+	uint64_t budget;     /* resident-byte cap over all objects (high water); 0 = none */
+	uint64_t budget_low; /* evict down to this (low water); 0 = budget * 7/8 */
+	uint64_t reserved[5];
 };
 
 VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_engine **out);
@@ -76,6 +78,10 @@ VMO_API int vmo_engine_start(struct vmo_engine *eng);
  * arrive later wait until vmo_engine_resume().  Nests. */
 VMO_API int vmo_engine_inhibit(struct vmo_engine *eng);
 VMO_API int vmo_engine_resume(struct vmo_engine *eng);
+
+/* Change the engine's budget (high, low water; low 0 = high * 7/8; high 0 =
+ * no cap).  Pages above it are evicted in the background. */
+VMO_API int vmo_engine_set_budget(struct vmo_engine *eng, uint64_t high, uint64_t low);
 
 /* What the running kernel offers, as VMO_FEAT_* bits. */
 #define VMO_FEAT_MINOR (1u << 0)    /* MINOR faults on shmem (UFFDIO_CONTINUE) */
@@ -129,8 +135,9 @@ struct vmo_object_opts {
 	uint64_t size;         /* bytes; 0 = ask report_extent */
 	uint32_t readahead_max;/* pages per fault at most; 0 = default (64) */
 	uint32_t reserved0;
-	uint64_t budget;       /* resident-byte cap for this object; 0 = none */
-	uint64_t reserved[5];
+	uint64_t budget;       /* resident-byte cap for this object (high water); 0 = none */
+	uint64_t budget_low;   /* evict down to this; 0 = budget * 7/8 */
+	uint64_t reserved[4];
 };
 
 /* Create an object paged by ops/ctx.  ops must outlive the object.  The new
@@ -153,6 +160,27 @@ VMO_API void *vmo_object_ctx(const struct vmo_object *obj);
 VMO_API int vmo_get_error(struct vmo_object *obj, uint64_t off);
 /* Forget a failure: the page at off will be asked of the pager again. */
 VMO_API int vmo_clear_error(struct vmo_object *obj, uint64_t off);
+
+VMO_API int vmo_object_set_budget(struct vmo_object *obj, uint64_t high, uint64_t low);
+
+/* ------------------------------------------------------------------------ */
+/* Writeback (Hurd pager_sync / pager_return / pager_flush)                 */
+
+#define VMO_WAIT (1u << 0) /* return when done (else queued to the background) */
+
+/* Write dirty pages back through the pager and keep them in memory.  With
+ * VMO_WAIT, returns after every byte written before the call is in the store
+ * (write callbacks, then the pager's sync hook), or the first error (the
+ * failed pages stay dirty and resident; the next sync retries them). */
+VMO_API int vmo_sync(struct vmo_object *obj, unsigned flags);
+VMO_API int vmo_sync_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags);
+/* Write dirty pages back, then drop every page of the range from memory. */
+VMO_API int vmo_return(struct vmo_object *obj, unsigned flags);
+VMO_API int vmo_return_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags);
+/* Drop pages WITHOUT writing them back: modifications are lost, the next
+ * touch asks the pager again.  Also clears recorded errors in the range. */
+VMO_API int vmo_discard(struct vmo_object *obj, unsigned flags);
+VMO_API int vmo_discard_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags);
 
 /* ------------------------------------------------------------------------ */
 /* Mappings                                                                 */
@@ -185,7 +213,9 @@ struct vmo_stats {
 	uint64_t evictions;   /* pages dropped from memory */
 	uint64_t errors;      /* pager failures */
 	uint64_t mappings;
-	uint64_t reserved[8];
+	uint64_t write_errors; /* failed write callbacks */
+	uint64_t budget;       /* current effective cap in bytes (0 = none) */
+	uint64_t reserved[6];
 };
 VMO_API int vmo_object_stats(struct vmo_object *obj, struct vmo_stats *st);
 VMO_API int vmo_engine_stats(struct vmo_engine *eng, struct vmo_stats *st);
@@ -207,16 +237,26 @@ VMO_API int vmo_pager_mem(void *buf, uint64_t size, const struct vmo_pager_ops *
 /* ------------------------------------------------------------------------ */
 /* The yield cache (MINIX VM "yield"): memory lent to vmo, taken back by id */
 
+/* A process yields page-aligned ranges of its memory to the cache under a
+ * 64-bit id and gets zero pages in their place; it asks for a block back by
+ * id and either gets exactly the bytes it yielded or a miss (-ENOENT): the
+ * cache may forget any block at any time (its byte budget, memory pressure on
+ * the machine or in the process's memory cgroup).  Whole private anonymous
+ * pages are moved (UFFDIO_MOVE) rather than copied where the kernel allows it
+ * and the block is long enough to gain from it.  Every call is thread-safe.
+ * See docs/cache.md. */
 struct vmo_cache;
 
 #define VMO_CACHE_NO_PRESSURE (1u << 0) /* do not watch PSI / the cgroup */
 #define VMO_CACHE_COPY (1u << 1)        /* always copy, never move pages */
 
 struct vmo_cache_opts {
-	uint32_t flags;   /* VMO_CACHE_* */
+	uint32_t flags;    /* VMO_CACHE_* */
 	uint32_t reserved0;
-	uint64_t budget;  /* bytes the cache may hold; 0 = as much as memory allows */
-	uint64_t reserved[6];
+	uint64_t budget;   /* bytes the cache may hold; 0 = as much as memory allows */
+	uint64_t move_min; /* blocks of at least this many bytes are moved, shorter
+			    * ones copied; 0 = the measured default (see docs/cache.md) */
+	uint64_t reserved[5];
 };
 
 struct vmo_cache_stats {
@@ -228,21 +268,31 @@ struct vmo_cache_stats {
 	uint64_t forgotten_blocks; /* dropped by budget or pressure */
 	uint64_t forgotten_bytes;
 	uint64_t moved;           /* yields/gets served without a copy */
-	uint64_t reserved[8];
+	uint64_t cap;             /* bytes the cache may hold now: min(budget, memory) */
+	uint64_t idle_bytes;      /* free slots kept populated for reuse (not in bytes) */
+	uint64_t pressure_events; /* PSI / cgroup signals acted on */
+	uint64_t reserved[5];
 };
 
 VMO_API int vmo_cache_create(const struct vmo_cache_opts *opts, struct vmo_cache **out);
+/* Frees every block and the cache; no call on c may be running or follow. */
 VMO_API void vmo_cache_destroy(struct vmo_cache *c);
 /* The page-aligned range [addr, addr+len) now belongs to the cache under id
- * (replacing any block with that id); the range holds fresh zero pages. */
+ * (replacing any block with that id); the range holds zeros afterwards.
+ * -EINVAL (nothing changed) for a NULL or unaligned addr, a len that is 0,
+ * not a multiple of 4096 or wraps around. */
 VMO_API int vmo_cache_yield(struct vmo_cache *c, uint64_t id, void *addr, size_t len);
 /* Put block id back at addr (0) and take it out of the cache, or miss
- * (-ENOENT) leaving addr untouched.  len must be the block's length. */
+ * (-ENOENT) leaving addr untouched.  len must be the block's length: a block
+ * of another length gives -EINVAL and stays in the cache. */
 VMO_API int vmo_cache_get(struct vmo_cache *c, uint64_t id, void *addr, size_t len);
 /* Yield [addr, addr+len) as yield_id, then get get_id into the same range:
- * 0 on a hit, -ENOENT on a miss (the yield happened; addr holds zeros). */
+ * 0 on a hit, -ENOENT on a miss (the yield happened; addr holds zeros).  When
+ * yield_id == get_id the bytes stay where they are and the cache no longer
+ * holds the id. */
 VMO_API int vmo_cache_yield_get(struct vmo_cache *c, uint64_t yield_id, uint64_t get_id, void *addr,
 				size_t len);
+/* Drop block id (0), or -ENOENT if the cache does not hold it. */
 VMO_API int vmo_cache_forget(struct vmo_cache *c, uint64_t id);
 VMO_API int vmo_cache_forget_all(struct vmo_cache *c);
 VMO_API int vmo_cache_stats(struct vmo_cache *c, struct vmo_cache_stats *st);
