@@ -58,8 +58,14 @@ struct vmo__err {
 };
 
 struct vmo__ostats {
-	_Atomic uint64_t faults, missing, minor, wp, pages_read, readahead, writebacks, evictions, errors;
+	_Atomic uint64_t faults, missing, minor, wp, pages_read, readahead, writebacks, evictions, errors,
+		write_errors;
 };
+
+/* Reclaim works on chunks of CHUNK_BYTES (or one page, if larger): CLOCK
+ * over chunks, and every kernel call of eviction covers a chunk's run. */
+#define CHUNK_BYTES (2u << 20)
+#define WP_STRIPES 64
 
 struct vmo_object {
 	struct vmo_engine *eng;
@@ -76,7 +82,24 @@ struct vmo_object {
 	int memfd;
 	_Atomic uint8_t *state;
 	size_t state_len;
-	_Atomic long resident_pages, dirty_pages;
+	_Atomic long resident_pages, dirty_pages; /* dirty counts DIRTY + CLEANING */
+
+	/* reclaim: per chunk, resident pages and a referenced bit */
+	uint32_t chunk_pages; /* pages per chunk */
+	uint32_t chunk_shift; /* log2(chunk_pages) */
+	uint64_t nchunks;
+	_Atomic uint32_t *chunk_res;
+	_Atomic uint8_t *chunk_ref;
+	size_t chunk_len; /* bytes mapped for chunk_res + chunk_ref */
+	uint64_t hand;    /* CLOCK hand (chunk index), under eng->evict_mu */
+	_Atomic uint64_t budget_hi, budget_lo; /* pages; 0 = none */
+
+	/* Write-protect transitions (a page becoming writable, a page being
+	 * protected for writeback) of a chunk happen under its stripe. */
+	pthread_mutex_t wplock[WP_STRIPES];
+	/* One writeback at a time: sync sees no page half-cleaned by another. */
+	pthread_mutex_t wb_mu;
+	_Atomic unsigned bg; /* background work asked for: BG_SYNC, BG_RETURN */
 
 	pthread_mutex_t mu; /* waiters, errs, maps, inflight, dead */
 	pthread_cond_t cv;
@@ -95,8 +118,21 @@ struct vmo_object {
 
 struct vmo_engine {
 	struct vmo__uffd u;
-	uint64_t budget;
 	unsigned features; /* VMO_FEAT_* */
+	uint32_t flags;
+
+	/* budget and reclaim (evict.c) */
+	_Atomic uint64_t resident;            /* bytes over all objects */
+	_Atomic uint64_t budget_hi, budget_lo; /* bytes; 0 = none */
+	_Atomic uint64_t pressure_cap;         /* bytes; 0 = no pressure cap */
+	pthread_mutex_t evict_mu;              /* one reclaimer at a time */
+	pthread_mutex_t emu;                   /* evictor thread wake-ups */
+	pthread_cond_t ecv;
+	pthread_t evictor;
+	bool evictor_running, evictor_stop;
+	bool kick;
+	struct vmo__psi *psi;
+	uint64_t rr; /* round-robin position over objects */
 
 	/* mappings sorted by address, for fault lookup */
 	pthread_rwlock_t maps_lock;
@@ -117,6 +153,29 @@ struct vmo_engine {
 	long nobjs;
 	struct vmo_stats gone; /* counters of objects already freed */
 };
+
+#define BG_SYNC 1u
+#define BG_RETURN 2u
+
+/* evict.c */
+int vmo__evictor_start(struct vmo_engine *eng);
+void vmo__evictor_stop(struct vmo_engine *eng);
+void vmo__evictor_kick(struct vmo_engine *eng);
+/* Before n pages are supplied to obj: reclaim first if the budget needs it. */
+void vmo__budget_check(struct vmo_object *obj, uint64_t n);
+/* Account pages [pg, pg+n) becoming resident (n > 0) or leaving (n < 0). */
+void vmo__account(struct vmo_object *obj, uint64_t pg, long n, uint8_t st);
+int vmo__chunks_init(struct vmo_object *obj);
+void vmo__chunks_free(struct vmo_object *obj);
+/* Drop the clean pages of [pg0, pg1) from memory (punch the memfd). */
+uint64_t vmo__evict_clean(struct vmo_object *obj, uint64_t pg0, uint64_t pg1, bool dirty_too);
+
+/* dirty.c: write back dirty pages of [pg0, pg1); first error or 0. */
+int vmo__writeback(struct vmo_object *obj, uint64_t pg0, uint64_t pg1);
+static inline pthread_mutex_t *vmo__wplock(struct vmo_object *o, uint64_t pg)
+{
+	return &o->wplock[(pg >> o->chunk_shift) % WP_STRIPES];
+}
 
 /* fault.c */
 void vmo__handle_fault(struct vmo_engine *eng, const struct uffd_msg *m);

@@ -119,7 +119,9 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 		return -EINVAL;
 	if (!opts)
 		opts = &defaults;
-	if (opts->flags & ~VMO_ENGINE_NO_WORKERS)
+	if (opts->flags & ~(VMO_ENGINE_NO_WORKERS | VMO_ENGINE_NO_PRESSURE))
+		return -EINVAL;
+	if (opts->budget_low > opts->budget)
 		return -EINVAL;
 	if (opts->workers > MAX_WORKERS)
 		return -EINVAL;
@@ -139,7 +141,9 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 		return rc;
 	}
 	eng->features = features_of(&eng->u);
-	eng->budget = opts->budget;
+	eng->flags = opts->flags;
+	eng->budget_hi = opts->budget;
+	eng->budget_lo = opts->budget_low ? opts->budget_low : opts->budget - opts->budget / 8;
 	eng->nworkers = opts->workers ? opts->workers : DEFAULT_WORKERS;
 	pthread_rwlock_init(&eng->maps_lock, NULL);
 	pthread_mutex_init(&eng->wmu, NULL);
@@ -150,10 +154,15 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 		rc = -ENOMEM;
 		goto fail;
 	}
+	rc = vmo__evictor_start(eng);
+	if (rc)
+		goto fail;
 	if (!(opts->flags & VMO_ENGINE_NO_WORKERS)) {
 		rc = start_workers(eng);
-		if (rc)
+		if (rc) {
+			vmo__evictor_stop(eng);
 			goto fail;
+		}
 	}
 	vmo__debug("engine: uffd fd %d%s, features %#llx, %u workers", eng->u.fd,
 		   eng->u.dev ? " (/dev/userfaultfd)" : "", (unsigned long long)eng->u.features, eng->nworkers);
@@ -177,6 +186,7 @@ VMO_API int vmo_engine_destroy(struct vmo_engine *eng)
 		return -EBUSY;
 	if (eng->running)
 		stop_workers(eng);
+	vmo__evictor_stop(eng);
 	vmo__uffd_close(&eng->u);
 	pthread_rwlock_destroy(&eng->maps_lock);
 	pthread_mutex_destroy(&eng->wmu);
@@ -236,6 +246,12 @@ VMO_API int vmo_engine_stats(struct vmo_engine *eng, struct vmo_stats *st)
 	pthread_mutex_lock(&eng->objs_mu);
 	*st = eng->gone;
 	st->resident = st->dirty = st->mappings = 0;
+	uint64_t lo;
+	(void)lo;
+	st->budget = atomic_load(&eng->budget_hi);
+	uint64_t pc = atomic_load(&eng->pressure_cap);
+	if (pc && (!st->budget || pc < st->budget))
+		st->budget = pc;
 	for (struct vmo_object *o = eng->objs; o; o = o->next) {
 		struct vmo_stats os;
 		vmo_object_stats(o, &os);
@@ -250,6 +266,7 @@ VMO_API int vmo_engine_stats(struct vmo_engine *eng, struct vmo_stats *st)
 		st->writebacks += os.writebacks;
 		st->evictions += os.evictions;
 		st->errors += os.errors;
+		st->write_errors += os.write_errors;
 		st->mappings += os.mappings;
 	}
 	pthread_mutex_unlock(&eng->objs_mu);

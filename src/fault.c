@@ -60,13 +60,6 @@ static void fail_page(struct fault *f)
 	vmo__sigbus(f->eng, f->tid, f->paddr, f->obj->page_size);
 }
 
-static void count_resident(struct vmo_object *o, long n, uint8_t st)
-{
-	atomic_fetch_add(&o->resident_pages, n);
-	if (st == PS_DIRTY)
-		atomic_fetch_add(&o->dirty_pages, n);
-}
-
 /* State of a page just supplied into view m. */
 static uint8_t supplied_state(struct vmo_object *o, struct vmo_map *m)
 {
@@ -153,9 +146,15 @@ static void fill(struct fault *f)
 		return;
 	}
 	atomic_fetch_add(&o->st.readahead, n - 1);
+	/* Make room first if the budget needs it: resident memory never passes
+	 * the budget by more than what workers are supplying right now. */
+	vmo__budget_check(o, n);
 
 	bool wp = f->m->wp;
 	uint8_t st = supplied_state(o, f->m);
+	/* Count the pages before they are mapped (the faulting thread runs as
+	 * soon as they are), and take back those that could not be. */
+	vmo__account(o, f->pg, (long)n, st);
 	uint64_t i = 0;
 	while (i < n) {
 		size_t done = 0;
@@ -164,7 +163,6 @@ static void fill(struct fault *f)
 		uint64_t k = done >> o->page_shift;
 		for (uint64_t j = i; j < i + k; j++)
 			ps_set(o, f->pg + j, st);
-		count_resident(o, (long)k, st);
 		i += k;
 		if (rc == 0)
 			break;
@@ -174,12 +172,14 @@ static void fill(struct fault *f)
 			vmo__warn("page %#llx present while absent; kept as dirty",
 				  (unsigned long long)((f->pg + i) << o->page_shift));
 			ps_set(o, f->pg + i, PS_DIRTY);
-			count_resident(o, 1, PS_DIRTY);
+			if (st != PS_DIRTY)
+				atomic_fetch_add(&o->dirty_pages, 1);
 			i++;
 			continue;
 		}
 		/* The view vanished (-ENOENT/-ESRCH) or the kernel refused: the
 		 * rest stays absent; whoever waits faults again. */
+		vmo__account(o, f->pg + i, -(long)(n - i), st);
 		if (i == 0 && rc != -ENOENT && rc != -ESRCH) {
 			vmo__set_error(o, f->pg, rc);
 			ps_set(o, f->pg, PS_ERROR);
@@ -193,8 +193,10 @@ static void fill(struct fault *f)
 	vmo__wake_waiters(o, f->pg, n);
 }
 
-/* The page is in the memfd: map it into this view. */
-static void map_present(struct fault *f, uint8_t s)
+/* The page is in the memfd: map it into this view, write-protected unless
+ * it is dirty.  Under the chunk's WP stripe, so that writeback cannot
+ * protect the page between our look at its state and the mapping. */
+static void map_present(struct fault *f)
 {
 	struct vmo_object *o = f->obj;
 	struct vmo__uffd *u = &f->eng->u;
@@ -203,30 +205,33 @@ static void map_present(struct fault *f, uint8_t s)
 		vmo__uffd_wake(u, (void *)f->paddr, o->page_size);
 		return;
 	}
-	bool wp = f->m->wp && s != PS_DIRTY;
-	int rc = vmo__uffd_continue(u, (void *)f->paddr, o->page_size, wp, false, NULL);
-	if (rc == 0 && !wp && f->m->wp && ps_get(o, f->pg) != PS_DIRTY) {
-		/* Writeback began meanwhile and may have protected the views before
-		 * this mapping existed: protect it before the writer runs. */
-		vmo__uffd_writeprotect(u, (void *)f->paddr, o->page_size, true, false);
-	}
-	if (rc == 0 || rc == -EEXIST) {
-		if (!f->m->wp && (f->m->flags & VMO_PROT_WRITE) && !o->track && ps_cas(o, f->pg, PS_CLEAN, PS_DIRTY))
+	atomic_store_explicit(&o->chunk_ref[f->pg >> o->chunk_shift], 1, memory_order_relaxed);
+	pthread_mutex_t *lk = vmo__wplock(o, f->pg);
+	pthread_mutex_lock(lk);
+	uint8_t s = ps_get(o, f->pg);
+	int rc = -EAGAIN;
+	if (ps_resident(s)) {
+		bool wp = f->m->wp && s != PS_DIRTY;
+		rc = vmo__uffd_continue(u, (void *)f->paddr, o->page_size, wp, false, NULL);
+		if ((rc == 0 || rc == -EEXIST) && !o->track && (f->m->flags & VMO_PROT_WRITE) &&
+		    ps_cas(o, f->pg, PS_CLEAN, PS_DIRTY))
 			atomic_fetch_add(&o->dirty_pages, 1);
-		vmo__uffd_wake(u, (void *)f->paddr, o->page_size);
-		return;
-	}
-	if (rc == -EFAULT) {
-		/* The memfd lost the page behind our back (MADV_REMOVE on a view):
-		 * a clean page is fetched again; a dirty one is gone: report it. */
-		vmo__warn("page %#llx vanished from memory", (unsigned long long)(f->pg << o->page_shift));
-		if (s == PS_CLEAN && ps_cas(o, f->pg, s, PS_ABSENT)) {
-			count_resident(o, -1, PS_CLEAN);
-		} else if (ps_cas(o, f->pg, s, PS_ERROR)) {
-			count_resident(o, -1, s);
-			vmo__set_error(o, f->pg, -EIO);
+		if (rc == -EFAULT) {
+			/* The memfd lost the page behind our back (MADV_REMOVE on a
+			 * view): a clean page is fetched again; a dirty one is gone:
+			 * say so rather than invent it. */
+			vmo__warn("page %#llx vanished from memory", (unsigned long long)(f->pg << o->page_shift));
+			uint8_t to = s == PS_CLEAN ? PS_ABSENT : PS_ERROR;
+			if (ps_cas(o, f->pg, s, to)) {
+				vmo__account(o, f->pg, -1, s == PS_CLEAN ? PS_CLEAN : PS_DIRTY);
+				if (to == PS_ERROR)
+					vmo__set_error(o, f->pg, -EIO);
+			}
 		}
 	}
+	pthread_mutex_unlock(lk);
+	/* Mapped: let the thread go.  Anything else: it faults again and meets
+	 * the page's new state. */
 	vmo__uffd_wake(u, (void *)f->paddr, o->page_size);
 }
 
@@ -254,7 +259,7 @@ static void serve(struct fault *f)
 		case PS_CLEAN:
 		case PS_DIRTY:
 		case PS_CLEANING:
-			map_present(f, s);
+			map_present(f);
 			return;
 		default: /* PS_ERROR */
 			fail_page(f);
@@ -263,44 +268,59 @@ static void serve(struct fault *f)
 	}
 }
 
-/* A write to a write-protected page of view m. */
+/* A write to a write-protected page of view m.  The unlock callback runs
+ * unlocked; the state change and unprotect run under the chunk's stripe. */
 static void write_fault(struct fault *f)
 {
 	struct vmo_object *o = f->obj;
 	struct vmo__uffd *u = &f->eng->u;
+	bool unlocked = false;
 	for (;;) {
 		uint8_t s = ps_get(o, f->pg);
-		if (s == PS_CLEAN) {
-			if (o->ops->unlock) {
-				if (!vmo__callback_begin(o)) {
-					vmo__sigbus(f->eng, f->tid, f->paddr, o->page_size);
-					return;
-				}
-				int rc = o->ops->unlock(o->ctx, f->pg << o->page_shift, o->page_size);
-				vmo__callback_end(o);
-				if (rc) {
-					vmo__set_error(o, f->pg, rc > 0 ? -EIO : rc);
-					vmo__sigbus(f->eng, f->tid, f->paddr, o->page_size);
-					return;
-				}
+		if (s == PS_CLEAN && o->ops->unlock && !unlocked) {
+			if (!vmo__callback_begin(o)) {
+				vmo__sigbus(f->eng, f->tid, f->paddr, o->page_size);
+				return;
 			}
-			if (!ps_cas(o, f->pg, PS_CLEAN, PS_DIRTY))
-				continue;
-			atomic_fetch_add(&o->dirty_pages, 1);
+			int rc = o->ops->unlock(o->ctx, f->pg << o->page_shift, o->page_size);
+			vmo__callback_end(o);
+			if (rc) {
+				vmo__set_error(o, f->pg, rc > 0 ? -EIO : rc);
+				vmo__sigbus(f->eng, f->tid, f->paddr, o->page_size);
+				return;
+			}
+			unlocked = true;
+		}
+		pthread_mutex_t *lk = vmo__wplock(o, f->pg);
+		pthread_mutex_lock(lk);
+		s = ps_get(o, f->pg);
+		bool go = false;
+		if (s == PS_CLEAN) {
+			if (unlocked || !o->ops->unlock) {
+				go = ps_cas(o, f->pg, PS_CLEAN, PS_DIRTY);
+				if (go)
+					atomic_fetch_add(&o->dirty_pages, 1);
+			}
 		} else if (s == PS_CLEANING) {
-			/* Written during writeback: dirty again, so writeback will not
-			 * mark it clean. */
-			if (!ps_cas(o, f->pg, PS_CLEANING, PS_DIRTY))
-				continue;
-		} else if (s != PS_DIRTY) {
+			/* Written during writeback: dirty again, so that writeback
+			 * does not mark it clean. */
+			go = ps_cas(o, f->pg, PS_CLEANING, PS_DIRTY);
+		} else if (s == PS_DIRTY) {
+			go = true;
+		} else {
 			/* Not the page the fault saw any more: fault again. */
+			pthread_mutex_unlock(lk);
 			vmo__uffd_wake(u, (void *)f->paddr, o->page_size);
 			return;
 		}
-		int rc = vmo__uffd_writeprotect(u, (void *)f->paddr, o->page_size, false, true);
-		if (rc && rc != -ENOENT)
-			vmo__warn("unprotecting %#lx: %s", (unsigned long)f->paddr, strerror(-rc));
-		return;
+		if (go) {
+			int rc = vmo__uffd_writeprotect(u, (void *)f->paddr, o->page_size, false, true);
+			pthread_mutex_unlock(lk);
+			if (rc && rc != -ENOENT)
+				vmo__warn("unprotecting %#lx: %s", (unsigned long)f->paddr, strerror(-rc));
+			return;
+		}
+		pthread_mutex_unlock(lk);
 	}
 }
 

@@ -75,6 +75,18 @@ VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops
 	o->memfd = -1;
 	pthread_mutex_init(&o->mu, NULL);
 	pthread_cond_init(&o->cv, NULL);
+	pthread_mutex_init(&o->wb_mu, NULL);
+	for (int i = 0; i < WP_STRIPES; i++)
+		pthread_mutex_init(&o->wplock[i], NULL);
+	if (opts->budget_low > opts->budget || (opts->budget && opts->budget < psz)) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	o->budget_hi = opts->budget >> o->page_shift;
+	o->budget_lo = (opts->budget_low ? opts->budget_low : opts->budget - opts->budget / 8) >> o->page_shift;
+	rc = vmo__chunks_init(o);
+	if (rc)
+		goto fail;
 
 	o->state_len = vmo__align_up(o->npages, VMO_PAGE);
 	void *st = mmap(NULL, o->state_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -106,8 +118,12 @@ fail:
 		close(o->memfd);
 	if (o->state)
 		munmap((void *)o->state, o->state_len);
+	vmo__chunks_free(o);
 	pthread_mutex_destroy(&o->mu);
 	pthread_cond_destroy(&o->cv);
+	pthread_mutex_destroy(&o->wb_mu);
+	for (int i = 0; i < WP_STRIPES; i++)
+		pthread_mutex_destroy(&o->wplock[i]);
 	free(o);
 	return rc;
 }
@@ -129,6 +145,7 @@ static void add_gone(struct vmo_stats *g, const struct vmo_stats *s)
 	g->writebacks += s->writebacks;
 	g->evictions += s->evictions;
 	g->errors += s->errors;
+	g->write_errors += s->write_errors;
 }
 
 VMO_API void vmo_object_unref(struct vmo_object *obj)
@@ -151,11 +168,17 @@ VMO_API void vmo_object_unref(struct vmo_object *obj)
 	pthread_mutex_unlock(&eng->objs_mu);
 	if (obj->ops->release)
 		obj->ops->release(obj->ctx);
+	/* Its memory goes with the memfd: take it off the engine's count. */
+	atomic_fetch_sub(&eng->resident, (uint64_t)atomic_load(&obj->resident_pages) << obj->page_shift);
 	close(obj->memfd);
 	munmap((void *)obj->state, obj->state_len);
+	vmo__chunks_free(obj);
 	free(obj->errs);
 	pthread_mutex_destroy(&obj->mu);
 	pthread_cond_destroy(&obj->cv);
+	pthread_mutex_destroy(&obj->wb_mu);
+	for (int i = 0; i < WP_STRIPES; i++)
+		pthread_mutex_destroy(&obj->wplock[i]);
 	free(obj);
 }
 
@@ -334,7 +357,9 @@ void vmo__sigbus(struct vmo_engine *eng, pid_t tid, uintptr_t addr, size_t len)
 	siginfo_t si;
 	memset(&si, 0, sizeof si);
 	si.si_signo = SIGBUS;
-	si.si_code = BUS_ADRERR;
+	/* The kernel lets a thread queue a positive (kernel-like) si_code only
+	 * to itself: SI_QUEUE it is, with si_addr carrying the address. */
+	si.si_code = SI_QUEUE;
 	si.si_addr = (void *)addr;
 	if (tid > 0)
 		syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS, &si);
@@ -360,6 +385,8 @@ VMO_API int vmo_object_stats(struct vmo_object *obj, struct vmo_stats *st)
 	st->writebacks = atomic_load(&obj->st.writebacks);
 	st->evictions = atomic_load(&obj->st.evictions);
 	st->errors = atomic_load(&obj->st.errors);
+	st->write_errors = atomic_load(&obj->st.write_errors);
+	st->budget = (uint64_t)atomic_load(&obj->budget_hi) << obj->page_shift;
 	pthread_mutex_lock(&obj->mu);
 	st->mappings = (uint64_t)obj->nmaps;
 	pthread_mutex_unlock(&obj->mu);

@@ -318,8 +318,9 @@ int vmo__uffd_wake(struct vmo__uffd *u, void *addr, size_t len)
 int vmo__uffd_writeprotect(struct vmo__uffd *u, void *addr, size_t len, bool wp, bool wake)
 {
 	struct uffdio_writeprotect w = { .range = { .start = (uintptr_t)addr, .len = len },
-					 .mode = (wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
-						 (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE) };
+					 /* the kernel takes DONTWAKE only when unprotecting */
+					 .mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP
+						    : (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE) };
 	for (int tries = 0;; tries++) {
 		if (ioctl(u->fd, UFFDIO_WRITEPROTECT, &w) == 0)
 			return 0;

@@ -5,6 +5,7 @@
 
 #include "vmo.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>

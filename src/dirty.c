@@ -1,0 +1,231 @@
+/* dirty.c - writeback and the operations on dirty pages: sync, return,
+ * discard (Hurd pager_sync / pager_return / pager_flush).
+ *
+ * Writeback of a run of dirty pages, all in one chunk:
+ *   1. under the chunk's WP stripe: DIRTY -> CLEANING, and write-protect the
+ *      run in every writable view (so a later write traps);
+ *   2. copy the pages out of the memfd (pread: the views are not touched);
+ *   3. the pager's write callback;
+ *   4. CLEANING -> CLEAN.  A write that landed after step 1 trapped and sent
+ *      the page back to DIRTY, so step 4 fails for it and it stays dirty: the
+ *      writeback never marks clean data it did not write.
+ * A failed write sends the run back to DIRTY (resident); the error is
+ * returned and the next sync retries. */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define WB_MAX_BYTES (1u << 20)
+
+static void protect_run(struct vmo_object *o, uint64_t pg, uint64_t n)
+{
+	uint64_t lo = pg << o->page_shift, hi = (pg + n) << o->page_shift;
+	pthread_mutex_lock(&o->mu);
+	for (struct vmo_map *m = o->maps; m; m = m->onext) {
+		if (!m->wp)
+			continue;
+		uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;
+		if (a < b) {
+			int rc = vmo__uffd_writeprotect(&o->eng->u, (void *)(m->addr + (a - m->off)), b - a, true, false);
+			if (rc && rc != -ENOENT)
+				vmo__warn("writeback: protecting %#llx: %s", (unsigned long long)a, strerror(-rc));
+		}
+	}
+	pthread_mutex_unlock(&o->mu);
+}
+
+static int read_memfd(struct vmo_object *o, void *buf, size_t len, uint64_t off)
+{
+	for (size_t got = 0; got < len;) {
+		ssize_t r = pread(o->memfd, (char *)buf + got, len - got, (off_t)(off + got));
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+/* Pages [pg, pg+n) are CLEANING and protected: write them to the pager. */
+static int write_run(struct vmo_object *o, uint64_t pg, uint64_t n, void *buf)
+{
+	size_t len = (size_t)n << o->page_shift;
+	uint64_t off = pg << o->page_shift;
+	int rc = read_memfd(o, buf, len, off);
+	if (!rc) {
+		if (vmo__callback_begin(o)) {
+			rc = o->ops->write(o->ctx, off, buf, len);
+			vmo__callback_end(o);
+			if (rc > 0)
+				rc = -EIO;
+		} else {
+			rc = -VMO_ESHUTDOWN;
+		}
+	}
+	if (rc) {
+		atomic_fetch_add(&o->st.write_errors, 1);
+		for (uint64_t i = 0; i < n; i++)
+			ps_cas(o, pg + i, PS_CLEANING, PS_DIRTY);
+		vmo__debug("writeback at %#llx (%zu bytes) failed: %s", (unsigned long long)off, len, strerror(-rc));
+		return rc;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		/* Untracked pages may be written again without a trap: keep them dirty. */
+		uint8_t to = o->track ? PS_CLEAN : PS_DIRTY;
+		if (ps_cas(o, pg + i, PS_CLEANING, to) && to == PS_CLEAN)
+			atomic_fetch_sub(&o->dirty_pages, 1);
+	}
+	atomic_fetch_add(&o->st.writebacks, n);
+	return 0;
+}
+
+int vmo__writeback(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
+{
+	if (!o->ops->write)
+		return 0; /* nowhere to write: dirty pages stay in memory */
+	uint64_t max = WB_MAX_BYTES >> o->page_shift;
+	if (!max)
+		max = 1;
+	void *buf = NULL;
+	int first = 0;
+	pthread_mutex_lock(&o->wb_mu);
+	for (uint64_t pg = pg0; pg < pg1;) {
+		uint64_t c = pg >> o->chunk_shift;
+		uint64_t cend = (c + 1) << o->chunk_shift;
+		if (!atomic_load_explicit(&o->chunk_res[c], memory_order_relaxed)) {
+			pg = cend;
+			continue;
+		}
+		if (ps_get(o, pg) != PS_DIRTY) {
+			pg++;
+			continue;
+		}
+		if (cend > pg1)
+			cend = pg1;
+		if (!buf) {
+			buf = mmap(NULL, WB_MAX_BYTES > o->page_size ? WB_MAX_BYTES : o->page_size,
+				   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (buf == MAP_FAILED) {
+				buf = NULL;
+				first = -ENOMEM;
+				break;
+			}
+		}
+		pthread_mutex_t *lk = vmo__wplock(o, pg);
+		pthread_mutex_lock(lk);
+		uint64_t n = 0;
+		while (pg + n < cend && n < max && ps_cas(o, pg + n, PS_DIRTY, PS_CLEANING))
+			n++;
+		if (n && o->track)
+			protect_run(o, pg, n);
+		pthread_mutex_unlock(lk);
+		if (n) {
+			int rc = write_run(o, pg, n, buf);
+			if (rc && !first)
+				first = rc;
+		}
+		pg += n ? n : 1;
+	}
+	pthread_mutex_unlock(&o->wb_mu);
+	if (buf)
+		munmap(buf, WB_MAX_BYTES > o->page_size ? WB_MAX_BYTES : o->page_size);
+	return first;
+}
+
+static int range_args(struct vmo_object *o, uint64_t off, uint64_t len, unsigned flags, uint64_t *pg0,
+		      uint64_t *pg1)
+{
+	uint64_t end;
+	if (!o || (flags & ~VMO_WAIT) || !len || ((off | len) & (o->page_size - 1)) || !vmo__add_ok(off, len, &end) ||
+	    end > o->size)
+		return -EINVAL;
+	*pg0 = off >> o->page_shift;
+	*pg1 = end >> o->page_shift;
+	return 0;
+}
+
+static void queue_bg(struct vmo_object *o, unsigned what)
+{
+	atomic_fetch_or(&o->bg, what);
+	vmo__evictor_kick(o->eng);
+}
+
+static int durable(struct vmo_object *o)
+{
+	if (!o->ops->sync)
+		return 0;
+	if (!vmo__callback_begin(o))
+		return -VMO_ESHUTDOWN;
+	int rc = o->ops->sync(o->ctx);
+	vmo__callback_end(o);
+	return rc > 0 ? -EIO : rc;
+}
+
+VMO_API int vmo_sync_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags)
+{
+	uint64_t pg0, pg1;
+	int rc = range_args(obj, off, len, flags, &pg0, &pg1);
+	if (rc)
+		return rc;
+	if (!(flags & VMO_WAIT)) {
+		queue_bg(obj, BG_SYNC);
+		return 0;
+	}
+	rc = vmo__writeback(obj, pg0, pg1);
+	return rc ? rc : durable(obj);
+}
+
+VMO_API int vmo_sync(struct vmo_object *obj, unsigned flags)
+{
+	return vmo_sync_range(obj, 0, obj ? obj->size : 0, flags);
+}
+
+VMO_API int vmo_return_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags)
+{
+	uint64_t pg0, pg1;
+	int rc = range_args(obj, off, len, flags, &pg0, &pg1);
+	if (rc)
+		return rc;
+	if (!(flags & VMO_WAIT)) {
+		queue_bg(obj, BG_RETURN);
+		return 0;
+	}
+	rc = vmo__writeback(obj, pg0, pg1);
+	if (!rc)
+		rc = durable(obj);
+	vmo__evict_clean(obj, pg0, pg1, false);
+	return rc;
+}
+
+VMO_API int vmo_return(struct vmo_object *obj, unsigned flags)
+{
+	return vmo_return_range(obj, 0, obj ? obj->size : 0, flags);
+}
+
+VMO_API int vmo_discard_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags)
+{
+	uint64_t pg0, pg1;
+	int rc = range_args(obj, off, len, flags, &pg0, &pg1);
+	if (rc)
+		return rc;
+	/* No writeback in flight meanwhile: nothing is half-cleaned. */
+	pthread_mutex_lock(&obj->wb_mu);
+	vmo__evict_clean(obj, pg0, pg1, true);
+	pthread_mutex_unlock(&obj->wb_mu);
+	for (uint64_t pg = pg0; pg < pg1; pg++)
+		if (ps_get(obj, pg) == PS_ERROR)
+			vmo_clear_error(obj, pg << obj->page_shift);
+	return 0;
+}
+
+VMO_API int vmo_discard(struct vmo_object *obj, unsigned flags)
+{
+	return vmo_discard_range(obj, 0, obj ? obj->size : 0, flags);
+}

@@ -1,0 +1,270 @@
+/* test_writeback: the first-write trap, the three page states, sync / return /
+ * discard, failing write callbacks and the unlock callback refusing. */
+#include "helper.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <unistd.h>
+
+#define PS 4096u
+#define NPAGES 256u
+
+/* A pager over a RAM "store" that counts calls and can be told to fail. */
+struct store {
+	char *data;
+	size_t size;
+	_Atomic int writes, unlocks, syncs, evicts;
+	_Atomic int fail_write;  /* -errno to return from write */
+	_Atomic int fail_unlock; /* -errno to return from unlock */
+	_Atomic int write_delay_us;
+	_Atomic uint64_t evicted_bytes;
+};
+
+static int st_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
+{
+	struct store *s = ctx;
+	memcpy(buf, s->data + off, len);
+	return 0;
+}
+
+static int st_write(void *ctx, uint64_t off, const void *buf, size_t len)
+{
+	struct store *s = ctx;
+	int d = s->write_delay_us;
+	if (d)
+		usleep((useconds_t)d);
+	if (s->fail_write)
+		return s->fail_write;
+	memcpy(s->data + off, buf, len);
+	s->writes++;
+	return 0;
+}
+
+static int st_unlock(void *ctx, uint64_t off, size_t len)
+{
+	struct store *s = ctx;
+	s->unlocks++;
+	return s->fail_unlock;
+}
+
+static int st_sync(void *ctx)
+{
+	((struct store *)ctx)->syncs++;
+	return 0;
+}
+
+static void st_evict(void *ctx, uint64_t off, size_t len)
+{
+	struct store *s = ctx;
+	s->evicts++;
+	s->evicted_bytes += len;
+}
+
+static const struct vmo_pager_ops store_ops = {
+	.read = st_read,
+	.write = st_write,
+	.unlock = st_unlock,
+	.sync = st_sync,
+	.notify_evict = st_evict,
+};
+
+static struct vmo_stats stats(struct vmo_object *o)
+{
+	struct vmo_stats st;
+	CHECK_OK(vmo_object_stats(o, &st));
+	return st;
+}
+
+static sigjmp_buf jb;
+static volatile void *bus_addr;
+static void on_bus(int sig, siginfo_t *si, void *uc)
+{
+	bus_addr = si->si_addr;
+	siglongjmp(jb, 1);
+}
+
+/* Writer thread for the write-during-writeback check. */
+struct wr {
+	volatile uint64_t *p;
+	_Atomic int go;
+};
+static void *late_writer(void *arg)
+{
+	struct wr *w = arg;
+	while (!w->go)
+		;
+	usleep(20000); /* land inside the slow write callback */
+	w->p[1] = 0xBEEF;
+	return NULL;
+}
+
+int main(void)
+{
+	struct vmo_engine *eng = t_engine(2);
+	if (!(vmo_engine_features(eng) & VMO_FEAT_WP))
+		t_skip("kernel has no userfaultfd write-protect on shmem");
+	struct store s = { .size = NPAGES * PS };
+	s.data = calloc(1, s.size);
+	for (size_t i = 0; i < s.size / 8; i++)
+		((uint64_t *)s.data)[i] = t_pattern(i * 8);
+	struct vmo_object_opts oo = { .size = s.size };
+	struct vmo_object *o;
+	CHECK_OK(vmo_object_create(eng, &store_ops, &s, &oo, &o));
+	void *a;
+	CHECK_OK(vmo_map(o, 0, s.size, VMO_PROT_READ | VMO_PROT_WRITE, &a));
+	uint64_t *p = a;
+
+	/* Reading does not dirty; the first write traps once and calls unlock. */
+	for (size_t i = 0; i < s.size / 8; i += 512)
+		CHECK_EQ(p[i], t_pattern(i * 8));
+	CHECK_EQ(stats(o).dirty, 0);
+	CHECK_EQ(s.unlocks, 0);
+	p[0] = 1;
+	p[1] = 2; /* same page: no second trap */
+	CHECK_EQ(s.unlocks, 1);
+	CHECK_EQ(stats(o).dirty, PS);
+	CHECK_EQ(stats(o).wp_faults, 1);
+	/* A second mapping sees the dirty page and writes it without a trap;
+	 * a clean page through it traps. */
+	void *b;
+	CHECK_OK(vmo_map(o, 0, 8 * PS, VMO_PROT_READ | VMO_PROT_WRITE, &b));
+	uint64_t *q = b;
+	CHECK_EQ(q[0], 1);
+	q[2] = 3;
+	CHECK_EQ(s.unlocks, 1);
+	q[PS / 8] = 4; /* page 1, clean */
+	CHECK_EQ(s.unlocks, 2);
+	CHECK_EQ(p[PS / 8], 4);
+
+	/* sync writes both dirty pages, calls the durability hook, keeps them. */
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+	CHECK_EQ(s.writes >= 1, 1);
+	CHECK_EQ(s.syncs, 1);
+	CHECK_EQ(((uint64_t *)s.data)[0], 1);
+	CHECK_EQ(((uint64_t *)s.data)[2], 3);
+	CHECK_EQ(((uint64_t *)s.data)[PS / 8], 4);
+	CHECK_EQ(stats(o).dirty, 0);
+	CHECK_EQ(stats(o).resident, s.size);
+	/* After sync the pages are clean and protected again: a write traps. */
+	int u0 = s.unlocks;
+	p[3] = 5;
+	CHECK_EQ(s.unlocks, u0 + 1);
+	q[3] = 6; /* through the other view: same page, already dirty */
+	CHECK_EQ(p[3], 6);
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+	CHECK_EQ(((uint64_t *)s.data)[3], 6);
+	CHECK_OK(vmo_unmap(o, b, 8 * PS));
+
+	/* A write that lands during writeback is not lost: the page goes back
+	 * to dirty and the next sync writes it. */
+	p[PS / 8 * 10] = 7;
+	s.write_delay_us = 100000;
+	struct wr w = { .p = &p[PS / 8 * 10] };
+	pthread_t th;
+	pthread_create(&th, NULL, late_writer, &w);
+	w.go = 1;
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+	pthread_join(th, NULL);
+	s.write_delay_us = 0;
+	CHECK_EQ(stats(o).dirty, PS); /* the late write keeps it dirty */
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+	CHECK_EQ(((uint64_t *)s.data)[PS / 8 * 10 + 1], 0xBEEF);
+	CHECK_EQ(stats(o).dirty, 0);
+
+	/* A failing write leaves the page dirty and resident; sync returns the
+	 * error; the next sync retries and succeeds. */
+	p[PS / 8 * 20] = 8;
+	s.fail_write = -EIO;
+	CHECK_EQ(vmo_sync(o, VMO_WAIT), -EIO);
+	CHECK_EQ(stats(o).dirty, PS);
+	CHECK(stats(o).write_errors >= 1);
+	CHECK_EQ(vmo_return(o, VMO_WAIT), -EIO); /* return must not drop it either */
+	CHECK_EQ(stats(o).dirty, PS);
+	CHECK(((uint64_t *)s.data)[PS / 8 * 20] != 8);
+	CHECK_EQ(p[PS / 8 * 20], 8);
+	s.fail_write = 0;
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+	CHECK_EQ(((uint64_t *)s.data)[PS / 8 * 20], 8);
+
+	/* return: writes back, then drops; the next touch reads the store. */
+	p[PS / 8 * 30] = 9;
+	int ev0 = s.evicts;
+	CHECK_OK(vmo_return(o, VMO_WAIT));
+	CHECK_EQ(stats(o).resident, 0);
+	CHECK(s.evicts > ev0);
+	CHECK_EQ(s.evicted_bytes >= s.size, 1);
+	CHECK_EQ(((uint64_t *)s.data)[PS / 8 * 30], 9);
+	CHECK_EQ(p[PS / 8 * 30], 9);
+	CHECK_EQ(p[PS / 8 * 31], t_pattern((PS * 31)));
+
+	/* discard: drops without writing back; the next touch asks the pager. */
+	p[PS / 8 * 40] = 10;
+	int wr0 = s.writes;
+	CHECK_OK(vmo_discard_range(o, 40 * PS, PS, VMO_WAIT));
+	CHECK_EQ(s.writes, wr0);
+	CHECK_EQ(p[PS / 8 * 40], t_pattern(40 * PS));
+
+	/* return of a range keeps the rest */
+	p[0] = 11;
+	p[PS / 8 * 50] = 12;
+	CHECK_OK(vmo_return_range(o, 0, PS, VMO_WAIT));
+	CHECK_EQ(stats(o).dirty, PS); /* page 50 still dirty */
+	CHECK_EQ(((uint64_t *)s.data)[0], 11);
+
+	/* The unlock callback refuses: the writer gets SIGBUS, vmo_get_error
+	 * says why, the page stays clean and holds the pager's data. */
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+	CHECK_EQ(p[PS / 8 * 60], t_pattern(60 * PS)); /* resident, clean */
+	s.fail_unlock = -ENOSPC;
+	struct sigaction sa = { .sa_sigaction = on_bus, .sa_flags = SA_SIGINFO }, old;
+	sigaction(SIGBUS, &sa, &old);
+	volatile int got = 0;
+	if (sigsetjmp(jb, 1) == 0)
+		p[PS / 8 * 60] = 13;
+	else
+		got = 1;
+	CHECK_EQ(got, 1);
+	CHECK(bus_addr == (void *)&p[PS / 8 * 60] || bus_addr == (void *)((char *)a + 60 * PS));
+	CHECK_EQ(vmo_get_error(o, 60 * PS), -ENOSPC);
+	got = 0;
+	s.fail_unlock = -EDQUOT;
+	if (sigsetjmp(jb, 1) == 0)
+		p[PS / 8 * 61] = 13;
+	else
+		got = 1;
+	CHECK_EQ(got, 1);
+	CHECK_EQ(vmo_get_error(o, 61 * PS), -EDQUOT);
+	sigaction(SIGBUS, &old, NULL);
+	CHECK_EQ(p[PS / 8 * 60], t_pattern(60 * PS));
+	s.fail_unlock = 0;
+	p[PS / 8 * 60] = 14; /* allowed now */
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+	CHECK_EQ(((uint64_t *)s.data)[PS / 8 * 60], 14);
+
+	/* Bad arguments: -EINVAL and nothing happens. */
+	CHECK_EQ(vmo_sync(NULL, VMO_WAIT), -EINVAL);
+	CHECK_EQ(vmo_sync(o, 0x80), -EINVAL);
+	CHECK_EQ(vmo_sync_range(o, 1, PS, VMO_WAIT), -EINVAL);
+	CHECK_EQ(vmo_sync_range(o, 0, 0, VMO_WAIT), -EINVAL);
+	CHECK_EQ(vmo_sync_range(o, PS, UINT64_MAX - PS + 1, VMO_WAIT), -EINVAL);
+	CHECK_EQ(vmo_return_range(o, s.size, PS, VMO_WAIT), -EINVAL);
+	CHECK_EQ(vmo_discard_range(o, 0, s.size + PS, VMO_WAIT), -EINVAL);
+	CHECK_EQ(vmo_object_set_budget(o, PS, 2 * PS), -EINVAL);
+	CHECK_EQ(vmo_engine_set_budget(NULL, 0, 0), -EINVAL);
+
+	/* Without VMO_WAIT the work is queued: it happens soon after. */
+	p[PS / 8 * 70] = 15;
+	CHECK_OK(vmo_sync(o, 0));
+	for (int i = 0; i < 500 && stats(o).dirty; i++)
+		usleep(10000);
+	CHECK_EQ(stats(o).dirty, 0);
+	CHECK_EQ(((uint64_t *)s.data)[PS / 8 * 70], 15);
+
+	CHECK_OK(vmo_unmap(o, a, s.size));
+	vmo_object_unref(o);
+	CHECK_OK(vmo_engine_destroy(eng));
+	free(s.data);
+	printf("ok\n");
+	return 0;
+}
