@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# test_tool: the `vmo` command-line tool, run as ctest does:
+#   bash tests/test_tool.sh BUILD_DIR
+# demo exits 0 with its OK line; cat of real files equals the files (cmp);
+# sum equals a checksum computed independently (python3, and the tool's own
+# --reference mode over plain read(2)); bad arguments exit 2 with a message
+# naming the argument, never a crash.  Exit 77 (skip) without userfaultfd.
+set -uo pipefail
+
+build=${1:?usage: test_tool.sh BUILD_DIR}
+vmo=$build/vmo
+[ -x "$vmo" ] || { echo "FAIL: $vmo not built"; exit 1; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmo-test-tool-XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# --- help, and skip when userfaultfd cannot be had -------------------------
+for args in "" "help" "--help" "-h"; do
+  # shellcheck disable=SC2086
+  out=$("$vmo" $args 2>&1) || fail "vmo $args: exit $?"
+  grep -q "^usage: vmo COMMAND" <<<"$out" || fail "vmo $args: no usage text"
+done
+"$vmo" cat --help | grep -q "^usage: vmo cat" || fail "vmo cat --help"
+
+if ! "$vmo" info >"$tmp/info" 2>&1; then
+  if grep -q "NOT AVAILABLE" "$tmp/info"; then
+    echo "SKIP: $(cat "$tmp/info")"
+    exit 77
+  fi
+  fail "vmo info: $(cat "$tmp/info")"
+fi
+grep -q "^userfaultfd: available" "$tmp/info" || fail "vmo info: no 'available' line"
+
+# --- demo ----------------------------------------------------------------
+run_demo() {
+  local out rc
+  out=$("$vmo" demo "$@" 2>&1); rc=$?
+  if [ $rc -ne 0 ]; then fail "vmo demo $*: exit $rc"; echo "$out"; return; fi
+  grep -qE "^verified [0-9]+ pages: OK" <<<"$out" || { fail "vmo demo $*: no OK line"; echo "$out"; }
+}
+run_demo
+run_demo --size 4M --threads 3 --page-size 64K --no-readahead
+run_demo --size=8M --page-size=2M --threads=1
+run_demo --size 16K
+
+# --- cat -----------------------------------------------------------------
+head -c $((3 * 1024 * 1024 + 12345)) /dev/urandom >"$tmp/odd"      # not a page multiple
+head -c $((40 * 1024 * 1024)) /dev/urandom >"$tmp/big"             # more than one window
+head -c 100 /dev/urandom >"$tmp/tiny"
+: >"$tmp/empty"
+
+for f in odd big tiny empty; do
+  "$vmo" cat "$tmp/$f" >"$tmp/out" || fail "vmo cat $f: exit $?"
+  cmp -s "$tmp/$f" "$tmp/out" || fail "vmo cat $f differs from the file"
+done
+"$vmo" cat --page-size 2M --no-readahead "$tmp/odd" >"$tmp/out" || fail "vmo cat --page-size 2M: exit $?"
+cmp -s "$tmp/odd" "$tmp/out" || fail "vmo cat --page-size 2M differs"
+
+# a part: --offset/--length against tail|head
+check_part() { # offset length file
+  "$vmo" cat --offset "$1" --length "$2" "$3" >"$tmp/out" || { fail "vmo cat --offset $1 --length $2: exit $?"; return; }
+  tail -c +$(($1 + 1)) "$3" | head -c "$2" >"$tmp/want"
+  cmp -s "$tmp/want" "$tmp/out" || fail "vmo cat --offset $1 --length $2 differs"
+}
+check_part 5000 100000 "$tmp/odd"
+check_part 4096 4096 "$tmp/odd"
+check_part 1 1 "$tmp/tiny"
+check_part 3000000 1G "$tmp/odd"              # clipped at end of file
+check_part $((40 * 1024 * 1024 - 7)) 7 "$tmp/big"
+check_part $((3 * 1024 * 1024 + 12345)) 5 "$tmp/odd"  # offset at end: nothing
+
+# --- sum -----------------------------------------------------------------
+fnv_py() {
+  python3 - "$1" <<'EOF'
+import sys
+h = 0xcbf29ce484222325
+with open(sys.argv[1], "rb") as f:
+    for b in f.read():
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+print("%016x" % h)
+EOF
+}
+have_py=0
+python3 -c 'pass' 2>/dev/null && have_py=1
+for f in odd tiny empty big; do
+  got=$("$vmo" sum "$tmp/$f" 2>"$tmp/err") || { fail "vmo sum $f: exit $?"; continue; }
+  got=${got%% *}
+  [[ $got =~ ^[0-9a-f]{16}$ ]] || fail "vmo sum $f: bad output '$got'"
+  ref=$("$vmo" sum --reference "$tmp/$f") || fail "vmo sum --reference $f: exit $?"
+  [ "$got" = "${ref%% *}" ] || fail "vmo sum $f: $got, read(2) gives ${ref%% *}"
+  if [ $have_py = 1 ] && [ "$f" != big ]; then
+    py=$(fnv_py "$tmp/$f")
+    [ "$got" = "$py" ] || fail "vmo sum $f: $got, python3 gives $py"
+  fi
+  if [ "$f" != empty ]; then
+    grep -q "pages read" "$tmp/err" || fail "vmo sum $f: no stats on stderr"
+  fi
+done
+[ "$("$vmo" sum "$tmp/empty" 2>/dev/null | cut -c1-16)" = cbf29ce484222325 ] || fail "vmo sum of an empty file is not the FNV offset basis"
+got=$("$vmo" sum --page-size 64K --no-readahead "$tmp/odd" 2>/dev/null) || fail "vmo sum --page-size 64K: exit $?"
+[ "${got%% *}" = "$("$vmo" sum --reference "$tmp/odd" | cut -c1-16)" ] || fail "vmo sum --page-size 64K differs"
+
+# --- bad arguments: exit 2, a message naming the argument ----------------
+bad() { # expected-word args...
+  local want=$1; shift
+  local err rc
+  err=$("$vmo" "$@" 2>&1 >/dev/null); rc=$?
+  if [ $rc -ne 2 ]; then fail "vmo $*: exit $rc, expected 2 ($err)"; return; fi
+  grep -qF -- "$want" <<<"$err" || fail "vmo $*: message does not name '$want': $err"
+}
+bad frobnicate frobnicate
+bad --size demo --size 0
+bad --size demo --size 12Q
+bad --size demo --size abc
+bad --size demo --size -5
+bad --size demo --size 99999999999999999999999
+bad --size demo --size 17179869184T
+bad --size demo --size ""
+bad --size demo --size 4097
+bad --size demo --size 8K
+bad --size demo --size 1T
+bad --size demo --size
+bad --threads demo --threads 0
+bad --threads demo --threads 65
+bad --threads demo --threads 2x
+bad --threads demo --threads -1
+bad --page-size demo --page-size 3000
+bad --page-size demo --page-size 4M
+bad --page-size demo --page-size 12K
+bad --bogus demo --bogus
+bad --no-readahead demo --no-readahead=1
+bad extra demo extra
+bad FILE cat
+bad FILE sum
+bad "$tmp/nonexistent" cat "$tmp/nonexistent"
+bad "$tmp" cat "$tmp"
+bad --offset cat --offset 1G "$tmp/tiny"
+bad --offset cat --offset x "$tmp/tiny"
+bad --offset cat --offset 18446744073709551615 "$tmp/tiny"
+bad --length cat --length 0 "$tmp/tiny"
+bad --length cat --length 5Z "$tmp/tiny"
+bad --page-size cat --page-size 0 "$tmp/tiny"
+bad "$tmp/odd" cat "$tmp/tiny" "$tmp/odd"
+bad --frob sum --frob "$tmp/tiny"
+bad --page-size sum --page-size 1 "$tmp/tiny"
+bad extra info extra
+
+if [ $failures -ne 0 ]; then
+  echo "test_tool: $failures failures"
+  exit 1
+fi
+echo "ok"
