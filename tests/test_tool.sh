@@ -39,6 +39,8 @@ run_demo() {
   out=$("$vmo" demo "$@" 2>&1); rc=$?
   if [ $rc -ne 0 ]; then fail "vmo demo $*: exit $rc"; echo "$out"; return; fi
   grep -qE "^verified [0-9]+ pages: OK" <<<"$out" || { fail "vmo demo $*: no OK line"; echo "$out"; }
+  grep -qE "^writeback: .*: OK" <<<"$out" || { fail "vmo demo $*: no writeback OK line"; echo "$out"; }
+  grep -qE "^return: .*: OK" <<<"$out" || { fail "vmo demo $*: no return OK line"; echo "$out"; }
 }
 run_demo
 run_demo --size 4M --threads 3 --page-size 64K --no-readahead

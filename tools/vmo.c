@@ -1,7 +1,8 @@
 /* vmo - the command-line tool of libvmo.
  *
  *   vmo demo   the main job: a file-backed object, two mappings, threads,
- *              random and sequential first touches, full verification
+ *              random and sequential first touches, full verification,
+ *              writeback to the file and re-reading
  *   vmo cat    stream a file (or part of it) through a vmo mapping
  *   vmo sum    FNV-1a 64 of a file read through a vmo mapping
  *   vmo info   what the running kernel offers, or why userfaultfd is not there
@@ -865,18 +866,98 @@ static int make_pattern_file(uint64_t size, int *fd_out)
 	return 0;
 }
 
-/* Writeback of the pages the demo wrote.  The library's vmo_sync() is not
- * in this build yet; when it is, this becomes: vmo_sync(obj, VMO_WAIT), then
- * pread the written pages from fd and check they hold the inverse pattern
- * (and the stats' writebacks count them). */
+/* Read page off of the file with pread and compare it with the pattern. */
+static int check_file_page(const struct demo *d, int fd, uint64_t off, bool inverted)
+{
+	uint64_t *want = malloc(d->psz), *got = malloc(d->psz);
+	int ret = 1;
+	if (!want || !got) {
+		fail("malloc", -ENOMEM);
+		goto out;
+	}
+	fill_pattern(want, off, d->psz, inverted);
+	ssize_t r = pread(fd, got, d->psz, (off_t)off);
+	if (r != (ssize_t)d->psz) {
+		msg("reading the file back at %" PRIu64 ": %s", off, r < 0 ? strerror(errno) : "short read");
+		goto out;
+	}
+	if (memcmp(want, got, d->psz)) {
+		msg("MISMATCH: the file at %" PRIu64 " does not hold the %s data", off,
+		    inverted ? "written" : "original");
+		goto out;
+	}
+	ret = 0;
+out:
+	free(want);
+	free(got);
+	return ret;
+}
+
+/* Writeback (Hurd pager_sync / pager_return): vmo_sync writes the pages the
+ * demo wrote to the file through the pager's write callback; pread shows they
+ * are there (and a neighbour unchanged).  Then vmo_return drops every page
+ * from memory, and the written pages, touched again through B, come back
+ * from the file. */
 static int demo_writeback(struct demo *d, int fd, const uint64_t *written, int nw)
 {
-	(void)d;
-	(void)fd;
-	(void)written;
-	(void)nw;
-	printf("writeback:   not in this build of libvmo (written pages stay dirty in memory)\n");
-	return 0;
+	struct vmo_stats before, after;
+	int rc;
+	if ((rc = vmo_object_stats(d->obj, &before)))
+		return fail("vmo_object_stats", rc);
+	uint64_t t0 = now_ns();
+	if ((rc = vmo_sync(d->obj, VMO_WAIT)))
+		return fail("vmo_sync", rc);
+	uint64_t t1 = now_ns();
+	if ((rc = vmo_object_stats(d->obj, &after)))
+		return fail("vmo_object_stats", rc);
+	for (int i = 0; i < nw; i++)
+		if (check_file_page(d, fd, written[i], true))
+			return 1;
+	if (check_file_page(d, fd, written[0] - d->psz, false))
+		return 1;
+	char b1[32];
+	printf("writeback:   vmo_sync wrote %" PRIu64 " pages in %.2f ms; the file holds them (pread): OK\n",
+	       after.writebacks - before.writebacks, (double)(t1 - t0) / 1e6);
+	if (after.dirty) {
+		msg("%s still dirty after vmo_sync", human(after.dirty, b1, sizeof b1));
+		return 1;
+	}
+
+	t0 = now_ns();
+	if ((rc = vmo_return(d->obj, VMO_WAIT)))
+		return fail("vmo_return", rc);
+	t1 = now_ns();
+	if ((rc = vmo_object_stats(d->obj, &after)))
+		return fail("vmo_object_stats", rc);
+	printf("return:      vmo_return dropped %s in %.2f ms (%s resident now)",
+	       human(before.resident - after.resident, b1, sizeof b1), (double)(t1 - t0) / 1e6,
+	       human(after.resident, (char[32]){ 0 }, 32));
+	uint64_t *want = malloc(d->psz), *got = malloc(d->psz);
+	int ret = 0;
+	if (!want || !got) {
+		ret = fail("malloc", -ENOMEM);
+		goto out;
+	}
+	for (int i = 0; i < nw && !ret; i++) {
+		uintptr_t bus = 0;
+		fill_pattern(want, written[i], d->psz, true);
+		if (!guarded_copy(got, d->b + (written[i] - d->quarter), d->psz, &bus)) {
+			printf("\n");
+			msg("SIGBUS re-reading page %" PRIu64 " (pager error: %s)", written[i],
+			    vmo_strerror(vmo_get_error(d->obj, written[i])));
+			ret = 1;
+		} else if (memcmp(want, got, d->psz)) {
+			printf("\n");
+			msg("MISMATCH: page %" PRIu64 " re-read from the file after vmo_return", written[i]);
+			ret = 1;
+		}
+	}
+	if (!ret)
+		printf("; written pages re-read from the file: OK\n");
+out:
+	free(want);
+	free(got);
+	return ret;
 }
 
 static int cmd_demo(int argc, char **argv)
@@ -1076,16 +1157,8 @@ static int cmd_demo(int argc, char **argv)
 		fail("vmo_object_stats", rc);
 		goto out_unmap;
 	}
-	printf("written:     %d pages through A, seen through B; %s dirty\n", nw,
-	       human(s3.dirty, b1, sizeof b1));
-	if (demo_writeback(&d, fd, written, nw))
-		goto out_unmap;
-	if ((rc = vmo_object_stats(d.obj, &s3))) {
-		fail("vmo_object_stats", rc);
-		goto out_unmap;
-	}
-	printf("object stats:\n");
-	print_stats(stdout, "  ", &s3);
+	printf("written:     %d pages through A, seen through B; %s resident, %s dirty\n", nw,
+	       human(s3.resident, b1, sizeof b1), human(s3.dirty, b2, sizeof b2));
 	uint64_t npages = d.size / d.psz;
 	if (vbad) {
 		printf("verified %" PRIu64 " pages: %" PRIu64 " MISMATCHED\n", npages, vbad);
@@ -1096,6 +1169,16 @@ static int cmd_demo(int argc, char **argv)
 		    npages + (d.size - d.quarter) / d.psz);
 		goto out_unmap;
 	}
+
+	/* 5. write back, check the file, drop the pages, read them again */
+	if (demo_writeback(&d, fd, written, nw))
+		goto out_unmap;
+	if ((rc = vmo_object_stats(d.obj, &s3))) {
+		fail("vmo_object_stats", rc);
+		goto out_unmap;
+	}
+	printf("object stats:\n");
+	print_stats(stdout, "  ", &s3);
 	printf("verified %" PRIu64 " pages: OK (every byte of %s through A, %s through B)\n", npages,
 	       human(d.size, b1, sizeof b1), human(d.size - d.quarter, b2, sizeof b2));
 	ret = 0;
@@ -1131,8 +1214,9 @@ static const struct command {
 	  "pattern, page it through libvmo's file pager into an object mapped twice at\n"
 	  "different offsets, touch random pages from --threads threads (default 2) and\n"
 	  "scan sequentially, verify every byte, write a few pages through one mapping and\n"
-	  "read them through the other, print the kernel features, stats and timings.\n"
-	  "Exits 1 on any mismatch." },
+	  "read them through the other, write them back to the file (vmo_sync), drop every\n"
+	  "page (vmo_return) and read them again; print the kernel features, stats and\n"
+	  "timings.  Exits 1 on any mismatch." },
 	{ "cat", cmd_cat, "[--offset N] [--length N] [--page-size N] [--no-readahead] FILE",
 	  "Write FILE (from --offset, --length bytes, clipped at end of file) to\n"
 	  "standard output, read through vmo mappings over the file pager." },
