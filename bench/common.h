@@ -1,0 +1,147 @@
+/* bench/common.h - shared by the benchmarks: timing, medians, data, and the
+ * floor: a minimal userfaultfd handler (one thread, blocking read,
+ * UFFDIO_COPY of one page from RAM, nothing else). */
+#ifndef VMO_BENCH_COMMON_H
+#define VMO_BENCH_COMMON_H
+
+#include "vmo.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PG 4096ul
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline void die(const char *what, int err)
+{
+	fprintf(stderr, "bench: %s: %s\n", what, vmo_strerror(err));
+	exit(1);
+}
+
+static inline uint64_t xorshift(uint64_t *x)
+{
+	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+	return *x;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static inline double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static inline unsigned long env_ul(const char *name, unsigned long def)
+{
+	const char *e = getenv(name);
+	return e && *e ? strtoul(e, NULL, 0) : def;
+}
+
+/* npages of random data in RAM. */
+static inline char *make_data(size_t npages, uint64_t seed)
+{
+	char *p = mmap(NULL, npages * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap", -errno);
+	for (size_t i = 0; i < npages * PG / 8; i++)
+		((uint64_t *)p)[i] = xorshift(&seed);
+	return p;
+}
+
+/* A random permutation of 0..n-1. */
+static inline uint32_t *make_perm(size_t n, uint64_t seed)
+{
+	uint32_t *v = malloc(n * sizeof *v);
+	for (size_t i = 0; i < n; i++)
+		v[i] = (uint32_t)i;
+	for (size_t i = n - 1; i > 0; i--) {
+		size_t j = xorshift(&seed) % (i + 1);
+		uint32_t t = v[i];
+		v[i] = v[j];
+		v[j] = t;
+	}
+	return v;
+}
+
+/* ---- the floor ------------------------------------------------------------ */
+
+struct floor_ctx {
+	int uffd;
+	char *base;
+	const char *src;
+};
+
+static void *floor_handler(void *arg)
+{
+	struct floor_ctx *c = arg;
+	struct uffd_msg msg;
+	for (;;) {
+		ssize_t r = read(c->uffd, &msg, sizeof msg);
+		if (r != sizeof msg) {
+			if (r < 0 && errno == EINTR)
+				continue;
+			return NULL;
+		}
+		if (msg.event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		uintptr_t a = (uintptr_t)msg.arg.pagefault.address & ~(PG - 1);
+		struct uffdio_copy cp = { .dst = a, .src = (uintptr_t)c->src + (a - (uintptr_t)c->base), .len = PG };
+		ioctl(c->uffd, UFFDIO_COPY, &cp);
+	}
+}
+
+/* Touch (read one word of) pages order[0..n) of a fresh region of npages
+ * served by the floor handler from src; returns ns per touch. */
+static inline double run_floor(const char *src, size_t npages, const uint32_t *order, size_t n)
+{
+	struct floor_ctx c = { .src = src };
+	c.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | 1 /* UFFD_USER_MODE_ONLY */);
+	if (c.uffd < 0)
+		die("userfaultfd", -errno);
+	struct uffdio_api api = { .api = UFFD_API };
+	if (ioctl(c.uffd, UFFDIO_API, &api))
+		die("UFFDIO_API", -errno);
+	size_t len = npages * PG;
+	c.base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct uffdio_register reg = { .range = { (uintptr_t)c.base, len }, .mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(c.uffd, UFFDIO_REGISTER, &reg))
+		die("UFFDIO_REGISTER", -errno);
+	pthread_t th;
+	pthread_create(&th, NULL, floor_handler, &c);
+	uint64_t sum = 0, t0 = now_ns();
+	for (size_t i = 0; i < n; i++)
+		sum += *(const volatile uint64_t *)(c.base + (size_t)order[i] * PG);
+	uint64_t t1 = now_ns();
+	if (sum == 42)
+		printf("#\n");
+	pthread_cancel(th);
+	pthread_join(th, NULL);
+	close(c.uffd);
+	munmap(c.base, len);
+	return (double)(t1 - t0) / (double)n;
+}
+
+#endif
