@@ -1,9 +1,10 @@
 /* rot13_pager: a complete pager in a page of code -- copy it and change read().
  *
  * The "store" is a string kept ROT13-encoded.  The pager decodes it on the
- * way in (read) and would encode it on the way out (write).  The program maps
- * the object and prints it: plain text appears, though no plain copy exists
- * until a page is touched.  Build:  cc rot13_pager.c $(pkg-config --cflags --libs libvmo)
+ * way in (read) and encodes it on the way out (write).  The program maps the
+ * object and prints it: plain text appears, though no plain copy exists until
+ * a page is touched.  Then it writes through the mapping and syncs: the store
+ * receives the change, encoded.  Build:  cc rot13_pager.c $(pkg-config --cflags --libs libvmo)
  */
 #include <vmo.h>
 
@@ -64,11 +65,15 @@ int main(void)
 	 * without .size, vmo would ask the pager's report_extent). */
 	struct vmo_object_opts oo = { .size = sizeof store };
 	if ((rc = vmo_object_create(eng, &rot13_ops, store, &oo, &obj)) ||
-	    (rc = vmo_map(obj, 0, vmo_object_size(obj), VMO_PROT_READ, &p))) {
+	    (rc = vmo_map(obj, 0, vmo_object_size(obj), VMO_PROT_READ | VMO_PROT_WRITE, &p))) {
 		fprintf(stderr, "vmo: %s\n", vmo_strerror(rc));
 		return 1;
 	}
 	fputs(p, stdout); /* the first touch faults; rot13_read fills the page */
+
+	memcpy(p, "HELLO", 5);         /* a first write: the page becomes dirty */
+	rc = vmo_sync(obj, VMO_WAIT);  /* rot13_write stores it, encoded */
+	printf("store after sync: %s", rc ? vmo_strerror(rc) : store);
 
 	struct vmo_stats st;
 	if (vmo_object_stats(obj, &st) == 0)
