@@ -1,0 +1,540 @@
+/* psi.c - memory-pressure signals: PSI triggers, the process's memory cgroup
+ * (v1 and v2), and the headroom the process has left.  See psi.h. */
+#include "psi.h"
+#include "internal.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------ */
+/* Process-wide view of where memory figures live (resolved once)           */
+
+static struct {
+	int version;          /* 0 none, 1, 2 */
+	char dir[PATH_MAX];   /* the group's directory */
+	char root[PATH_MAX];  /* the hierarchy's mount point (v2 limit walk) */
+	int meminfo_fd;
+	int usage_fd;         /* v1 memory.usage_in_bytes / v2 memory.current */
+	int stat_fd;          /* memory.stat */
+	uint64_t mem_total;
+} g = { .meminfo_fd = -1, .usage_fd = -1, .stat_fd = -1 };
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static int open_ro(const char *dir, const char *name)
+{
+	char p[PATH_MAX + 64];
+	snprintf(p, sizeof p, "%s/%s", dir, name);
+	return open(p, O_RDONLY | O_CLOEXEC);
+}
+
+/* pread the whole (small) file from offset 0 into buf, NUL-terminated. */
+static ssize_t read_fd(int fd, char *buf, size_t cap)
+{
+	if (fd < 0)
+		return -EBADF;
+	size_t n = 0;
+	while (n + 1 < cap) {
+		ssize_t r = pread(fd, buf + n, cap - 1 - n, (off_t)n);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	buf[n] = 0;
+	return (ssize_t)n;
+}
+
+static int read_u64_file(const char *dir, const char *name, uint64_t *v)
+{
+	int fd = open_ro(dir, name);
+	if (fd < 0)
+		return -errno;
+	char buf[64];
+	ssize_t n = read_fd(fd, buf, sizeof buf);
+	close(fd);
+	if (n <= 0)
+		return n < 0 ? (int)n : -ENODATA;
+	if (!strncmp(buf, "max", 3)) {
+		*v = UINT64_MAX;
+		return 0;
+	}
+	char *end;
+	unsigned long long x = strtoull(buf, &end, 10);
+	if (end == buf)
+		return -EINVAL;
+	*v = x;
+	return 0;
+}
+
+/* The value of "key <n>" in a key/value text (memory.stat, meminfo). */
+static bool kv_find(const char *text, const char *key, uint64_t *v)
+{
+	size_t kl = strlen(key);
+	for (const char *p = text; p && *p;) {
+		if (!strncmp(p, key, kl) && (p[kl] == ' ' || p[kl] == ':' || p[kl] == '\t')) {
+			const char *q = p + kl;
+			while (*q == ' ' || *q == ':' || *q == '\t')
+				q++;
+			*v = strtoull(q, NULL, 10);
+			return true;
+		}
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return false;
+}
+
+/* Find the mount point and root of the v1 memory hierarchy (want_v2 false)
+ * or of the v2 hierarchy, from /proc/self/mountinfo. */
+static bool find_mount(bool want_v2, char *mnt, char *mroot)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return false;
+	char *line = NULL;
+	size_t cap = 0;
+	bool found = false;
+	while (!found && getline(&line, &cap, f) > 0) {
+		char root[PATH_MAX], mp[PATH_MAX];
+		if (sscanf(line, "%*s %*s %*s %4095s %4095s", root, mp) != 2)
+			continue;
+		char *dash = strstr(line, " - ");
+		if (!dash)
+			continue;
+		char fstype[64], src[256], opts[1024];
+		if (sscanf(dash + 3, "%63s %255s %1023s", fstype, src, opts) < 3)
+			continue;
+		if (want_v2 ? !strcmp(fstype, "cgroup2")
+			    : (!strcmp(fstype, "cgroup") && strstr(opts, "memory") &&
+			       (strstr(opts, ",memory") || !strncmp(opts, "memory", 6)))) {
+			snprintf(mnt, PATH_MAX, "%s", mp);
+			snprintf(mroot, PATH_MAX, "%s", root);
+			found = true;
+		}
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+/* dir = mount point + (path relative to the mount's root). */
+static void join_cg(char *out, const char *mnt, const char *mroot, const char *path)
+{
+	size_t rl = strlen(mroot);
+	if (strcmp(mroot, "/") && !strncmp(path, mroot, rl))
+		path += rl;
+	if (!strcmp(path, "/"))
+		path = "";
+	snprintf(out, PATH_MAX, "%s%s", mnt, path);
+}
+
+static void resolve(void)
+{
+	g.meminfo_fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+	char buf[4096];
+	if (read_fd(g.meminfo_fd, buf, sizeof buf) > 0) {
+		uint64_t kb;
+		if (kv_find(buf, "MemTotal", &kb))
+			g.mem_total = kb * 1024;
+	}
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	if (!f)
+		return;
+	char *line = NULL;
+	size_t cap = 0;
+	char v1path[PATH_MAX] = "", v2path[PATH_MAX] = "";
+	bool have_v1 = false, have_v2 = false;
+	while (getline(&line, &cap, f) > 0) {
+		line[strcspn(line, "\n")] = 0;
+		char *c1 = strchr(line, ':');
+		char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		if (!c2)
+			continue;
+		*c2 = 0;
+		const char *ctrls = c1 + 1, *path = c2 + 1;
+		if (!*ctrls && !strncmp(line, "0", 1)) {
+			snprintf(v2path, sizeof v2path, "%s", path);
+			have_v2 = true;
+		} else {
+			/* controllers are comma-separated */
+			char tmp[256];
+			snprintf(tmp, sizeof tmp, ",%s,", ctrls);
+			if (strstr(tmp, ",memory,")) {
+				snprintf(v1path, sizeof v1path, "%s", path);
+				have_v1 = true;
+			}
+		}
+	}
+	free(line);
+	fclose(f);
+	char mnt[PATH_MAX], mroot[PATH_MAX];
+	if (have_v1 && find_mount(false, mnt, mroot)) {
+		join_cg(g.dir, mnt, mroot, v1path);
+		snprintf(g.root, sizeof g.root, "%s", mnt);
+		g.usage_fd = open_ro(g.dir, "memory.usage_in_bytes");
+		g.stat_fd = open_ro(g.dir, "memory.stat");
+		if (g.usage_fd >= 0 && g.stat_fd >= 0) {
+			g.version = 1;
+			return;
+		}
+	}
+	if (have_v2 && find_mount(true, mnt, mroot)) {
+		if (g.usage_fd >= 0)
+			close(g.usage_fd);
+		if (g.stat_fd >= 0)
+			close(g.stat_fd);
+		join_cg(g.dir, mnt, mroot, v2path);
+		snprintf(g.root, sizeof g.root, "%s", mnt);
+		g.usage_fd = open_ro(g.dir, "memory.current");
+		g.stat_fd = open_ro(g.dir, "memory.stat");
+		if (g.usage_fd >= 0 && g.stat_fd >= 0) {
+			g.version = 2;
+			return;
+		}
+	}
+	if (g.usage_fd >= 0)
+		close(g.usage_fd);
+	if (g.stat_fd >= 0)
+		close(g.stat_fd);
+	g.usage_fd = g.stat_fd = -1;
+	g.dir[0] = 0;
+	g.version = 0;
+}
+
+const char *vmo__mem_cgroup_dir(void)
+{
+	pthread_once(&g_once, resolve);
+	return g.dir;
+}
+
+/* v2: the smallest memory.max / memory.high from the group up to the root. */
+static uint64_t v2_limit(void)
+{
+	uint64_t lim = UINT64_MAX;
+	char d[PATH_MAX];
+	snprintf(d, sizeof d, "%s", g.dir);
+	size_t rl = strlen(g.root);
+	for (;;) {
+		uint64_t v;
+		if (read_u64_file(d, "memory.max", &v) == 0 && v < lim)
+			lim = v;
+		if (read_u64_file(d, "memory.high", &v) == 0 && v < lim)
+			lim = v;
+		if (strlen(d) <= rl)
+			break;
+		char *s = strrchr(d, '/');
+		if (!s || (size_t)(s - d) < rl)
+			break;
+		*s = 0;
+	}
+	return lim;
+}
+
+int vmo__mem_query(struct vmo__mem *m)
+{
+	pthread_once(&g_once, resolve);
+	memset(m, 0, sizeof *m);
+	m->avail = UINT64_MAX;
+	m->cg_limit = UINT64_MAX;
+	char buf[8192];
+	int rc = -ENOENT;
+	if (read_fd(g.meminfo_fd, buf, sizeof buf) > 0) {
+		uint64_t kb;
+		if (kv_find(buf, "MemAvailable", &kb)) {
+			m->avail = kb * 1024;
+			rc = 0;
+		}
+	}
+	m->cg_version = g.version;
+	if (g.version) {
+		char ub[64];
+		ssize_t n = read_fd(g.usage_fd, ub, sizeof ub);
+		ssize_t s = read_fd(g.stat_fd, buf, sizeof buf);
+		if (n > 0 && s > 0) {
+			m->cg_usage = strtoull(ub, NULL, 10);
+			uint64_t a = 0, b = 0, lim = UINT64_MAX;
+			if (g.version == 1) {
+				kv_find(buf, "total_inactive_file", &a);
+				kv_find(buf, "total_active_file", &b);
+				if (kv_find(buf, "hierarchical_memory_limit", &lim) && lim >= (UINT64_MAX >> 2))
+					lim = UINT64_MAX; /* "unlimited" is PAGE_COUNTER_MAX pages */
+			} else {
+				kv_find(buf, "inactive_file", &a);
+				kv_find(buf, "active_file", &b);
+				lim = v2_limit();
+			}
+			m->cg_reclaim = a + b < m->cg_usage ? a + b : m->cg_usage;
+			m->cg_limit = lim;
+			rc = 0;
+		}
+	}
+	m->headroom = m->avail;
+	if (m->cg_limit != UINT64_MAX) {
+		uint64_t used = m->cg_usage - m->cg_reclaim;
+		uint64_t h = m->cg_limit > used ? m->cg_limit - used : 0;
+		if (h < m->headroom)
+			m->headroom = h;
+	}
+	return rc;
+}
+
+uint64_t vmo__mem_headroom(void)
+{
+	struct vmo__mem m;
+	vmo__mem_query(&m);
+	return m.headroom;
+}
+
+uint64_t vmo__mem_default_margin(void)
+{
+	struct vmo__mem m;
+	vmo__mem_query(&m);
+	uint64_t base = g.mem_total ? g.mem_total : (uint64_t)1 << 32;
+	if (m.cg_limit < base)
+		base = m.cg_limit;
+	uint64_t mg = base / 16;
+	if (mg > ((uint64_t)1 << 30))
+		mg = (uint64_t)1 << 30;
+	if (mg < ((uint64_t)64 << 20))
+		mg = (uint64_t)64 << 20;
+	return mg;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The watcher thread                                                       */
+
+enum { SRC_STOP, SRC_PSI, SRC_CG_PSI, SRC_CG_THR, SRC_CG_MED, SRC_CG_CRIT, SRC_MAX };
+
+struct vmo__psi {
+	pthread_t thread;
+	bool started;
+	void (*cb)(void *arg, int level);
+	void *arg;
+	struct vmo__psi_opts o;
+	int fd[SRC_MAX];    /* what poll() watches */
+	int aux[SRC_MAX];   /* v1: the control file the eventfd is bound to */
+	unsigned sources;
+};
+
+static int psi_trigger(const char *path, uint32_t stall, uint32_t window)
+{
+	int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	char t[64];
+	int n = snprintf(t, sizeof t, "some %u %u", stall, window);
+	if (write(fd, t, (size_t)n + 1) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* cgroup v1: an eventfd signalled by the kernel for `args` on file `name`. */
+static int v1_event(const char *name, const char *args, int *aux)
+{
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (efd < 0)
+		return -errno;
+	int cfd = open_ro(g.dir, name);
+	int ctl = -1;
+	char p[PATH_MAX + 64];
+	snprintf(p, sizeof p, "%s/cgroup.event_control", g.dir);
+	if (cfd >= 0)
+		ctl = open(p, O_WRONLY | O_CLOEXEC);
+	int err = 0;
+	if (cfd < 0 || ctl < 0) {
+		err = -errno;
+	} else {
+		char t[128];
+		int n = snprintf(t, sizeof t, "%d %d %s", efd, cfd, args);
+		if (write(ctl, t, (size_t)n) < 0)
+			err = -errno;
+	}
+	if (ctl >= 0)
+		close(ctl);
+	if (err) {
+		if (cfd >= 0)
+			close(cfd);
+		close(efd);
+		return err;
+	}
+	*aux = cfd;
+	return efd;
+}
+
+static void *watch_main(void *p)
+{
+	struct vmo__psi *w = p;
+	struct pollfd pf[SRC_MAX];
+	for (;;) {
+		int n = 0, map[SRC_MAX];
+		for (int i = 0; i < SRC_MAX; i++) {
+			if (w->fd[i] < 0)
+				continue;
+			pf[n].fd = w->fd[i];
+			pf[n].events = (i == SRC_PSI || i == SRC_CG_PSI) ? POLLPRI : POLLIN;
+			pf[n].revents = 0;
+			map[n++] = i;
+		}
+		int r = poll(pf, (nfds_t)n, (int)w->o.poll_ms);
+		if (r < 0 && errno != EINTR) {
+			vmo__warn("psi: poll: %s", strerror(errno));
+			usleep(w->o.poll_ms * 1000u);
+		}
+		int level = VMO__PRESSURE_NONE;
+		for (int k = 0; r > 0 && k < n; k++) {
+			if (!pf[k].revents)
+				continue;
+			int i = map[k];
+			if (i == SRC_STOP)
+				return NULL;
+			if (pf[k].revents & (POLLERR | POLLNVAL)) {
+				/* a PSI trigger whose file went away (group removed) */
+				vmo__debug("psi: source %d failed; dropping it", i);
+				close(w->fd[i]);
+				w->fd[i] = -1;
+				continue;
+			}
+			if (i != SRC_PSI && i != SRC_CG_PSI) {
+				uint64_t v;
+				if (read(w->fd[i], &v, sizeof v) < 0) { /* clear the eventfd */
+				}
+			}
+			int l = i == SRC_CG_CRIT ? VMO__PRESSURE_CRITICAL
+				: (i == SRC_CG_THR || i == SRC_CG_MED) ? VMO__PRESSURE_LOW
+								      : VMO__PRESSURE_SOME;
+			if (l > level)
+				level = l;
+		}
+		/* Every wake-up (event or tick) also looks at the headroom itself. */
+		uint64_t h = vmo__mem_headroom();
+		int hl = h < w->o.margin / 2 ? VMO__PRESSURE_CRITICAL
+			 : h < w->o.margin   ? VMO__PRESSURE_LOW
+					     : VMO__PRESSURE_NONE;
+		if (hl > level)
+			level = hl;
+		w->cb(w->arg, level);
+	}
+}
+
+int vmo__psi_watch(const struct vmo__psi_opts *o, void (*cb)(void *arg, int level), void *arg,
+		   struct vmo__psi **out)
+{
+	if (!cb || !out)
+		return -EINVAL;
+	pthread_once(&g_once, resolve);
+	struct vmo__psi *w = calloc(1, sizeof *w);
+	if (!w)
+		return -ENOMEM;
+	if (o)
+		w->o = *o;
+	if (!w->o.stall_us)
+		w->o.stall_us = 100000;
+	if (!w->o.window_us)
+		w->o.window_us = 1000000;
+	if (!w->o.poll_ms)
+		w->o.poll_ms = 100;
+	if (!w->o.margin)
+		w->o.margin = vmo__mem_default_margin();
+	w->cb = cb;
+	w->arg = arg;
+	for (int i = 0; i < SRC_MAX; i++)
+		w->fd[i] = w->aux[i] = -1;
+	w->fd[SRC_STOP] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->fd[SRC_STOP] < 0) {
+		int err = -errno;
+		free(w);
+		return err;
+	}
+	int fd;
+	if (!(w->o.flags & VMO__PSI_NO_PSI)) {
+		fd = psi_trigger("/proc/pressure/memory", w->o.stall_us, w->o.window_us);
+		if (fd >= 0) {
+			w->fd[SRC_PSI] = fd;
+			w->sources |= VMO__PSI_SRC_PSI;
+		} else {
+			vmo__debug("psi: no trigger on /proc/pressure/memory: %s", strerror(-fd));
+		}
+		if (g.version == 2) {
+			char p[PATH_MAX + 32];
+			snprintf(p, sizeof p, "%s/memory.pressure", g.dir);
+			fd = psi_trigger(p, w->o.stall_us, w->o.window_us);
+			if (fd >= 0) {
+				w->fd[SRC_CG_PSI] = fd;
+				w->sources |= VMO__PSI_SRC_CG_PSI;
+			}
+		}
+	}
+	if (!(w->o.flags & VMO__PSI_NO_CGROUP) && g.version == 1) {
+		struct vmo__mem m;
+		vmo__mem_query(&m);
+		if (m.cg_limit != UINT64_MAX && m.cg_limit > w->o.margin) {
+			char a[32];
+			snprintf(a, sizeof a, "%" PRIu64, m.cg_limit - w->o.margin);
+			fd = v1_event("memory.usage_in_bytes", a, &w->aux[SRC_CG_THR]);
+			if (fd >= 0) {
+				w->fd[SRC_CG_THR] = fd;
+				w->sources |= VMO__PSI_SRC_CG_THRESHOLD;
+			} else {
+				vmo__debug("psi: no v1 usage threshold: %s", strerror(-fd));
+			}
+		}
+		fd = v1_event("memory.pressure_level", "medium", &w->aux[SRC_CG_MED]);
+		if (fd >= 0) {
+			w->fd[SRC_CG_MED] = fd;
+			w->sources |= VMO__PSI_SRC_CG_LEVEL;
+		}
+		fd = v1_event("memory.pressure_level", "critical", &w->aux[SRC_CG_CRIT]);
+		if (fd >= 0) {
+			w->fd[SRC_CG_CRIT] = fd;
+			w->sources |= VMO__PSI_SRC_CG_LEVEL;
+		}
+	}
+	int rc = pthread_create(&w->thread, NULL, watch_main, w);
+	if (rc) {
+		vmo__psi_stop(w);
+		return -rc;
+	}
+	w->started = true;
+	*out = w;
+	return 0;
+}
+
+void vmo__psi_stop(struct vmo__psi *w)
+{
+	if (!w)
+		return;
+	if (w->started) {
+		uint64_t one = 1;
+		if (write(w->fd[SRC_STOP], &one, sizeof one) < 0)
+			vmo__warn("psi: cannot stop the watcher: %s", strerror(errno));
+		pthread_join(w->thread, NULL);
+	}
+	for (int i = 0; i < SRC_MAX; i++) {
+		if (w->fd[i] >= 0)
+			close(w->fd[i]);
+		if (w->aux[i] >= 0)
+			close(w->aux[i]);
+	}
+	free(w);
+}
+
+unsigned vmo__psi_sources(const struct vmo__psi *w)
+{
+	return w ? w->sources : 0;
+}
