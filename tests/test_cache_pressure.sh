@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# test_cache_pressure.sh BUILD_DIR - a process yields 4 GiB into a yield cache
+# inside a cgroup v1 memory group limited to 1 GiB, with a memory hog beside
+# it in the same group.  The cache must shrink so that nothing is OOM-killed:
+# both processes exit 0, the group's oom_kill counter stays 0, the cache held
+# a good part of the limit at some point and gave most of the 4 GiB back.
+set -u
+build=${1:?usage: $0 BUILD_DIR}
+prog=$build/tests/prog_cache_pressure
+[ -x "$prog" ] || { echo "SKIP: $prog not built"; exit 77; }
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root to create a memory cgroup"; exit 77; }
+
+# The cgroup v1 memory hierarchy and this shell's group in it.
+mnt=$(awk '$3 == "cgroup" && $4 ~ /(^|,)memory(,|$)/ { print $2; exit }' /proc/mounts)
+[ -n "$mnt" ] && [ -d "$mnt" ] || { echo "SKIP: no cgroup v1 memory controller mounted"; exit 77; }
+cur=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3; exit }' /proc/self/cgroup)
+[ "$cur" = "/" ] && cur=""
+cg="$mnt$cur/vmo-cache-pressure-$$"
+mkdir "$cg" 2>/dev/null || { echo "SKIP: cannot create $cg"; exit 77; }
+
+LIMIT=$((1024 * 1024 * 1024))
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	# wait for the group to empty, then remove it
+	for _ in $(seq 50); do
+		[ -z "$(cat "$cg/cgroup.procs" 2>/dev/null)" ] && break
+		sleep 0.1
+	done
+	rmdir "$cg" 2>/dev/null || echo "warning: could not remove $cg" >&2
+}
+trap cleanup EXIT
+
+if ! echo $LIMIT >"$cg/memory.limit_in_bytes"; then
+	echo "SKIP: cannot set memory.limit_in_bytes in $cg"
+	exit 77
+fi
+# No swap here; if there is some, forbid it for this group so that the limit bites.
+echo $LIMIT >"$cg/memory.memsw.limit_in_bytes" 2>/dev/null || true
+echo 0 >"$cg/memory.swappiness" 2>/dev/null || true
+
+out=$(mktemp)
+hogout=$(mktemp)
+# Start each process inside the group: move the shell, then exec.
+timeout 120 bash -c "echo \$\$ > '$cg/cgroup.procs' && exec '$prog' hold 4096 64 25" >"$out" 2>&1 &
+hold_pid=$!
+pids+=($hold_pid)
+sleep 3
+timeout 120 bash -c "echo \$\$ > '$cg/cgroup.procs' && exec '$prog' hog 256,512,700,300,760,0 2500" >"$hogout" 2>&1 &
+hog_pid=$!
+pids+=($hog_pid)
+
+wait $hog_pid
+hog_rc=$?
+wait $hold_pid
+hold_rc=$?
+pids=()
+
+echo "--- hold"
+cat "$out"
+echo "--- hog"
+cat "$hogout"
+oom_kill=$(awk '$1 == "oom_kill" { print $2 }' "$cg/memory.oom_control")
+maxu=$(cat "$cg/memory.max_usage_in_bytes")
+echo "--- group: oom_kill=${oom_kill:-?} max_usage=$((maxu >> 20))MiB failcnt=$(cat "$cg/memory.failcnt")"
+
+fail=0
+[ "$hold_rc" -eq 0 ] || { echo "FAIL: the cache process exited with status $hold_rc"; fail=1; }
+[ "$hog_rc" -eq 0 ] || { echo "FAIL: the hog exited with status $hog_rc"; fail=1; }
+[ "${oom_kill:-1}" -eq 0 ] || { echo "FAIL: the OOM killer ran $oom_kill time(s) in the group"; fail=1; }
+grep -q "^hog: done" "$hogout" || { echo "FAIL: the hog did not finish"; fail=1; }
+val() { awk -F= -v k="$1" '$1 == k { print $2 }' "$out"; }
+yielded=$(val yielded_mib)
+held_max=$(val held_max_mib)
+forgotten=$(val forgotten_mib)
+hits=$(val hits)
+if [ -z "$yielded" ]; then
+	echo "FAIL: no summary from the cache process"
+	fail=1
+else
+	[ "$yielded" -ge 4096 ] || { echo "FAIL: yielded only $yielded MiB"; fail=1; }
+	# it used the memory there was: more than a third of the limit at some point
+	[ "$held_max" -ge 340 ] || { echo "FAIL: the cache never held more than $held_max MiB"; fail=1; }
+	# it cannot have kept more than the limit
+	[ "$held_max" -lt 1024 ] || { echo "FAIL: the cache held $held_max MiB in a 1 GiB group"; fail=1; }
+	[ "$forgotten" -ge 3072 ] || { echo "FAIL: only $forgotten MiB forgotten"; fail=1; }
+	[ "$hits" -gt 0 ] || { echo "FAIL: no hit at all"; fail=1; }
+fi
+rm -f "$out" "$hogout"
+[ $fail -eq 0 ] && echo "test_cache_pressure: ok"
+exit $fail
