@@ -1,0 +1,156 @@
+/* test_pagesize: objects with 4 KiB, 64 KiB and 2 MiB pages.  The pager is
+ * only ever asked for offsets and lengths that are multiples of the page
+ * size; data is right; one touch serves the whole page (no more pager calls
+ * nor faults for the rest of it, and the whole page is resident); mappings
+ * at offsets or of lengths that are not multiples of the page size are
+ * -EINVAL. */
+#include "helper.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+struct ppager {
+	uint64_t psz;
+	_Atomic int calls, misaligned;
+	_Atomic uint64_t bytes;
+};
+
+static int pp_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
+{
+	struct ppager *p = ctx;
+	(void)flags;
+	if (off % p->psz || len % p->psz || len == 0)
+		atomic_fetch_add(&p->misaligned, 1);
+	uint64_t *w = buf;
+	for (size_t i = 0; i < len / 8; i++)
+		w[i] = t_pattern(off + i * 8);
+	atomic_fetch_add(&p->calls, 1);
+	atomic_fetch_add(&p->bytes, len);
+	return 0;
+}
+
+static const struct vmo_pager_ops pp_ops = { .read = pp_read };
+
+static uint64_t resident_pages_4k(void *p, size_t len)
+{
+	size_t n = len / 4096;
+	unsigned char *vec = malloc(n);
+	CHECK(vec);
+	CHECK(mincore(p, len, vec) == 0);
+	uint64_t r = 0;
+	for (size_t i = 0; i < n; i++)
+		r += vec[i] & 1;
+	free(vec);
+	return r;
+}
+
+static void wait_resident(struct vmo_object *obj, uint64_t want)
+{
+	struct vmo_stats st;
+	uint64_t t0 = t_now_ns();
+	do {
+		CHECK_OK(vmo_object_stats(obj, &st));
+	} while (st.resident != want && t_now_ns() - t0 < 2000000000ull);
+	CHECK_EQ(st.resident, want);
+}
+
+static void one_size(struct vmo_engine *eng, uint32_t psz, bool readahead)
+{
+	struct ppager pp = { .psz = psz };
+	const uint64_t npages = 8, size = npages * psz;
+	struct vmo_object_opts oo = { .page_size = psz, .size = size,
+				      .flags = readahead ? 0 : VMO_OBJ_NO_READAHEAD };
+	struct vmo_object *obj;
+	CHECK_OK(vmo_object_create(eng, &pp_ops, &pp, &oo, &obj));
+	CHECK_EQ(vmo_object_page_size(obj), psz);
+	CHECK_EQ(vmo_object_size(obj), size);
+	void *a = NULL;
+	CHECK_OK(vmo_map(obj, 0, size, VMO_PROT_READ | VMO_PROT_WRITE, &a));
+	const volatile uint64_t *w = a;
+
+	if (!readahead) {
+		/* touch one word in the middle of page 3 */
+		uint64_t mid = 3 * (uint64_t)psz + psz / 2 + 8;
+		CHECK_EQ(w[mid / 8], t_pattern(mid));
+		CHECK_EQ(pp.calls, 1);
+		CHECK_EQ(pp.bytes, psz);
+		wait_resident(obj, psz);
+		struct vmo_stats st;
+		CHECK_OK(vmo_object_stats(obj, &st));
+		uint64_t faults = st.faults;
+		/* the whole page is there: every 4 KiB of it resident and mapped,
+		 * every word right, with no further fault or pager call */
+		CHECK_EQ(resident_pages_4k((char *)a + 3 * (uint64_t)psz, psz), psz / 4096);
+		for (uint64_t off = 3 * (uint64_t)psz; off < 4 * (uint64_t)psz; off += 8)
+			if (w[off / 8] != t_pattern(off)) {
+				fprintf(stderr, "page size %u: word at %#llx wrong\n", psz, (unsigned long long)off);
+				abort();
+			}
+		CHECK_OK(vmo_object_stats(obj, &st));
+		CHECK_EQ(st.faults, faults);
+		CHECK_EQ(pp.calls, 1);
+		/* neighbours untouched */
+		CHECK_EQ(resident_pages_4k((char *)a + 2 * (uint64_t)psz, psz), 0);
+		CHECK_EQ(resident_pages_4k((char *)a + 4 * (uint64_t)psz, psz), 0);
+	}
+	/* every page, in order (read-ahead clusters when on) */
+	for (uint64_t off = 0; off < size; off += 4096)
+		CHECK_EQ(w[off / 8 + 1], t_pattern(off + 8));
+	wait_resident(obj, size);
+	CHECK_EQ(pp.misaligned, 0);
+	CHECK_EQ(pp.bytes, size); /* each page once */
+	if (readahead)
+		CHECK(pp.calls < (int)npages || psz == (2u << 20)); /* clusters (2 MiB: at most 2 per call) */
+
+	/* mappings at offsets / of lengths that are not page multiples */
+	void *p = NULL;
+	if (psz > 4096) {
+		CHECK_EQ(vmo_map(obj, 4096, psz, VMO_PROT_READ, &p), -EINVAL);
+		CHECK_EQ(vmo_map(obj, psz / 2, psz, VMO_PROT_READ, &p), -EINVAL);
+		CHECK_EQ(vmo_map(obj, psz, 4096, VMO_PROT_READ, &p), -EINVAL);
+		CHECK_EQ(vmo_map(obj, psz, psz + 4096, VMO_PROT_READ, &p), -EINVAL);
+		CHECK(p == NULL);
+	}
+	/* a mapping at a page-multiple offset sees the same pages */
+	CHECK_OK(vmo_map(obj, 5 * (uint64_t)psz, 2 * (uint64_t)psz, VMO_PROT_READ, &p));
+	CHECK_EQ(((const volatile uint64_t *)p)[psz / 8 + 2], t_pattern(6 * (uint64_t)psz + 16));
+	((volatile uint64_t *)a)[5 * (uint64_t)psz / 8] = 0x4242;
+	CHECK_EQ(((const volatile uint64_t *)p)[0], 0x4242);
+	CHECK_EQ(pp.bytes, size);
+	CHECK_OK(vmo_unmap(obj, p, 2 * (uint64_t)psz));
+	CHECK_OK(vmo_unmap(obj, a, size));
+	vmo_object_unref(obj);
+	printf("page size %u%s: %d pager calls, all aligned\n", psz, readahead ? " (read-ahead)" : "", pp.calls);
+}
+
+int main(void)
+{
+	alarm(50);
+	setvbuf(stdout, NULL, _IONBF, 0);
+	struct vmo_engine *eng = t_engine(2);
+	static const uint32_t sizes[] = { 4096, 64 * 1024, 2u << 20 };
+	for (size_t i = 0; i < 3; i++) {
+		one_size(eng, sizes[i], false);
+		one_size(eng, sizes[i], true);
+	}
+	/* other legal sizes: 8 KiB .. 1 MiB */
+	for (uint32_t psz = 8192; psz <= (1u << 20); psz <<= 1) {
+		struct vmo_object_opts oo = { .page_size = psz, .size = 4 * (uint64_t)psz };
+		struct vmo_object *obj;
+		CHECK_OK(vmo_object_create(eng, &pp_ops, &(struct ppager){ .psz = psz }, &oo, &obj));
+		vmo_object_unref(obj);
+	}
+	/* an object size that is not a page multiple is rounded up to one */
+	struct ppager pp = { .psz = 64 * 1024 };
+	struct vmo_object_opts oo = { .page_size = 64 * 1024, .size = 100 * 1024 };
+	struct vmo_object *obj;
+	CHECK_OK(vmo_object_create(eng, &pp_ops, &pp, &oo, &obj));
+	CHECK_EQ(vmo_object_size(obj) % (64 * 1024), 0);
+	CHECK(vmo_object_size(obj) >= 100 * 1024);
+	vmo_object_unref(obj);
+	CHECK_OK(vmo_engine_destroy(eng));
+	printf("ok\n");
+	return 0;
+}
