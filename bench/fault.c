@@ -86,7 +86,8 @@ int main(void)
 	unlink(path);
 	fsync(datafd);
 
-	struct vmo_engine_opts eo = { .workers = (unsigned)env_ul("VMO_BENCH_WORKERS", 0) };
+	struct vmo_engine_opts eo = { .workers = (unsigned)env_ul("VMO_BENCH_WORKERS", 0),
+				      .flags = (uint32_t)env_ul("VMO_BENCH_ENGINE_FLAGS", 0) };
 	int rc = vmo_engine_create(&eo, &eng);
 	if (rc)
 		die(vmo_last_error_detail(), rc);

@@ -59,6 +59,10 @@ VMO_API void vmo_set_log(vmo_log_fn fn, void *arg, enum vmo_log_level max_level)
 
 #define VMO_ENGINE_NO_WORKERS (1u << 0)  /* create without workers: start later */
 #define VMO_ENGINE_NO_PRESSURE (1u << 1) /* ignore memory pressure (PSI) */
+/* Least privilege: a UFFD_USER_MODE_ONLY userfaultfd even where a fuller one
+ * can be had.  System calls that touch a page not yet supplied (read(2) into
+ * a mapping, ...) then fail with EFAULT instead of waiting for the pager. */
+#define VMO_ENGINE_USER_MODE_ONLY (1u << 2)
 
 struct vmo_engine_opts {
 	uint32_t flags;      /* VMO_ENGINE_* */
@@ -91,6 +95,7 @@ VMO_API int vmo_engine_set_budget(struct vmo_engine *eng, uint64_t high, uint64_
 #define VMO_FEAT_WP_ASYNC (1u << 4) /* UFFD_FEATURE_WP_ASYNC */
 #define VMO_FEAT_PAGEMAP_SCAN (1u << 5)
 #define VMO_FEAT_THREAD_ID (1u << 6)
+#define VMO_FEAT_KERNEL_FAULTS (1u << 7) /* system calls on unsupplied pages wait */
 VMO_API unsigned vmo_engine_features(const struct vmo_engine *eng);
 
 /* ------------------------------------------------------------------------ */

@@ -109,6 +109,8 @@ static unsigned features_of(const struct vmo__uffd *u)
 		f |= VMO_FEAT_PAGEMAP_SCAN;
 	if (u->features & UFFD_FEATURE_THREAD_ID)
 		f |= VMO_FEAT_THREAD_ID;
+	if (!u->user_mode_only)
+		f |= VMO_FEAT_KERNEL_FAULTS;
 	return f;
 }
 
@@ -119,7 +121,7 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 		return -EINVAL;
 	if (!opts)
 		opts = &defaults;
-	if (opts->flags & ~(VMO_ENGINE_NO_WORKERS | VMO_ENGINE_NO_PRESSURE))
+	if (opts->flags & ~(VMO_ENGINE_NO_WORKERS | VMO_ENGINE_NO_PRESSURE | VMO_ENGINE_USER_MODE_ONLY))
 		return -EINVAL;
 	if (opts->budget_low > opts->budget)
 		return -EINVAL;
@@ -135,7 +137,8 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 	uint64_t want = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP |
 			UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON |
 			UFFD_FEATURE_MOVE;
-	int rc = vmo__uffd_open(&eng->u, want, UFFD_FEATURE_MISSING_SHMEM, false);
+	int rc = vmo__uffd_open(&eng->u, want, UFFD_FEATURE_MISSING_SHMEM,
+				(opts->flags & VMO_ENGINE_USER_MODE_ONLY) ? VMO__UFFD_USER_ONLY : 0);
 	if (rc) {
 		free(eng);
 		return rc;

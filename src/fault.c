@@ -81,7 +81,11 @@ static uint64_t claim_cluster(struct fault *f)
 		return 1;
 	uint64_t next = atomic_load_explicit(&m->ra_next, memory_order_relaxed);
 	uint32_t win = atomic_load_explicit(&m->ra_window, memory_order_relaxed);
-	if (f->pg == next)
+	/* Sequential if the fault lands within a window of where a sequential
+	 * access would fault next: copies (glibc memcpy) and several threads
+	 * scanning together touch pages a little out of order. */
+	uint32_t slack = win < 4 ? 4 : win;
+	if (f->pg + slack >= next && f->pg <= next + slack)
 		win = win < 4 ? 4 : (win * 2 > o->ra_max ? o->ra_max : win * 2);
 	else
 		win = 1;
@@ -89,7 +93,8 @@ static uint64_t claim_cluster(struct fault *f)
 	uint64_t n = 1;
 	while (n < win && f->pg + n < end_pg && ps_cas(o, f->pg + n, PS_ABSENT, PS_FILLING))
 		n++;
-	atomic_store_explicit(&m->ra_next, f->pg + n, memory_order_relaxed);
+	if (f->pg + n > next || win == 1)
+		atomic_store_explicit(&m->ra_next, f->pg + n, memory_order_relaxed);
 	atomic_store_explicit(&m->ra_window, win, memory_order_relaxed);
 	return n;
 }
@@ -240,13 +245,15 @@ static void serve(struct fault *f)
 {
 	struct vmo_object *o = f->obj;
 	for (;;) {
-		if (atomic_load(&o->dead)) {
-			fail_page(f);
-			return;
-		}
 		uint8_t s = ps_get(o, f->pg);
 		switch (s) {
 		case PS_ABSENT:
+			/* Shut down: no more pager reads.  Pages in memory stay
+			 * readable (below) until unmapped. */
+			if (atomic_load(&o->dead)) {
+				fail_page(f);
+				return;
+			}
 			if (!ps_cas(o, f->pg, PS_ABSENT, PS_FILLING))
 				continue;
 			fill(f);

@@ -39,20 +39,42 @@ static int uffd_dev(int flags)
 	return fd < 0 ? err : fd;
 }
 
-static int open_raw(bool nonblock, bool *dev)
+/* Open a userfaultfd.  Preferred: one that also serves faults the kernel
+ * takes on our pages inside system calls (read(2) into a mapping, ...):
+ * /dev/userfaultfd, else the syscall without UFFD_USER_MODE_ONLY (which needs
+ * CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1).  Last resort, or when
+ * user_only is asked: UFFD_USER_MODE_ONLY (kernel-mode accesses to pages not
+ * yet supplied fail with EFAULT). */
+static int open_raw(bool nonblock, bool user_only, bool *dev, bool *user_mode_only)
 {
 	int flags = O_CLOEXEC | (nonblock ? O_NONBLOCK : 0);
-	int fd = uffd_syscall(flags | UFFD_USER_MODE_ONLY);
-	if (fd == -EINVAL) /* kernel older than 5.11: no UFFD_USER_MODE_ONLY */
-		fd = uffd_syscall(flags);
+	int fd, sys_err = -ENOSYS;
 	*dev = false;
-	if (fd >= 0)
-		return fd;
-	int sys_err = fd;
-	fd = uffd_dev(flags);
+	*user_mode_only = false;
+	if (!user_only) {
+		fd = uffd_dev(flags);
+		if (fd >= 0) {
+			*dev = true;
+			return fd;
+		}
+		fd = uffd_syscall(flags);
+		if (fd >= 0)
+			return fd;
+	}
+	fd = uffd_syscall(flags | UFFD_USER_MODE_ONLY);
 	if (fd >= 0) {
-		*dev = true;
+		*user_mode_only = true;
 		return fd;
+	}
+	sys_err = fd;
+	if (user_only) {
+		fd = uffd_dev(flags);
+		if (fd >= 0) {
+			*dev = true;
+			return fd;
+		}
+	} else {
+		fd = uffd_dev(flags);
 	}
 	int dev_err = fd;
 	long unpriv = -1;
@@ -76,8 +98,8 @@ static pthread_once_t kfeatures_once = PTHREAD_ONCE_INIT;
 
 static void probe_features(void)
 {
-	bool dev;
-	int fd = open_raw(true, &dev);
+	bool dev, umo;
+	int fd = open_raw(true, false, &dev, &umo);
 	if (fd < 0)
 		return;
 	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
@@ -125,16 +147,17 @@ bool vmo__pagemap_scan_supported(void)
 	return pagemap_scan_ok == 1;
 }
 
-int vmo__uffd_open(struct vmo__uffd *u, uint64_t want, uint64_t need, bool nonblock)
+int vmo__uffd_open(struct vmo__uffd *u, uint64_t want, uint64_t need, unsigned flags)
 {
+	bool nonblock = flags & VMO__UFFD_NONBLOCK, user_only = flags & VMO__UFFD_USER_ONLY;
 	memset(u, 0, sizeof *u);
 	u->fd = -1;
 	uint64_t have = vmo__uffd_kernel_features();
 	if ((have & need) != need) {
 		int fd0;
-		bool dev0;
+		bool dev0, umo0;
 		/* Tell "no uffd at all" apart from "uffd without a feature". */
-		fd0 = open_raw(true, &dev0);
+		fd0 = open_raw(true, user_only, &dev0, &umo0);
 		if (fd0 < 0)
 			return fd0;
 		close(fd0);
@@ -142,8 +165,8 @@ int vmo__uffd_open(struct vmo__uffd *u, uint64_t want, uint64_t need, bool nonbl
 				(unsigned long long)(need & ~have), (unsigned long long)have);
 		return -EOPNOTSUPP;
 	}
-	bool dev;
-	int fd = open_raw(nonblock, &dev);
+	bool dev, umo;
+	int fd = open_raw(nonblock, user_only, &dev, &umo);
 	if (fd < 0)
 		return fd;
 	struct uffdio_api api = { .api = UFFD_API, .features = want & have };
@@ -158,6 +181,7 @@ int vmo__uffd_open(struct vmo__uffd *u, uint64_t want, uint64_t need, bool nonbl
 	u->features = want & have;
 	u->ioctls = api.ioctls;
 	u->dev = dev;
+	u->user_mode_only = umo;
 	return 0;
 }
 

@@ -95,17 +95,23 @@ struct vmo__uffd {
 	uint64_t features; /* negotiated UFFD_FEATURE_* */
 	uint64_t ioctls;   /* from UFFDIO_API */
 	bool dev;          /* opened through /dev/userfaultfd */
+	bool user_mode_only; /* kernel-mode faults are not served (EFAULT) */
 	/* Called when an ioctl returns EAGAIN (an mm change is pending): read and
 	 * handle pending events before the ioctl is retried.  May be NULL. */
 	void (*drain)(void *arg);
 	void *drain_arg;
 };
 
-/* Open a userfaultfd (UFFD_USER_MODE_ONLY syscall, else /dev/userfaultfd),
- * non-blocking iff nonblock, and negotiate `want` features; `need` features
- * must all be there (-EOPNOTSUPP otherwise).  On failure a detailed reason is
- * recorded with vmo__set_detail() and -VMO_ENOUFFD (or -errno) returned. */
-int vmo__uffd_open(struct vmo__uffd *u, uint64_t want, uint64_t need, bool nonblock);
+#define VMO__UFFD_NONBLOCK 1u  /* O_NONBLOCK reads */
+#define VMO__UFFD_USER_ONLY 2u /* prefer UFFD_USER_MODE_ONLY (least privilege) */
+
+/* Open a userfaultfd and negotiate `want` features; `need` features must all
+ * be there (-EOPNOTSUPP otherwise).  Without VMO__UFFD_USER_ONLY, one that
+ * serves kernel-mode faults too is preferred (/dev/userfaultfd, else the
+ * plain syscall), then UFFD_USER_MODE_ONLY; with it, the other way round.
+ * On failure a detailed reason is recorded with vmo__set_detail() and
+ * -VMO_ENOUFFD (or -errno) returned. */
+int vmo__uffd_open(struct vmo__uffd *u, uint64_t want, uint64_t need, unsigned flags);
 void vmo__uffd_close(struct vmo__uffd *u);
 /* Features the running kernel offers (probing once, cached). */
 uint64_t vmo__uffd_kernel_features(void);
