@@ -63,6 +63,13 @@ VMO_API void vmo_set_log(vmo_log_fn fn, void *arg, enum vmo_log_level max_level)
  * can be had.  System calls that touch a page not yet supplied (read(2) into
  * a mapping, ...) then fail with EFAULT instead of waiting for the pager. */
 #define VMO_ENGINE_USER_MODE_ONLY (1u << 2)
+/* Asynchronous dirty tracking (UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN): a first
+ * write costs no trap; dirty pages are collected when written back.  Pagers
+ * with an unlock callback are refused (-EINVAL): nobody is asked.  To never
+ * lose a write, a page evicted from an object with writable mappings is
+ * written back first (it cannot be known clean): more writes on eviction.
+ * -EOPNOTSUPP where the kernel lacks WP_ASYNC or PAGEMAP_SCAN. */
+#define VMO_ENGINE_DIRTY_ASYNC (1u << 3)
 
 struct vmo_engine_opts {
 	uint32_t flags;      /* VMO_ENGINE_* */

@@ -94,7 +94,8 @@ struct vmo_cache {
 	/* Memory: the byte cap derived from the headroom, refreshed by the
 	 * watcher and by yields every `refresh_step` bytes. */
 	struct vmo__psi *watch;
-	uint64_t margin;
+	uint64_t margin; /* the watcher's: headroom below it is "low" */
+	uint64_t keep;   /* headroom the cache leaves free: 2 * margin */
 	_Atomic uint64_t mem_cap;
 	_Atomic uint64_t since_refresh;
 	_Atomic int refreshing;
@@ -396,8 +397,10 @@ static bool data_out(struct vmo_cache *c, uintptr_t slot, void *addr, size_t len
 		} else {
 			vmo__debug("cache: cannot register the destination (%s); copying", strerror(-rc));
 		}
-	} else if (len >= 16 * VMO_PAGE) {
-		madvise(addr, len, MADV_POPULATE_WRITE); /* no fault per page if it was empty */
+	} else if (len >= 64 * VMO_PAGE) {
+		/* if the destination is empty, one call instead of a fault per page;
+		 * below 256 KiB the call costs more than it saves on a reused buffer */
+		madvise(addr, len, MADV_POPULATE_WRITE);
 	}
 	memcpy((char *)addr + done, (char *)slot + done, len - done);
 	return false;
@@ -416,10 +419,10 @@ static uint64_t refresh_cap(struct vmo_cache *c)
 	uint64_t cap;
 	if (m.headroom == UINT64_MAX)
 		cap = UINT64_MAX;
-	else if (m.headroom >= c->margin)
-		cap = held + (m.headroom - c->margin);
+	else if (m.headroom >= c->keep)
+		cap = held + (m.headroom - c->keep);
 	else
-		cap = held > c->margin - m.headroom ? held - (c->margin - m.headroom) : 0;
+		cap = held > c->keep - m.headroom ? held - (c->keep - m.headroom) : 0;
 	atomic_store(&c->mem_cap, cap);
 	c->st.cap = cap < c->budget ? cap : c->budget;
 	pthread_mutex_unlock(&c->mu);
@@ -527,6 +530,10 @@ VMO_API int vmo_cache_create(const struct vmo_cache_opts *opts, struct vmo_cache
 	c->margin = 0;
 	if (!(o.flags & VMO_CACHE_NO_PRESSURE)) {
 		c->margin = vmo__mem_default_margin();
+		/* The cache stops growing at twice the watcher's margin, so that it
+		 * gives way before anyone (the engine's evictor, the kernel) feels
+		 * short of memory. */
+		c->keep = 2 * c->margin;
 		c->refresh_step = c->margin / 4;
 		struct vmo__psi_opts po = { .margin = c->margin };
 		int rc = vmo__psi_watch(&po, on_pressure, c, &c->watch);

@@ -109,6 +109,7 @@ struct vmo_object {
 	size_t nerrs, errs_cap;
 	struct vmo_map *maps;
 	int nmaps;
+	int nwmaps;      /* of which writable and tracked (m->wp) */
 	int inflight;    /* pager callbacks running */
 	_Atomic int dead; /* shut down: faults get SIGBUS */
 
@@ -120,6 +121,8 @@ struct vmo_engine {
 	struct vmo__uffd u;
 	unsigned features; /* VMO_FEAT_* */
 	uint32_t flags;
+	bool async;        /* VMO_ENGINE_DIRTY_ASYNC: WP_ASYNC + PAGEMAP_SCAN */
+	int pagemap_fd;    /* /proc/self/pagemap, for async dirty collection */
 
 	/* budget and reclaim (evict.c) */
 	_Atomic uint64_t resident;            /* bytes over all objects */
@@ -171,6 +174,11 @@ void vmo__chunks_free(struct vmo_object *obj);
 uint64_t vmo__evict_clean(struct vmo_object *obj, uint64_t pg0, uint64_t pg1, bool dirty_too);
 
 /* dirty.c: write back dirty pages of [pg0, pg1); first error or 0. */
+/* Async tracking: mark DIRTY every page of [pg0, pg1) written since the last
+ * collection (and protect it again). */
+void vmo__collect_written(struct vmo_object *obj, uint64_t pg0, uint64_t pg1);
+/* Copy [pg, pg+n) out of the memfd and through the pager's write callback. */
+int vmo__write_pages(struct vmo_object *obj, uint64_t pg, uint64_t n, void *buf);
 int vmo__writeback(struct vmo_object *obj, uint64_t pg0, uint64_t pg1);
 static inline pthread_mutex_t *vmo__wplock(struct vmo_object *o, uint64_t pg)
 {

@@ -53,8 +53,7 @@ static int read_memfd(struct vmo_object *o, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-/* Pages [pg, pg+n) are CLEANING and protected: write them to the pager. */
-static int write_run(struct vmo_object *o, uint64_t pg, uint64_t n, void *buf)
+int vmo__write_pages(struct vmo_object *o, uint64_t pg, uint64_t n, void *buf)
 {
 	size_t len = (size_t)n << o->page_shift;
 	uint64_t off = pg << o->page_shift;
@@ -69,8 +68,58 @@ static int write_run(struct vmo_object *o, uint64_t pg, uint64_t n, void *buf)
 			rc = -VMO_ESHUTDOWN;
 		}
 	}
-	if (rc) {
+	if (rc)
 		atomic_fetch_add(&o->st.write_errors, 1);
+	else
+		atomic_fetch_add(&o->st.writebacks, n);
+	return rc;
+}
+
+struct collect {
+	struct vmo_object *o;
+	struct vmo_map *m;
+};
+
+static void mark_written(void *arg, uintptr_t s, uintptr_t e)
+{
+	struct collect *c = arg;
+	struct vmo_object *o = c->o;
+	uint64_t pg0 = (s - c->m->addr + c->m->off) >> o->page_shift;
+	uint64_t pg1 = (e - c->m->addr + c->m->off + o->page_size - 1) >> o->page_shift;
+	for (uint64_t pg = pg0; pg < pg1; pg++) {
+		if (ps_cas(o, pg, PS_CLEAN, PS_DIRTY))
+			atomic_fetch_add(&o->dirty_pages, 1);
+		else
+			ps_cas(o, pg, PS_CLEANING, PS_DIRTY);
+	}
+}
+
+void vmo__collect_written(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
+{
+	uint64_t lo = pg0 << o->page_shift, hi = pg1 << o->page_shift;
+	pthread_mutex_lock(&o->mu);
+	for (struct vmo_map *m = o->maps; m; m = m->onext) {
+		if (!m->wp)
+			continue;
+		uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;
+		if (a >= b)
+			continue;
+		struct collect c = { o, m };
+		int rc = vmo__pagemap_collect_written(o->eng->pagemap_fd, m->addr + (a - m->off), m->addr + (b - m->off),
+						      mark_written, &c);
+		if (rc)
+			vmo__warn("collecting dirty pages: PAGEMAP_SCAN: %s", strerror(-rc));
+	}
+	pthread_mutex_unlock(&o->mu);
+}
+
+/* Pages [pg, pg+n) are CLEANING and protected: write them to the pager. */
+static int write_run(struct vmo_object *o, uint64_t pg, uint64_t n, void *buf)
+{
+	int rc = vmo__write_pages(o, pg, n, buf);
+	uint64_t off = pg << o->page_shift;
+	size_t len = (size_t)n << o->page_shift;
+	if (rc) {
 		for (uint64_t i = 0; i < n; i++)
 			ps_cas(o, pg + i, PS_CLEANING, PS_DIRTY);
 		vmo__debug("writeback at %#llx (%zu bytes) failed: %s", (unsigned long long)off, len, strerror(-rc));
@@ -82,7 +131,6 @@ static int write_run(struct vmo_object *o, uint64_t pg, uint64_t n, void *buf)
 		if (ps_cas(o, pg + i, PS_CLEANING, to) && to == PS_CLEAN)
 			atomic_fetch_sub(&o->dirty_pages, 1);
 	}
-	atomic_fetch_add(&o->st.writebacks, n);
 	return 0;
 }
 
@@ -96,6 +144,8 @@ int vmo__writeback(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
 	void *buf = NULL;
 	int first = 0;
 	pthread_mutex_lock(&o->wb_mu);
+	if (o->eng->async)
+		vmo__collect_written(o, pg0, pg1); /* writes since the last look */
 	for (uint64_t pg = pg0; pg < pg1;) {
 		uint64_t c = pg >> o->chunk_shift;
 		uint64_t cend = (c + 1) << o->chunk_shift;

@@ -2,6 +2,7 @@
  * resume, as libpager's workers), engine-wide statistics. */
 #include "core.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,7 +122,8 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 		return -EINVAL;
 	if (!opts)
 		opts = &defaults;
-	if (opts->flags & ~(VMO_ENGINE_NO_WORKERS | VMO_ENGINE_NO_PRESSURE | VMO_ENGINE_USER_MODE_ONLY))
+	if (opts->flags & ~(VMO_ENGINE_NO_WORKERS | VMO_ENGINE_NO_PRESSURE | VMO_ENGINE_USER_MODE_ONLY |
+			    VMO_ENGINE_DIRTY_ASYNC))
 		return -EINVAL;
 	if (opts->budget_low > opts->budget)
 		return -EINVAL;
@@ -137,9 +139,30 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 	uint64_t want = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP |
 			UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON |
 			UFFD_FEATURE_MOVE;
-	int rc = vmo__uffd_open(&eng->u, want, UFFD_FEATURE_MISSING_SHMEM,
+	uint64_t need = UFFD_FEATURE_MISSING_SHMEM;
+	eng->pagemap_fd = -1;
+	if (opts->flags & VMO_ENGINE_DIRTY_ASYNC) {
+		need |= UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP |
+			UFFD_FEATURE_MINOR_SHMEM;
+		want |= UFFD_FEATURE_WP_ASYNC;
+		if (!vmo__pagemap_scan_supported()) {
+			vmo__set_detail("VMO_ENGINE_DIRTY_ASYNC needs PAGEMAP_SCAN (Linux 6.7)");
+			free(eng);
+			return -EOPNOTSUPP;
+		}
+		eng->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		if (eng->pagemap_fd < 0) {
+			int err = -errno;
+			free(eng);
+			return err;
+		}
+		eng->async = true;
+	}
+	int rc = vmo__uffd_open(&eng->u, want, need,
 				(opts->flags & VMO_ENGINE_USER_MODE_ONLY) ? VMO__UFFD_USER_ONLY : 0);
 	if (rc) {
+		if (eng->pagemap_fd >= 0)
+			close(eng->pagemap_fd);
 		free(eng);
 		return rc;
 	}
@@ -172,6 +195,8 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 	*out = eng;
 	return 0;
 fail:
+	if (eng->pagemap_fd >= 0)
+		close(eng->pagemap_fd);
 	vmo__uffd_close(&eng->u);
 	free(eng->threads);
 	free(eng);
@@ -190,6 +215,8 @@ VMO_API int vmo_engine_destroy(struct vmo_engine *eng)
 	if (eng->running)
 		stop_workers(eng);
 	vmo__evictor_stop(eng);
+	if (eng->pagemap_fd >= 0)
+		close(eng->pagemap_fd);
 	vmo__uffd_close(&eng->u);
 	pthread_rwlock_destroy(&eng->maps_lock);
 	pthread_mutex_destroy(&eng->wmu);

@@ -99,6 +99,38 @@ static void punch(struct vmo_object *o, uint64_t pg, uint64_t n, long dirty)
 	notify(o, pg, n);
 }
 
+/* Async tracking: a page claimed for eviction may have been written since
+ * dirty pages were last collected, and the kernel did not tell us.  Unmap it
+ * from the writable views (later accesses fault to us and wait), then write
+ * it back whatever it holds.  false: the write failed, keep the pages. */
+static bool async_flush(struct vmo_object *o, uint64_t pg, uint64_t n)
+{
+	uint64_t lo = pg << o->page_shift, hi = (pg + n) << o->page_shift;
+	pthread_mutex_lock(&o->mu);
+	int nw = o->nwmaps;
+	for (struct vmo_map *m = o->maps; nw && m; m = m->onext) {
+		uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;
+		if (m->wp && a < b)
+			madvise((void *)(m->addr + (a - m->off)), b - a, MADV_DONTNEED);
+	}
+	pthread_mutex_unlock(&o->mu);
+	if (!nw || !o->ops->write)
+		return true;
+	size_t len = (size_t)n << o->page_shift;
+	void *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int rc = buf == MAP_FAILED ? -ENOMEM : vmo__write_pages(o, pg, n, buf);
+	if (buf != MAP_FAILED)
+		munmap(buf, len);
+	if (rc) {
+		for (uint64_t i = 0; i < n; i++)
+			ps_set(o, pg + i, PS_DIRTY);
+		atomic_fetch_add(&o->dirty_pages, (long)n);
+		vmo__wake_waiters(o, pg, n);
+		return false;
+	}
+	return true;
+}
+
 uint64_t vmo__evict_clean(struct vmo_object *o, uint64_t pg0, uint64_t pg1, bool dirty_too)
 {
 	uint64_t freed = 0;
@@ -118,6 +150,10 @@ uint64_t vmo__evict_clean(struct vmo_object *o, uint64_t pg0, uint64_t pg1, bool
 			if (!ok)
 				break;
 			run++;
+		}
+		if (run && o->eng->async && !dirty_too && !async_flush(o, pg, run)) {
+			pg += run;
+			continue;
 		}
 		if (run) {
 			punch(o, pg, run, dirty);

@@ -142,6 +142,7 @@ VMO_API int vmo_map(struct vmo_object *obj, uint64_t off, size_t len, unsigned f
 	m->onext = obj->maps;
 	obj->maps = m;
 	obj->nmaps++;
+	obj->nwmaps += m->wp;
 	pthread_mutex_unlock(&obj->mu);
 	*addr = p;
 	return 0;
@@ -170,6 +171,7 @@ VMO_API int vmo_unmap(struct vmo_object *obj, void *addr, size_t len)
 			break;
 		}
 	obj->nmaps--;
+	obj->nwmaps -= m->wp;
 	pthread_mutex_unlock(&obj->mu);
 	/* munmap without unregistering first: between the two, a touch would
 	 * allocate a zero page in the memfd.  Then wake whoever still waits on

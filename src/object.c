@@ -50,6 +50,10 @@ VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops
 			return -EINVAL;
 	}
 	uint32_t psz = opts->page_size ? opts->page_size : VMO_PAGE;
+	if (eng->async && ops->unlock) {
+		vmo__set_detail("an unlock callback needs synchronous dirty tracking (not VMO_ENGINE_DIRTY_ASYNC)");
+		return -EINVAL;
+	}
 
 	struct vmo_object *o = calloc(1, sizeof *o);
 	if (!o)

@@ -354,6 +354,34 @@ int vmo__uffd_writeprotect(struct vmo__uffd *u, void *addr, size_t len, bool wp,
 	}
 }
 
+int vmo__pagemap_collect_written(int pagemap_fd, uintptr_t start, uintptr_t end,
+				 void (*cb)(void *arg, uintptr_t s, uintptr_t e), void *arg)
+{
+	struct page_region vec[256];
+	while (start < end) {
+		struct pm_scan_arg a = { .size = sizeof a,
+					 .flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+					 .start = start,
+					 .end = end,
+					 .vec = (uintptr_t)vec,
+					 .vec_len = VMO_ARRAY_SIZE(vec),
+					 .category_mask = PAGE_IS_WRITTEN,
+					 .return_mask = PAGE_IS_WRITTEN };
+		long n = ioctl(pagemap_fd, PAGEMAP_SCAN, &a);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		for (long i = 0; i < n; i++)
+			cb(arg, (uintptr_t)vec[i].start, (uintptr_t)vec[i].end);
+		if (a.walk_end <= start)
+			return -EIO;
+		start = (uintptr_t)a.walk_end;
+	}
+	return 0;
+}
+
 int vmo__uffd_read(struct vmo__uffd *u, struct uffd_msg *msgs, int n)
 {
 	ssize_t r = read(u->fd, msgs, sizeof(*msgs) * (size_t)n);

@@ -4,7 +4,9 @@
  * so the last value of every page is known), reading back some of their own
  * pages as they go; a syncer thread calls vmo_sync in a loop and samples the
  * resident size against the budget.  Afterwards: unmap, release, and a fresh
- * open of the file holds exactly the last value written to every page. */
+ * open of the file holds exactly the last value written to every page.
+ * Run twice: with the synchronous first-write trap (the default), and with
+ * asynchronous dirty tracking (VMO_ENGINE_DIRTY_ASYNC). */
 #include "helper.h"
 
 #include <fcntl.h>
@@ -78,8 +80,11 @@ static void *syncer(void *arg)
 	return NULL;
 }
 
-int main(void)
+static void run(uint32_t engine_flags)
 {
+	memset(ref, 0, sizeof ref);
+	stop = 0;
+	max_resident = 0;
 	const char *dir = getenv("TMPDIR");
 	char path[4096];
 	snprintf(path, sizeof path, "%s/vmo-torture-XXXXXX", dir && *dir ? dir : "/tmp");
@@ -94,7 +99,9 @@ int main(void)
 		}
 		free(buf);
 	}
-	struct vmo_engine *eng = t_engine(2);
+	struct vmo_engine_opts eo = { .workers = 2, .flags = engine_flags };
+	struct vmo_engine *eng;
+	CHECK_OK(vmo_engine_create(&eo, &eng));
 	const struct vmo_pager_ops *ops;
 	void *ctx;
 	CHECK_OK(vmo_pager_file(fd, 0, &ops, &ctx));
@@ -114,8 +121,8 @@ int main(void)
 
 	struct vmo_stats st;
 	CHECK_OK(vmo_object_stats(obj, &st));
-	printf("resident=%llu max_resident=%llu budget=%u evictions=%llu writebacks=%llu faults=%llu wp=%llu\n",
-	       (unsigned long long)st.resident, (unsigned long long)max_resident, BUDGET,
+	printf("flags=%#x resident=%llu max_resident=%llu budget=%u evictions=%llu writebacks=%llu faults=%llu wp=%llu\n",
+	       engine_flags, (unsigned long long)st.resident, (unsigned long long)max_resident, BUDGET,
 	       (unsigned long long)st.evictions, (unsigned long long)st.writebacks, (unsigned long long)st.faults,
 	       (unsigned long long)st.wp_faults);
 	CHECK(st.evictions > 0);  /* the evictor really ran */
@@ -143,6 +150,22 @@ int main(void)
 	free(buf);
 	close(fd);
 	unlink(path);
+}
+
+int main(void)
+{
+	t_require_uffd();
+	run(0);
+	struct vmo_engine *e;
+	struct vmo_engine_opts eo = { .flags = VMO_ENGINE_DIRTY_ASYNC };
+	int rc = vmo_engine_create(&eo, &e);
+	if (rc == -EOPNOTSUPP) {
+		printf("async dirty tracking not offered by this kernel: %s\n", vmo_last_error_detail());
+	} else {
+		CHECK_OK(rc);
+		CHECK_OK(vmo_engine_destroy(e));
+		run(VMO_ENGINE_DIRTY_ASYNC);
+	}
 	printf("ok\n");
 	return 0;
 }
