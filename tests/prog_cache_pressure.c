@@ -4,7 +4,8 @@
  *       Yields TOTAL_MIB of distinct blocks into a yield cache (no budget:
  *       "as much as memory allows"), then keeps yielding and getting until
  *       SECONDS have passed since the start, checking that every hit returns
- *       exactly the bytes yielded.  Prints a status line per second and, at
+ *       exactly the bytes yielded (idle every other second, so that the
+ *       cache's own watcher has to act alone).  Prints a status line per second and, at
  *       the end, key=value lines.  Exit 0 unless a check failed.
  *
  *   prog_cache_pressure hog MIB[,MIB...] HOLD_MS
@@ -51,7 +52,10 @@ static int hold(uint64_t total_mib, size_t block_kib, double seconds)
 		bool filling = next_id < nblocks;
 		if (!filling && now - t0 > (uint64_t)(seconds * 1e9))
 			break;
-		if (filling || t_rand(&s) % 2) {
+		if (!filling && ((now - t0) / 1000000000ull) % 2) {
+			/* every other second: idle, only the cache's own thread watches */
+			usleep(10000);
+		} else if (filling || t_rand(&s) % 2) {
 			fill(buf, len, next_id);
 			CHECK_OK(vmo_cache_yield(c, next_id, buf, len));
 			next_id++;
