@@ -207,9 +207,13 @@ VMO_API int vmo_engine_destroy(struct vmo_engine *eng)
 {
 	if (!eng)
 		return -EINVAL;
+	/* The evictor holds references on objects only under evict_mu: once we
+	 * have it, the count is the user's. */
+	pthread_mutex_lock(&eng->evict_mu);
 	pthread_mutex_lock(&eng->objs_mu);
 	long n = eng->nobjs;
 	pthread_mutex_unlock(&eng->objs_mu);
+	pthread_mutex_unlock(&eng->evict_mu);
 	if (n)
 		return -EBUSY;
 	if (eng->running)

@@ -318,7 +318,11 @@ static void *evictor_main(void *arg)
 			break;
 		e->kick = false;
 		pthread_mutex_unlock(&e->emu);
+		/* Temporary references on objects are only held under evict_mu,
+		 * so that vmo_engine_destroy can wait them out. */
+		pthread_mutex_lock(&e->evict_mu);
 		run_background(e);
+		pthread_mutex_unlock(&e->evict_mu);
 		reclaim(e, NULL, 0);
 		pthread_mutex_lock(&e->emu);
 	}

@@ -160,6 +160,22 @@ int main(void)
 	vmo_object_unref(a);
 	vmo_object_unref(b);
 	CHECK_OK(vmo_engine_destroy(eng));
+
+	/* The last unref and then destroy, while the evictor works on the
+	 * object: destroy must not see a reference it does not own (-EBUSY). */
+	for (int i = 0; i < 40; i++) {
+		struct vmo_engine_opts eo = { .budget = 1u << 20 };
+		CHECK_OK(vmo_engine_create(&eo, &eng));
+		struct vmo_object_opts o3 = { .size = 4u << 20 };
+		CHECK_OK(vmo_object_create(eng, &pat_ops, NULL, &o3, &a));
+		CHECK_OK(vmo_map(a, 0, 4u << 20, VMO_PROT_READ, &pa));
+		for (uint64_t off = 0; off < (4u << 20); off += PS)
+			CHECK_EQ(*(volatile uint64_t *)((char *)pa + off), t_pattern(off));
+		CHECK_OK(vmo_sync(a, 0)); /* queue background work on it */
+		CHECK_OK(vmo_unmap(a, pa, 4u << 20));
+		vmo_object_unref(a);
+		CHECK_OK(vmo_engine_destroy(eng));
+	}
 	printf("ok\n");
 	return 0;
 }
