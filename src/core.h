@@ -82,6 +82,11 @@ struct vmo_object {
 	int memfd;
 	_Atomic uint8_t *state;
 	size_t state_len;
+	/* Pages supplied write-locked (the read set VMO_READ_WRITELOCK): their
+	 * first write asks the pager's unlock.  A bit per page; NULL without an
+	 * unlock callback. */
+	_Atomic uint64_t *wlock;
+	size_t wlock_len;
 	_Atomic long resident_pages, dirty_pages; /* dirty counts DIRTY + CLEANING */
 
 	/* reclaim: per chunk, resident pages and a referenced bit */
@@ -99,7 +104,14 @@ struct vmo_object {
 	pthread_mutex_t wplock[WP_STRIPES];
 	/* One writeback at a time: sync sees no page half-cleaned by another. */
 	pthread_mutex_t wb_mu;
-	_Atomic unsigned bg; /* background work asked for: BG_SYNC, BG_RETURN */
+	/* Background work asked for without VMO_WAIT (under mu): ranges to sync
+	 * or return; bg says some are queued. */
+	_Atomic unsigned bg;
+	struct vmo__bgop {
+		uint64_t pg0, pg1;
+		unsigned what; /* BG_SYNC or BG_RETURN */
+	} bgq[16];
+	int nbg;
 
 	pthread_mutex_t mu; /* waiters, errs, maps, inflight, dead */
 	pthread_cond_t cv;
@@ -160,6 +172,20 @@ struct vmo_engine {
 #define BG_SYNC 1u
 #define BG_RETURN 2u
 
+/* A reference for vmo's own use, only if the object is still alive (its
+ * count has not reached zero); false if it is being freed. */
+static inline bool vmo__object_tryref(struct vmo_object *o)
+{
+	long r = atomic_load(&o->refs);
+	while (r > 0)
+		if (atomic_compare_exchange_weak(&o->refs, &r, r + 1))
+			return true;
+	return false;
+}
+
+/* dirty.c: run the background work queued on obj. */
+void vmo__run_bg(struct vmo_object *obj);
+
 /* evict.c */
 int vmo__evictor_start(struct vmo_engine *eng);
 void vmo__evictor_stop(struct vmo_engine *eng);
@@ -195,6 +221,8 @@ static inline void vmo__map_put(struct vmo_map *m) { atomic_fetch_sub_explicit(&
 
 /* object.c */
 void vmo__set_error(struct vmo_object *obj, uint64_t pg, int err);
+/* Drop the error records of pages [pg0, pg1). */
+void vmo__forget_errors(struct vmo_object *obj, uint64_t pg0, uint64_t pg1);
 /* Begin/end a pager callback: false if the object is shut down. */
 bool vmo__callback_begin(struct vmo_object *obj);
 void vmo__callback_end(struct vmo_object *obj);
@@ -205,6 +233,21 @@ void vmo__wake_waiters(struct vmo_object *obj, uint64_t pg, uint64_t n);
 bool vmo__add_waiter(struct vmo_object *obj, uint64_t pg, uintptr_t addr);
 /* Deliver SIGBUS for addr to thread tid (when UFFDIO_POISON can't). */
 void vmo__sigbus(struct vmo_engine *eng, pid_t tid, uintptr_t addr, size_t len);
+
+static inline void wlock_set(struct vmo_object *o, uint64_t pg, uint64_t n, bool on)
+{
+	for (uint64_t i = pg; i < pg + n; i++) {
+		uint64_t bit = 1ull << (i % 64);
+		if (on)
+			atomic_fetch_or_explicit(&o->wlock[i / 64], bit, memory_order_release);
+		else
+			atomic_fetch_and_explicit(&o->wlock[i / 64], ~bit, memory_order_release);
+	}
+}
+static inline bool wlock_get(struct vmo_object *o, uint64_t pg)
+{
+	return atomic_load_explicit(&o->wlock[pg / 64], memory_order_acquire) >> (pg % 64) & 1;
+}
 
 static inline uint8_t ps_get(struct vmo_object *o, uint64_t pg)
 {

@@ -201,10 +201,50 @@ static int range_args(struct vmo_object *o, uint64_t off, uint64_t len, unsigned
 	return 0;
 }
 
-static void queue_bg(struct vmo_object *o, unsigned what)
+/* Queue [pg0, pg1) for the evictor thread; false if the queue is full (the
+ * caller then does the work itself).  A sync queued over a range already
+ * queued for sync merges with it. */
+static bool queue_bg(struct vmo_object *o, uint64_t pg0, uint64_t pg1, unsigned what)
 {
-	atomic_fetch_or(&o->bg, what);
-	vmo__evictor_kick(o->eng);
+	bool ok = true;
+	pthread_mutex_lock(&o->mu);
+	int i;
+	for (i = 0; i < o->nbg; i++) {
+		struct vmo__bgop *b = &o->bgq[i];
+		if (b->what == what && b->pg0 <= pg0 && b->pg1 >= pg1)
+			break; /* already covered */
+	}
+	if (i == o->nbg) {
+		if (o->nbg == (int)VMO_ARRAY_SIZE(o->bgq))
+			ok = false;
+		else
+			o->bgq[o->nbg++] = (struct vmo__bgop){ pg0, pg1, what };
+	}
+	if (ok)
+		atomic_store(&o->bg, 1);
+	pthread_mutex_unlock(&o->mu);
+	if (ok)
+		vmo__evictor_kick(o->eng);
+	return ok;
+}
+
+void vmo__run_bg(struct vmo_object *o)
+{
+	struct vmo__bgop q[VMO_ARRAY_SIZE(o->bgq)];
+	pthread_mutex_lock(&o->mu);
+	int n = o->nbg;
+	memcpy(q, o->bgq, (size_t)n * sizeof *q);
+	o->nbg = 0;
+	atomic_store(&o->bg, 0);
+	pthread_mutex_unlock(&o->mu);
+	for (int i = 0; i < n; i++) {
+		uint64_t off = q[i].pg0 << o->page_shift, len = (q[i].pg1 - q[i].pg0) << o->page_shift;
+		int rc = q[i].what == BG_RETURN ? vmo_return_range(o, off, len, VMO_WAIT)
+						: vmo_sync_range(o, off, len, VMO_WAIT);
+		if (rc)
+			vmo__debug("background %s of %#llx+%#llx: %s", q[i].what == BG_RETURN ? "return" : "sync",
+				   (unsigned long long)off, (unsigned long long)len, vmo_strerror(rc));
+	}
 }
 
 static int durable(struct vmo_object *o)
@@ -224,10 +264,8 @@ VMO_API int vmo_sync_range(struct vmo_object *obj, uint64_t off, uint64_t len, u
 	int rc = range_args(obj, off, len, flags, &pg0, &pg1);
 	if (rc)
 		return rc;
-	if (!(flags & VMO_WAIT)) {
-		queue_bg(obj, BG_SYNC);
+	if (!(flags & VMO_WAIT) && queue_bg(obj, pg0, pg1, BG_SYNC))
 		return 0;
-	}
 	rc = vmo__writeback(obj, pg0, pg1);
 	return rc ? rc : durable(obj);
 }
@@ -243,10 +281,8 @@ VMO_API int vmo_return_range(struct vmo_object *obj, uint64_t off, uint64_t len,
 	int rc = range_args(obj, off, len, flags, &pg0, &pg1);
 	if (rc)
 		return rc;
-	if (!(flags & VMO_WAIT)) {
-		queue_bg(obj, BG_RETURN);
+	if (!(flags & VMO_WAIT) && queue_bg(obj, pg0, pg1, BG_RETURN))
 		return 0;
-	}
 	rc = vmo__writeback(obj, pg0, pg1);
 	if (!rc)
 		rc = durable(obj);
@@ -272,6 +308,7 @@ VMO_API int vmo_discard_range(struct vmo_object *obj, uint64_t off, uint64_t len
 	for (uint64_t pg = pg0; pg < pg1; pg++)
 		if (ps_get(obj, pg) == PS_ERROR)
 			vmo_clear_error(obj, pg << obj->page_shift);
+	vmo__forget_errors(obj, pg0, pg1); /* refused unlocks too */
 	return 0;
 }
 

@@ -84,9 +84,10 @@ static int start_workers(struct vmo_engine *eng)
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc) {
-		unsigned started = i;
-		eng->nworkers = started;
+		unsigned want = eng->nworkers;
+		eng->nworkers = i; /* stop the ones started, keep the count asked */
 		stop_workers(eng);
+		eng->nworkers = want;
 		return rc;
 	}
 	eng->running = true;
@@ -139,7 +140,9 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 	uint64_t want = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP |
 			UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON |
 			UFFD_FEATURE_MOVE;
-	uint64_t need = UFFD_FEATURE_MISSING_SHMEM;
+	/* THREAD_ID: a refused first write (and, without POISON, a failed read)
+	 * is a SIGBUS sent to the faulting thread. */
+	uint64_t need = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_THREAD_ID;
 	eng->pagemap_fd = -1;
 	if (opts->flags & VMO_ENGINE_DIRTY_ASYNC) {
 		need |= UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP |

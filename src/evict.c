@@ -82,10 +82,14 @@ static void punch(struct vmo_object *o, uint64_t pg, uint64_t n, long dirty)
 {
 	off_t off = (off_t)(pg << o->page_shift), len = (off_t)(n << o->page_shift);
 	if (fallocate(o->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) < 0) {
-		/* Cannot drop them: they stay resident (and clean). */
+		/* Cannot drop them: they stay resident.  A run that held dirty
+		 * pages (discard) is all marked dirty: never clean data it did not
+		 * write. */
 		vmo__warn("evict: fallocate: %s", strerror(errno));
 		for (uint64_t i = 0; i < n; i++)
-			ps_set(o, pg + i, PS_CLEAN);
+			ps_set(o, pg + i, dirty ? PS_DIRTY : PS_CLEAN);
+		if (dirty)
+			atomic_fetch_add(&o->dirty_pages, (long)n - dirty);
 		vmo__wake_waiters(o, pg, n);
 		return;
 	}
@@ -239,10 +243,8 @@ static void reclaim(struct vmo_engine *e, struct vmo_object *only, uint64_t extr
 		struct vmo_object **v = n ? calloc((size_t)n, sizeof *v) : NULL;
 		long k = 0;
 		for (struct vmo_object *o = e->objs; o && v; o = o->next)
-			if (!atomic_load(&o->dead) && atomic_load(&o->resident_pages)) {
-				vmo_object_ref(o);
+			if (!atomic_load(&o->dead) && atomic_load(&o->resident_pages) && vmo__object_tryref(o))
 				v[k++] = o;
-			}
 		pthread_mutex_unlock(&e->objs_mu);
 		for (int round = 0; k && round < 64; round++) {
 			bool progress = false;
@@ -283,17 +285,11 @@ static void run_background(struct vmo_engine *e)
 	struct vmo_object **v = n ? calloc((size_t)n, sizeof *v) : NULL;
 	long k = 0;
 	for (struct vmo_object *o = e->objs; o && v; o = o->next)
-		if (atomic_load(&o->bg)) {
-			vmo_object_ref(o);
+		if (atomic_load(&o->bg) && !atomic_load(&o->dead) && vmo__object_tryref(o))
 			v[k++] = o;
-		}
 	pthread_mutex_unlock(&e->objs_mu);
 	for (long i = 0; i < k; i++) {
-		unsigned bg = atomic_exchange(&v[i]->bg, 0);
-		if (bg & BG_RETURN)
-			vmo_return(v[i], VMO_WAIT);
-		else if (bg & BG_SYNC)
-			vmo_sync(v[i], VMO_WAIT);
+		vmo__run_bg(v[i]);
 		vmo_object_unref(v[i]);
 	}
 	free(v);

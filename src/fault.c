@@ -155,6 +155,8 @@ static void fill(struct fault *f)
 	 * the budget by more than what workers are supplying right now. */
 	vmo__budget_check(o, n);
 
+	if (o->wlock) /* libpager's write_lock: the first write asks unlock */
+		wlock_set(o, f->pg, n, rflags & VMO_READ_WRITELOCK);
 	bool wp = f->m->wp;
 	uint8_t st = supplied_state(o, f->m);
 	/* Count the pages before they are mapped (the faulting thread runs as
@@ -284,7 +286,7 @@ static void write_fault(struct fault *f)
 	bool unlocked = false;
 	for (;;) {
 		uint8_t s = ps_get(o, f->pg);
-		if (s == PS_CLEAN && o->ops->unlock && !unlocked) {
+		if (s == PS_CLEAN && o->wlock && !unlocked && wlock_get(o, f->pg)) {
 			if (!vmo__callback_begin(o)) {
 				vmo__sigbus(f->eng, f->tid, f->paddr, o->page_size);
 				return;
@@ -297,13 +299,15 @@ static void write_fault(struct fault *f)
 				return;
 			}
 			unlocked = true;
+			wlock_set(o, f->pg, 1, false); /* unlocked until read again */
+			vmo__forget_errors(o, f->pg, f->pg + 1); /* an earlier refusal is history */
 		}
 		pthread_mutex_t *lk = vmo__wplock(o, f->pg);
 		pthread_mutex_lock(lk);
 		s = ps_get(o, f->pg);
 		bool go = false;
 		if (s == PS_CLEAN) {
-			if (unlocked || !o->ops->unlock) {
+			if (unlocked || !o->wlock || !wlock_get(o, f->pg)) {
 				go = ps_cas(o, f->pg, PS_CLEAN, PS_DIRTY);
 				if (go)
 					atomic_fetch_add(&o->dirty_pages, 1);

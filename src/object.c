@@ -76,6 +76,11 @@ VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops
 	/* Clean pages are supplied write-protected when there is somewhere to
 	 * write them back (or the pager wants to hear of first writes). */
 	o->track = (ops->write || ops->unlock) && (eng->features & VMO_FEAT_WP) && (eng->features & VMO_FEAT_MINOR);
+	if (ops->unlock && !o->track) {
+		vmo__set_detail("an unlock callback needs userfaultfd write-protect and minor faults on shmem");
+		free(o);
+		return -EOPNOTSUPP;
+	}
 	o->memfd = -1;
 	pthread_mutex_init(&o->mu, NULL);
 	pthread_cond_init(&o->cv, NULL);
@@ -99,6 +104,16 @@ VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops
 		goto fail;
 	}
 	o->state = st;
+	if (ops->unlock) {
+		o->wlock_len = vmo__align_up((o->npages + 63) / 64 * 8, VMO_PAGE);
+		void *w = mmap(NULL, o->wlock_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			       -1, 0);
+		if (w == MAP_FAILED) {
+			rc = -errno;
+			goto fail;
+		}
+		o->wlock = w;
+	}
 	o->memfd = memfd_create("vmo", MFD_CLOEXEC);
 	if (o->memfd < 0) {
 		rc = -errno;
@@ -122,6 +137,8 @@ fail:
 		close(o->memfd);
 	if (o->state)
 		munmap((void *)o->state, o->state_len);
+	if (o->wlock)
+		munmap((void *)o->wlock, o->wlock_len);
 	vmo__chunks_free(o);
 	pthread_mutex_destroy(&o->mu);
 	pthread_cond_destroy(&o->cv);
@@ -156,7 +173,10 @@ VMO_API void vmo_object_unref(struct vmo_object *obj)
 {
 	if (!obj || atomic_fetch_sub(&obj->refs, 1) != 1)
 		return;
-	vmo_object_shutdown(obj);
+	int rc = vmo_object_shutdown(obj); /* writes dirty pages back */
+	long lost = atomic_load(&obj->dirty_pages);
+	if (rc && obj->ops->write)
+		vmo__err("object released with %ld dirty pages not written back: %s", lost, vmo_strerror(rc));
 	struct vmo_engine *eng = obj->eng;
 	struct vmo_stats s;
 	vmo_object_stats(obj, &s);
@@ -176,6 +196,8 @@ VMO_API void vmo_object_unref(struct vmo_object *obj)
 	atomic_fetch_sub(&eng->resident, (uint64_t)atomic_load(&obj->resident_pages) << obj->page_shift);
 	close(obj->memfd);
 	munmap((void *)obj->state, obj->state_len);
+	if (obj->wlock)
+		munmap((void *)obj->wlock, obj->wlock_len);
 	vmo__chunks_free(obj);
 	free(obj->errs);
 	pthread_mutex_destroy(&obj->mu);
@@ -190,6 +212,10 @@ VMO_API int vmo_object_shutdown(struct vmo_object *obj)
 {
 	if (!obj)
 		return -EINVAL;
+	/* As libpager's pager_shutdown: write everything back first. */
+	int rc = 0;
+	if (!atomic_load(&obj->dead) && atomic_load(&obj->dirty_pages))
+		rc = vmo_sync(obj, VMO_WAIT);
 	pthread_mutex_lock(&obj->mu);
 	atomic_store(&obj->dead, 1);
 	while (obj->inflight)
@@ -198,7 +224,7 @@ VMO_API int vmo_object_shutdown(struct vmo_object *obj)
 	/* Faults parked on pages that were being filled: let them fault again
 	 * and meet the shut-down object (SIGBUS). */
 	vmo__wake_waiters(obj, 0, obj->npages);
-	return 0;
+	return rc;
 }
 
 bool vmo__callback_begin(struct vmo_object *obj)
@@ -265,6 +291,18 @@ void vmo__set_error(struct vmo_object *obj, uint64_t pg, int err)
 	e->err = err;
 	pthread_mutex_unlock(&obj->mu);
 	atomic_fetch_add(&obj->st.errors, 1);
+}
+
+void vmo__forget_errors(struct vmo_object *obj, uint64_t pg0, uint64_t pg1)
+{
+	pthread_mutex_lock(&obj->mu);
+	for (size_t i = 0; i < obj->nerrs;) {
+		if (obj->errs[i].pg >= pg0 && obj->errs[i].pg < pg1)
+			obj->errs[i] = obj->errs[--obj->nerrs];
+		else
+			i++;
+	}
+	pthread_mutex_unlock(&obj->mu);
 }
 
 VMO_API int vmo_get_error(struct vmo_object *obj, uint64_t off)

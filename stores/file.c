@@ -11,6 +11,7 @@
 struct file_pager {
 	int fd;
 	uint64_t base;
+	uint64_t limit; /* bytes the object may write: what report_extent said; 0 = no limit */
 };
 
 static int file_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
@@ -37,6 +38,10 @@ static int file_write(void *ctx, uint64_t off, const void *buf, size_t len)
 {
 	struct file_pager *f = ctx;
 	size_t put = 0;
+	/* The object's last page runs past the end of a file whose size is not
+	 * a page multiple: do not grow the file by the tail. */
+	if (f->limit)
+		len = off >= f->limit ? 0 : (f->limit - off < len ? (size_t)(f->limit - off) : len);
 	while (put < len) {
 		ssize_t r = pwrite(f->fd, (const char *)buf + put, len - put, (off_t)(f->base + off + put));
 		if (r < 0) {
@@ -70,6 +75,7 @@ static int file_extent(void *ctx, uint64_t *size)
 		st.st_size = end;
 	}
 	*size = (uint64_t)st.st_size > f->base ? (uint64_t)st.st_size - f->base : 0;
+	f->limit = *size; /* the object was sized from the file: keep its size */
 	return 0;
 }
 
@@ -102,6 +108,7 @@ VMO_API int vmo_pager_file(int fd, uint64_t base, const struct vmo_pager_ops **o
 		return -ENOMEM;
 	f->fd = fd;
 	f->base = base;
+	f->limit = 0;
 	*ops = &file_ops;
 	*ctx = f;
 	return 0;

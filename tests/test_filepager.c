@@ -7,6 +7,8 @@
  * the context (LeakSanitizer would see it otherwise). */
 #include "helper.h"
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -177,6 +179,34 @@ static void test_read_error(struct vmo_engine *eng)
 	close(dfd);
 }
 
+/* Writing back the last, partial page of a file does not grow the file
+ * when the object took its size from the file. */
+static void test_no_growth(struct vmo_engine *eng)
+{
+	const uint64_t fsize = 3 * 4096 + 1000;
+	int fd = t_tmpfile(fsize, true);
+	const struct vmo_pager_ops *ops;
+	void *ctx;
+	CHECK_OK(vmo_pager_file(fd, 0, &ops, &ctx));
+	struct vmo_object *o;
+	CHECK_OK(vmo_object_create(eng, ops, ctx, NULL, &o));
+	CHECK_EQ(vmo_object_size(o), 4 * 4096);
+	char *p;
+	CHECK_OK(vmo_map(o, 0, 4 * 4096, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&p));
+	p[3 * 4096 + 10] = 'x';    /* inside the file's tail */
+	p[3 * 4096 + 2000] = 'y';  /* past the end of file: not stored */
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+	struct stat st;
+	CHECK(fstat(fd, &st) == 0);
+	CHECK_EQ(st.st_size, fsize);
+	char c;
+	CHECK(pread(fd, &c, 1, 3 * 4096 + 10) == 1);
+	CHECK_EQ(c, 'x');
+	CHECK_OK(vmo_unmap(o, p, 4 * 4096));
+	vmo_object_unref(o);
+	close(fd);
+}
+
 int main(void)
 {
 	alarm(50);
@@ -195,6 +225,7 @@ int main(void)
 	test_base(eng, fd, fsize);
 	test_bad_fds();
 	test_read_error(eng);
+	test_no_growth(eng);
 	close(fd);
 	CHECK_OK(vmo_engine_destroy(eng));
 	printf("ok\n");

@@ -25,6 +25,10 @@ static int st_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *fla
 {
 	struct store *s = ctx;
 	memcpy(buf, s->data + off, len);
+	/* Pages 100 and up are supplied writable: no unlock asked (libpager's
+	 * write_lock = 0); the others write-locked. */
+	if (off < 100 * PS)
+		*flags |= VMO_READ_WRITELOCK;
 	return 0;
 }
 
@@ -146,10 +150,15 @@ int main(void)
 	CHECK_EQ(((uint64_t *)s.data)[PS / 8], 4);
 	CHECK_EQ(stats(o).dirty, 0);
 	CHECK_EQ(stats(o).resident, s.size);
-	/* After sync the pages are clean and protected again: a write traps. */
+	/* After sync the pages are clean and protected again: a write traps
+	 * (and makes them dirty), but the pager unlocked page 0 already: as in
+	 * libpager, unlock is asked once per read of a write-locked page. */
 	int u0 = s.unlocks;
+	uint64_t wp0 = stats(o).wp_faults;
 	p[3] = 5;
-	CHECK_EQ(s.unlocks, u0 + 1);
+	CHECK_EQ(stats(o).wp_faults, wp0 + 1);
+	CHECK_EQ(s.unlocks, u0);
+	CHECK_EQ(stats(o).dirty, PS);
 	q[3] = 6; /* through the other view: same page, already dirty */
 	CHECK_EQ(p[3], 6);
 	CHECK_OK(vmo_sync(o, VMO_WAIT));
@@ -212,6 +221,18 @@ int main(void)
 	CHECK_EQ(stats(o).dirty, PS); /* page 50 still dirty */
 	CHECK_EQ(((uint64_t *)s.data)[0], 11);
 
+	/* The same without VMO_WAIT: queued, done soon, and only that range. */
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+	CHECK_EQ(p[PS / 8 * 51], t_pattern(51 * PS)); /* resident */
+	uint64_t res0 = stats(o).resident;
+	p[PS / 8 * 52] = 52;
+	CHECK_OK(vmo_return_range(o, 51 * PS, PS, 0));
+	for (int i = 0; i < 500 && stats(o).resident == res0; i++)
+		usleep(10000);
+	CHECK_EQ(stats(o).resident, res0 - PS); /* page 51 only */
+	CHECK_EQ(stats(o).dirty, PS);           /* page 52 untouched, still dirty */
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+
 	/* The unlock callback refuses: the writer gets SIGBUS, vmo_get_error
 	 * says why, the page stays clean and holds the pager's data. */
 	CHECK_OK(vmo_sync(o, VMO_WAIT));
@@ -241,6 +262,18 @@ int main(void)
 	p[PS / 8 * 60] = 14; /* allowed now */
 	CHECK_OK(vmo_sync(o, VMO_WAIT));
 	CHECK_EQ(((uint64_t *)s.data)[PS / 8 * 60], 14);
+
+	/* A page read without VMO_READ_WRITELOCK: its first write is tracked
+	 * (dirty, written back) but never asks unlock; after a return the page
+	 * is read again, write-locked again, and unlock is asked again. */
+	u0 = s.unlocks;
+	p[PS / 8 * 120] = 16;
+	CHECK_EQ(s.unlocks, u0);
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+	CHECK_EQ(((uint64_t *)s.data)[PS / 8 * 120], 16);
+	CHECK_OK(vmo_return_range(o, 0, PS, VMO_WAIT));
+	p[1] = 17;
+	CHECK_EQ(s.unlocks, u0 + 1);
 
 	/* Bad arguments: -EINVAL and nothing happens. */
 	CHECK_EQ(vmo_sync(NULL, VMO_WAIT), -EINVAL);
