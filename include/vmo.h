@@ -59,9 +59,10 @@ VMO_API void vmo_set_log(vmo_log_fn fn, void *arg, enum vmo_log_level max_level)
 
 #define VMO_ENGINE_NO_WORKERS (1u << 0)  /* create without workers: start later */
 #define VMO_ENGINE_NO_PRESSURE (1u << 1) /* ignore memory pressure (PSI) */
-/* Least privilege: a UFFD_USER_MODE_ONLY userfaultfd even where a fuller one
- * can be had.  System calls that touch a page not yet supplied (read(2) into
- * a mapping, ...) then fail with EFAULT instead of waiting for the pager. */
+/* Least privilege: try a UFFD_USER_MODE_ONLY userfaultfd first (a full one
+ * only if that cannot be had).  System calls that touch a page of a mapping
+ * that needs vmo (not yet supplied, not yet mapped in that view, or clean and
+ * write-protected) then fail with EFAULT instead of waiting. */
 #define VMO_ENGINE_USER_MODE_ONLY (1u << 2)
 /* Asynchronous dirty tracking (UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN): a first
  * write costs no trap; dirty pages are collected when written back.  Pagers
@@ -109,13 +110,17 @@ VMO_API unsigned vmo_engine_features(const struct vmo_engine *eng);
 /* Pagers                                                                   */
 
 /* Flags the read callback may set in *flags. */
-#define VMO_READ_WRITELOCK (1u << 0) /* supply read-only: a write calls unlock */
+/* Supply write-locked (libpager's write_lock): the first write to these pages
+ * asks the unlock callback, once per read.  Without it, a first write makes
+ * the page dirty without asking. */
+#define VMO_READ_WRITELOCK (1u << 0)
 
 /* A pager: callbacks and the context pointer passed to each.  Offsets and
  * lengths are in bytes, multiples of the object's page size; a callback may
  * be asked for several pages at once (read-ahead, writeback clusters).
- * Callbacks run on vmo's worker threads and must not touch the object's
- * own mappings.  They return 0 or -errno. */
+ * Callbacks run on vmo's threads (fault workers, the evictor) or, for
+ * writeback asked with VMO_WAIT, on the caller's; several may run at once.
+ * They must not touch the object's own mappings.  They return 0 or -errno. */
 struct vmo_pager_ops {
 	/* Fill buf[0..len) with the data at off.  Required. */
 	int (*read)(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags);
@@ -123,8 +128,9 @@ struct vmo_pager_ops {
 	 * back (dirty pages are kept until discarded). */
 	int (*write)(void *ctx, uint64_t off, const void *buf, size_t len);
 	/* A clean range supplied with VMO_READ_WRITELOCK is about to be written.
-	 * May refuse with -ENOSPC or -EDQUOT (the writer gets SIGBUS).  NULL:
-	 * always allowed. */
+	 * May refuse (-ENOSPC, -EDQUOT, any -errno): the writer gets SIGBUS and
+	 * vmo_get_error() the errno.  Needs VMO_FEAT_WP and VMO_FEAT_MINOR
+	 * (vmo_object_create: -EOPNOTSUPP). */
 	int (*unlock)(void *ctx, uint64_t off, size_t len);
 	/* The range was dropped from memory (clean, or written back). */
 	void (*notify_evict)(void *ctx, uint64_t off, size_t len);
@@ -153,15 +159,20 @@ struct vmo_object_opts {
 };
 
 /* Create an object paged by ops/ctx.  ops must outlive the object.  The new
- * object holds one reference, owned by the caller. */
+ * object holds one reference, owned by the caller.  On failure release is
+ * not called: ctx is still the caller's. */
 VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops *ops, void *ctx,
 			      const struct vmo_object_opts *opts, struct vmo_object **out);
 VMO_API void vmo_object_ref(struct vmo_object *obj);
-/* Drop a reference; the last one (mappings hold one each) calls release. */
+/* Drop a reference.  The last one (mappings hold one each) writes dirty
+ * pages back (as vmo_object_shutdown), then calls release; if vmo itself
+ * holds a reference at that moment, this happens on vmo's thread soon after. */
 VMO_API void vmo_object_unref(struct vmo_object *obj);
-/* Refuse further paging: waits for callbacks in flight, then every fault on
- * a page not in memory gets SIGBUS.  Pages in memory stay readable until
- * unmapped.  Idempotent. */
+/* Refuse further paging (libpager's pager_shutdown): writes dirty pages back
+ * (returning that error, if any), waits for callbacks in flight, then every
+ * fault on a page not in memory gets SIGBUS, and a first write to a
+ * write-locked page too.  Pages in memory stay readable until unmapped.
+ * Idempotent. */
 VMO_API int vmo_object_shutdown(struct vmo_object *obj);
 VMO_API uint64_t vmo_object_size(const struct vmo_object *obj);
 VMO_API size_t vmo_object_page_size(const struct vmo_object *obj);
@@ -235,7 +246,8 @@ VMO_API int vmo_engine_stats(struct vmo_engine *eng, struct vmo_stats *st);
 /* ------------------------------------------------------------------------ */
 /* Pagers shipped with vmo (stores/)                                        */
 
-/* Zero-fill: every page reads as zeros; writes are discarded. */
+/* Zero-fill: every page reads as zeros.  Nothing is written back: written
+ * pages stay in memory (dirty) until discarded or the object is freed. */
 VMO_API const struct vmo_pager_ops *vmo_pager_zero(void);
 
 /* File: pread/pwrite on fd (opened by the caller, not closed by vmo) at
