@@ -338,6 +338,14 @@ static int psi_trigger(const char *path, uint32_t stall, uint32_t window)
 	int n = snprintf(t, sizeof t, "some %u %u", stall, window);
 	if (write(fd, t, (size_t)n + 1) < 0) {
 		int err = -errno;
+		/* Unprivileged triggers need a window that is a multiple of 2 s:
+		 * keep the same stall ratio over 2 s. */
+		if ((err == -EINVAL || err == -EPERM) && window % 2000000) {
+			uint64_t st = (uint64_t)stall * 2000000 / window;
+			n = snprintf(t, sizeof t, "some %llu %u", (unsigned long long)st, 2000000u);
+			if (write(fd, t, (size_t)n + 1) >= 0)
+				return fd;
+		}
 		close(fd);
 		return err;
 	}

@@ -2,6 +2,7 @@
  * paths, budget, memory given back, odd source memory, and a reference model
  * driven from two threads (contents checked byte for byte, never stale). */
 #include "helper.h"
+#include "psi.h"
 #include "uffd.h"
 
 #include <errno.h>
@@ -588,11 +589,77 @@ static void test_pressure_watch(void)
 	munmap(a, 1 << 20);
 }
 
+/* The memory watcher on its own: figures that make sense, ticks that come,
+ * a PSI trigger that can be had (also as an unprivileged user). */
+static _Atomic int ticks;
+static void tick_cb(void *arg, int level)
+{
+	(void)arg;
+	CHECK(level >= VMO__PRESSURE_NONE && level <= VMO__PRESSURE_CRITICAL);
+	atomic_fetch_add(&ticks, 1);
+}
+
+static void psi_child(void *arg)
+{
+	(void)arg;
+	if (setgid(65534) || setuid(65534))
+		_exit(3);
+	struct vmo__psi *w;
+	struct vmo__psi_opts o = { .poll_ms = 20 };
+	if (vmo__psi_watch(&o, tick_cb, NULL, &w))
+		_exit(4);
+	unsigned src = vmo__psi_sources(w);
+	vmo__psi_stop(w);
+	_exit(src & VMO__PSI_SRC_PSI ? 0 : 5);
+}
+
+static void test_psi(void)
+{
+	struct vmo__mem m;
+	CHECK_OK(vmo__mem_query(&m));
+	CHECK(m.avail > 0 && m.avail != UINT64_MAX);
+	CHECK(m.headroom <= m.avail);
+	if (m.cg_version) {
+		CHECK(m.cg_usage > 0);
+		CHECK(m.cg_reclaim <= m.cg_usage);
+		if (m.cg_limit != UINT64_MAX)
+			CHECK(m.headroom <= m.cg_limit);
+	}
+	uint64_t mg = vmo__mem_default_margin();
+	CHECK(mg >= (64u << 20) && mg <= (1u << 30));
+	printf("memory: avail %llu MiB, cgroup v%d '%s' limit %lld MiB usage %llu MiB, headroom %llu MiB\n",
+	       (unsigned long long)(m.avail >> 20), m.cg_version, vmo__mem_cgroup_dir(),
+	       m.cg_limit == UINT64_MAX ? -1ll : (long long)(m.cg_limit >> 20),
+	       (unsigned long long)(m.cg_usage >> 20), (unsigned long long)(m.headroom >> 20));
+
+	struct vmo__psi *w;
+	struct vmo__psi_opts o = { .poll_ms = 20 };
+	atomic_store(&ticks, 0);
+	CHECK_OK(vmo__psi_watch(&o, tick_cb, NULL, &w));
+	unsigned src = vmo__psi_sources(w);
+	usleep(300 * 1000);
+	vmo__psi_stop(w);
+	int n = atomic_load(&ticks);
+	CHECK(n >= 5 && n <= 40);
+	printf("watcher: sources %#x, %d ticks in 300 ms\n", src, n);
+	bool psi_here = access("/proc/pressure/memory", R_OK) == 0;
+	if (psi_here)
+		CHECK(src & VMO__PSI_SRC_PSI);
+	if (psi_here && geteuid() == 0) {
+		int st = t_fork_run(psi_child, NULL);
+		CHECK(WIFEXITED(st));
+		CHECK_EQ(WEXITSTATUS(st), 0);
+	}
+	CHECK_EQ(vmo__psi_watch(NULL, NULL, NULL, &w), -EINVAL);
+	vmo__psi_stop(NULL);
+}
+
 int main(void)
 {
 	bool mv = kernel_moves();
 	if (!mv)
 		printf("note: this kernel has no UFFDIO_MOVE; only the copy path is tested\n");
+	test_psi();
 	test_args();
 	for (size_t i = 0; i < 3; i++) {
 		size_t len = (size_t[]){ PG, 64 * 1024, 1 << 20 }[i];
