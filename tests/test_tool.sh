@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_tool: the `vmo` command-line tool, run as ctest does:
 #   bash tests/test_tool.sh BUILD_DIR
-# demo exits 0 with its OK line; cat of real files equals the files (cmp);
+# demo exits 0 with its OK line (also under a --budget, with --write-pct
+# writes, with --dirty-async); cat of real files equals the files (cmp);
 # sum equals a checksum computed independently (python3, and the tool's own
 # --reference mode over plain read(2)); bad arguments exit 2 with a message
 # naming the argument, never a crash.  Exit 77 (skip) without userfaultfd.
@@ -46,6 +47,47 @@ run_demo
 run_demo --size 4M --threads 3 --page-size 64K --no-readahead
 run_demo --size=8M --page-size=2M --threads=1
 run_demo --size 16K
+
+# demo under a memory budget: it evicts, the most the object held stays within
+# the budget plus one reclaim batch (2 MiB), and every byte still verifies
+# (pages written in the random phase are written back, evicted and re-read).
+# The output is left in $out.
+run_budget_demo() { # budget-bytes args...
+  local budget=$1; shift
+  local rc
+  out=$("$vmo" demo "$@" 2>&1); rc=$?
+  if [ $rc -ne 0 ]; then fail "vmo demo $*: exit $rc"; echo "$out"; return; fi
+  for want in "^verified [0-9]+ pages: OK" "^writeback: .*: OK" "^return: .*: OK" \
+              "^file: .*: OK" "^object stats:" "^engine stats:"; do
+    grep -qE "$want" <<<"$out" || { fail "vmo demo $*: no '$want' line"; echo "$out"; return; }
+  done
+  local maxres evictions
+  maxres=$(sed -nE 's/^budget: .*max resident observed ([0-9]+) B.*/\1/p' <<<"$out")
+  [ -n "$maxres" ] || { fail "vmo demo $*: no max resident"; echo "$out"; return; }
+  [ "$maxres" -le $((budget + 2 * 1024 * 1024)) ] ||
+    fail "vmo demo $*: max resident $maxres B > budget $budget B + 2 MiB"
+  # the first 'evictions' line is the object's
+  evictions=$(sed -nE 's/^  evictions +([0-9]+) pages/\1/p' <<<"$out" | head -1)
+  [ "${evictions:-0}" -gt 0 ] || { fail "vmo demo $*: no evictions under a budget"; echo "$out"; }
+}
+run_budget_demo $((8 << 20)) --size 32M --budget 8M
+run_budget_demo $((4 << 20)) --size 32M --budget 4M --write-pct 50
+grep -qE "^random: .*; [0-9]+ pages written" <<<"$out" || fail "demo --write-pct 50: no pages written"
+wb=$(sed -nE 's/^  writebacks +([0-9]+) pages.*/\1/p' <<<"$out" | head -1)
+[ "${wb:-0}" -ge 2048 ] || fail "demo --budget 4M --write-pct 50: only ${wb:-0} pages written back (expected >= 2048)"
+
+# asynchronous dirty tracking, where the kernel has WP_ASYNC and PAGEMAP_SCAN;
+# elsewhere exit 1 with the library's reason
+if grep -qE "^ *yes +wp-async" "$tmp/info" && grep -qE "^ *yes +pagemap-scan" "$tmp/info"; then
+  out=$("$vmo" demo --dirty-async --size 16M --write-pct 30 2>&1) || fail "vmo demo --dirty-async: exit $?"
+  grep -qE "^verified [0-9]+ pages: OK" <<<"$out" || { fail "vmo demo --dirty-async: no OK line"; echo "$out"; }
+  grep -q "without a trap" <<<"$out" || fail "vmo demo --dirty-async: does not say first writes take no trap"
+  run_budget_demo $((2 << 20)) --dirty-async --size 16M --budget 2M --write-pct 50
+else
+  err=$("$vmo" demo --dirty-async --size 16M 2>&1 >/dev/null); rc=$?
+  [ $rc -eq 1 ] || fail "vmo demo --dirty-async without kernel support: exit $rc, expected 1"
+  grep -q "PAGEMAP_SCAN\|WP_ASYNC\|features" <<<"$err" || fail "vmo demo --dirty-async: no reason given: $err"
+fi
 
 # --- cat -----------------------------------------------------------------
 head -c $((3 * 1024 * 1024 + 12345)) /dev/urandom >"$tmp/odd"      # not a page multiple
@@ -131,6 +173,21 @@ bad --threads demo --threads -1
 bad --page-size demo --page-size 3000
 bad --page-size demo --page-size 4M
 bad --page-size demo --page-size 12K
+bad --budget demo --budget 0
+bad --budget demo --budget 4095
+bad --budget demo --budget 65M
+bad --budget demo --size 4M --budget 8M
+bad --budget demo --page-size 64K --size 4M --budget 32K
+bad --budget demo --budget 12Q
+bad --budget demo --budget -1
+bad --budget demo --budget
+bad --write-pct demo --write-pct 101
+bad --write-pct demo --write-pct -1
+bad --write-pct demo --write-pct 50%
+bad --write-pct demo --write-pct ""
+bad --write-pct demo --write-pct 1e2
+bad --write-pct demo --write-pct
+bad --dirty-async demo --dirty-async=1
 bad --bogus demo --bogus
 bad --no-readahead demo --no-readahead=1
 bad extra demo extra

@@ -24,6 +24,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -698,9 +699,16 @@ struct demo {
 	uint64_t size, quarter, half; /* object bytes; mapping B starts at quarter */
 	uint32_t psz;
 	unsigned nthreads;
+	unsigned write_pct; /* of the random touches, this percentage writes */
 	char *a, *b; /* A = [0, size) read-write; B = [quarter, size) read-only */
 	struct vmo_object *obj;
+	/* inv[page]: the page holds the inverted pattern (it was written).  Each
+	 * random-phase thread sets only the entries of its own pages. */
+	unsigned char *inv;
 };
+
+/* Does page off hold the inverted (written) pattern? */
+static inline bool demo_inverted(const struct demo *d, uint64_t off) { return d->inv[off / d->psz] != 0; }
 
 /* The object offset of the page holding addr in mapping A or B. */
 static uint64_t demo_offset(const struct demo *d, uintptr_t addr)
@@ -717,13 +725,16 @@ static uint64_t demo_offset(const struct demo *d, uintptr_t addr)
 struct toucher {
 	struct demo *d;
 	unsigned id;
-	uint64_t pages, ns, bad;
+	uint64_t pages, writes, ns, bad;
 	uintptr_t bus; /* SIGBUS address, 0 if none */
 	pthread_t th;
 };
 
 /* Touch this thread's share of [0, half) in a random order, through A or
- * (for pages B also covers) B, picked at random; check one word per page. */
+ * (for pages B also covers) B, picked at random; check one word per page.
+ * write_pct percent of the touches (spread evenly over the random order)
+ * then write the whole page through A with the inverted pattern, a value
+ * derived from the page's offset, so verification stays exact. */
 struct touch_args {
 	struct toucher *t;
 	const uint64_t *order;
@@ -736,11 +747,17 @@ static void touch_loop(void *arg)
 	struct toucher *t = ta->t;
 	const struct demo *d = t->d;
 	for (uint64_t i = 0; i < ta->n; i++) {
-		uint64_t off = ta->order[i] * d->psz + (xorshift(&ta->seed) % (d->psz / 8)) * 8;
+		uint64_t pg = ta->order[i] * d->psz;
+		uint64_t off = pg + (xorshift(&ta->seed) % (d->psz / 8)) * 8;
 		const char *p = (off >= d->quarter && (ta->seed & 1)) ? d->b + (off - d->quarter) : d->a + off;
 		if (*(const volatile uint64_t *)p != pattern(off))
 			t->bad++;
 		t->pages++;
+		if ((i + 1) * d->write_pct / 100 > i * d->write_pct / 100) {
+			fill_pattern((uint64_t *)(void *)(d->a + pg), pg, d->psz, true);
+			d->inv[pg / d->psz] = 1;
+			t->writes++;
+		}
 	}
 }
 
@@ -796,11 +813,11 @@ static int scan_sequential(struct demo *d, uint64_t *ns, uint64_t *bad, uintptr_
 	return ok ? 0 : 1;
 }
 
-/* Compare [off, off+len) of view (mapping the object from view_off) with
- * the pattern, written pages (in written[0..nw)) with the inverse.  Returns
- * mismatching pages; reports the first. */
+/* Compare [view_off, size) of view (mapping the object from view_off) with
+ * the pattern, written pages (d->inv) with the inverse.  Returns mismatching
+ * pages; reports the first. */
 static uint64_t verify_view(struct demo *d, const char *name, const char *view, uint64_t view_off,
-			    const uint64_t *written, int nw, uint64_t *pages, uintptr_t *bus)
+			    uint64_t *pages, uintptr_t *bus)
 {
 	uint64_t *want = malloc(d->psz), *got = malloc(d->psz), nbad = 0;
 	if (!want || !got) {
@@ -809,10 +826,7 @@ static uint64_t verify_view(struct demo *d, const char *name, const char *view, 
 		return UINT64_MAX;
 	}
 	for (uint64_t off = view_off; off < d->size; off += d->psz) {
-		bool inv = false;
-		for (int i = 0; i < nw; i++)
-			inv |= written[i] == off;
-		fill_pattern(want, off, d->psz, inv);
+		fill_pattern(want, off, d->psz, demo_inverted(d, off));
 		if (!guarded_copy(got, view + (off - view_off), d->psz, bus)) {
 			nbad++;
 			break;
@@ -893,12 +907,53 @@ out:
 	return ret;
 }
 
+/* After vmo_sync: every page of the file, read with pread, holds what the
+ * object holds (the pattern, or its inverse for pages written), whether the
+ * sync or the evictor wrote it back. */
+static int verify_file(const struct demo *d, int fd)
+{
+	uint64_t *want = malloc(d->psz), *got = malloc(CHUNK > d->psz ? CHUNK : d->psz);
+	uint64_t ninv = 0;
+	int ret = 1;
+	if (!want || !got) {
+		fail("malloc", -ENOMEM);
+		goto out;
+	}
+	size_t chunk = CHUNK > d->psz ? CHUNK : d->psz; /* a multiple of the page size */
+	for (uint64_t off = 0; off < d->size; off += chunk) {
+		size_t n = d->size - off < chunk ? (size_t)(d->size - off) : chunk;
+		ssize_t r = pread(fd, got, n, (off_t)off);
+		if (r != (ssize_t)n) {
+			msg("reading the file back at %" PRIu64 ": %s", off, r < 0 ? strerror(errno) : "short read");
+			goto out;
+		}
+		for (size_t po = 0; po < n; po += d->psz) {
+			bool inv = demo_inverted(d, off + po);
+			ninv += inv;
+			fill_pattern(want, off + po, d->psz, inv);
+			if (memcmp(want, (char *)got + po, d->psz)) {
+				msg("MISMATCH: the file at %" PRIu64 " does not hold the %s data after vmo_sync",
+				    off + po, inv ? "written" : "original");
+				goto out;
+			}
+		}
+	}
+	char b[32];
+	printf("file:        every page of the %s file is right after vmo_sync (pread), %" PRIu64
+	       " written: OK\n", human(d->size, b, sizeof b), ninv);
+	ret = 0;
+out:
+	free(want);
+	free(got);
+	return ret;
+}
+
 /* Writeback (Hurd pager_sync / pager_return): vmo_sync writes the pages the
  * demo wrote to the file through the pager's write callback; pread shows they
  * are there (and a neighbour unchanged).  Then vmo_return drops every page
  * from memory, and the written pages, touched again through B, come back
  * from the file. */
-static int demo_writeback(struct demo *d, int fd, const uint64_t *written, int nw)
+static int demo_writeback(struct demo *d, int fd, const uint64_t *written, int nw, bool whole_file)
 {
 	struct vmo_stats before, after;
 	int rc;
@@ -913,11 +968,13 @@ static int demo_writeback(struct demo *d, int fd, const uint64_t *written, int n
 	for (int i = 0; i < nw; i++)
 		if (check_file_page(d, fd, written[i], true))
 			return 1;
-	if (check_file_page(d, fd, written[0] - d->psz, false))
+	if (check_file_page(d, fd, written[0] - d->psz, demo_inverted(d, written[0] - d->psz)))
 		return 1;
 	char b1[32];
 	printf("writeback:   vmo_sync wrote %" PRIu64 " pages in %.2f ms; the file holds them (pread): OK\n",
 	       after.writebacks - before.writebacks, (double)(t1 - t0) / 1e6);
+	if (whole_file && verify_file(d, fd))
+		return 1;
 	if (after.dirty) {
 		msg("%s still dirty after vmo_sync", human(after.dirty, b1, sizeof b1));
 		return 1;
@@ -960,15 +1017,60 @@ out:
 	return ret;
 }
 
+/* With --budget: a thread samples the object's resident bytes (every
+ * 100 us) for the whole run, to report the most it held. */
+struct sampler {
+	struct vmo_object *obj;
+	atomic_bool stop;
+	_Atomic uint64_t max;
+	uint64_t samples;
+	pthread_t th;
+	bool running;
+};
+
+static void sampler_note(struct sampler *sm, uint64_t resident)
+{
+	uint64_t m = atomic_load(&sm->max);
+	while (resident > m && !atomic_compare_exchange_weak(&sm->max, &m, resident))
+		;
+}
+
+static void *sampler_run(void *arg)
+{
+	struct sampler *sm = arg;
+	const struct timespec nap = { 0, 100000 };
+	while (!atomic_load(&sm->stop)) {
+		struct vmo_stats st;
+		if (vmo_object_stats(sm->obj, &st) == 0)
+			sampler_note(sm, st.resident);
+		sm->samples++;
+		nanosleep(&nap, NULL);
+	}
+	return NULL;
+}
+
+static void sampler_stop(struct sampler *sm)
+{
+	if (!sm->running)
+		return;
+	atomic_store(&sm->stop, true);
+	pthread_join(sm->th, NULL);
+	sm->running = false;
+}
+
 static int cmd_demo(int argc, char **argv)
 {
-	const char *size_s = NULL, *threads_s = NULL, *psize_s = NULL, *pos[1];
-	bool no_ra = false;
+	const char *size_s = NULL, *threads_s = NULL, *psize_s = NULL, *budget_s = NULL, *wpct_s = NULL,
+		   *pos[1];
+	bool no_ra = false, dirty_async = false;
 	const struct opt opts[] = {
 		{ "--size", true, &size_s, NULL },
 		{ "--threads", true, &threads_s, NULL },
 		{ "--page-size", true, &psize_s, NULL },
 		{ "--no-readahead", false, NULL, &no_ra },
+		{ "--budget", true, &budget_s, NULL },
+		{ "--write-pct", true, &wpct_s, NULL },
+		{ "--dirty-async", false, NULL, &dirty_async },
 		{ NULL, false, NULL, NULL },
 	};
 	int npos, rc = parse_opts(argc, argv, opts, pos, 0, &npos);
@@ -993,8 +1095,31 @@ static int cmd_demo(int argc, char **argv)
 				   ") and at least 4 pages", size_s ? size_s : "64M", d.psz);
 	if (d.size > (16ull << 30))
 		return usage_error("--size: '%s' is more than the demo's limit of 16G", size_s);
+	uint64_t budget = 0;
+	if (budget_s) {
+		if ((rc = parse_size("--budget", budget_s, false, &budget)))
+			return rc;
+		char b[32];
+		if (budget < d.psz)
+			return usage_error("--budget: '%s' is less than one page (%s)", budget_s,
+					   human(d.psz, b, sizeof b));
+		if (budget > d.size)
+			return usage_error("--budget: '%s' is more than the demo's size (%s)", budget_s,
+					   human(d.size, b, sizeof b));
+	}
+	if (wpct_s) {
+		uint64_t n;
+		char *end;
+		errno = 0;
+		if (wpct_s[0] < '0' || wpct_s[0] > '9' || (n = strtoull(wpct_s, &end, 10), errno || *end) ||
+		    n > 100)
+			return usage_error("--write-pct: '%s' must be a whole number from 0 to 100", wpct_s);
+		d.write_pct = (unsigned)n;
+	}
 	d.quarter = d.size / 4 / d.psz * d.psz;
 	d.half = d.size / 2 / d.psz * d.psz;
+	/* Anything beyond the default run: say more, print the engine's stats. */
+	bool extended = budget_s || wpct_s || dirty_async;
 
 	install_sigbus();
 	char b1[32], b2[32];
@@ -1003,13 +1128,39 @@ static int cmd_demo(int argc, char **argv)
 	       human(d.size, b1, sizeof b1), human(d.psz, b2, sizeof b2), d.nthreads, no_ra ? "off" : "on");
 
 	struct vmo_engine *eng;
-	if ((rc = vmo_engine_create(NULL, &eng)))
+	struct vmo_engine_opts eo = { .flags = dirty_async ? VMO_ENGINE_DIRTY_ASYNC : 0 };
+	if ((rc = vmo_engine_create(&eo, &eng))) {
+		if (dirty_async && rc == -EOPNOTSUPP) {
+			msg("--dirty-async: the kernel refuses asynchronous dirty tracking: %s", vmo_strerror(rc));
+			const char *det = vmo_last_error_detail();
+			if (det && *det)
+				fprintf(stderr, "%s\n", det);
+			return 1;
+		}
 		return engine_fail(rc);
+	}
 	printf("kernel:      ");
 	print_features_line(stdout, vmo_engine_features(eng));
+	if (extended) {
+		printf("dirty:       %s\n",
+		       dirty_async ? "tracked asynchronously (VMO_ENGINE_DIRTY_ASYNC: UFFD_FEATURE_WP_ASYNC + "
+				     "PAGEMAP_SCAN): first writes are tracked without a trap"
+				   : "first-write trap (write-protect fault per clean page written)");
+		if (budget)
+			printf("memory:      --budget: the object may hold %s (low water 7/8 of it)%s\n",
+			       human(budget, b1, sizeof b1), budget < d.size ? ": the run evicts" : "");
+		printf("writes:      %u%% of the random touches write their page (inverted pattern)\n",
+		       d.write_pct);
+	}
 
 	int ret = 1, fd = -1;
 	d.a = d.b = NULL;
+	struct sampler sm = { .running = false };
+	d.inv = calloc(d.size / d.psz, 1);
+	if (!d.inv) {
+		fail("calloc", -ENOMEM);
+		goto out_engine;
+	}
 	if (make_pattern_file(d.size, &fd))
 		goto out_engine;
 
@@ -1020,7 +1171,8 @@ static int cmd_demo(int argc, char **argv)
 		goto out_file;
 	}
 	/* size 0: the pager's report_extent gives the file's size */
-	struct vmo_object_opts oo = { .flags = no_ra ? VMO_OBJ_NO_READAHEAD : 0, .page_size = d.psz };
+	struct vmo_object_opts oo = { .flags = no_ra ? VMO_OBJ_NO_READAHEAD : 0, .page_size = d.psz,
+				      .budget = budget };
 	if ((rc = vmo_object_create(eng, ops, ctx, &oo, &d.obj))) {
 		if (ops->release)
 			ops->release(ctx);
@@ -1046,6 +1198,15 @@ static int cmd_demo(int argc, char **argv)
 	       human(d.size, b1, sizeof b1), va, human(d.quarter, b2, sizeof b2),
 	       human(d.size, (char[32]){ 0 }, 32), vb);
 
+	if (budget) {
+		sm.obj = d.obj;
+		if ((rc = pthread_create(&sm.th, NULL, sampler_run, &sm))) {
+			fail("pthread_create", -rc);
+			goto out_unmap;
+		}
+		sm.running = true;
+	}
+
 	/* 1. random first touches of [0, half) by nthreads threads */
 	struct vmo_stats s0, s1, s2;
 	if ((rc = vmo_object_stats(d.obj, &s0))) {
@@ -1067,11 +1228,12 @@ static int cmd_demo(int argc, char **argv)
 			break;
 		}
 	}
-	uint64_t rpages = 0, rbad = 0, rns = 0;
+	uint64_t rpages = 0, rbad = 0, rns = 0, rwrites = 0;
 	uintptr_t rbus = 0;
 	for (unsigned i = 0; i < started; i++) {
 		pthread_join(t[i].th, NULL);
 		rpages += t[i].pages;
+		rwrites += t[i].writes;
 		rbad += t[i].bad;
 		rns += t[i].ns;
 		if (t[i].bus && !rbus)
@@ -1090,6 +1252,7 @@ static int cmd_demo(int argc, char **argv)
 		fail("vmo_object_stats", rc);
 		goto out_unmap;
 	}
+	sampler_note(&sm, s1.resident);
 
 	/* 2. a sequential scan of [half, size) through B */
 	uint64_t sns = 0, sbad = 0;
@@ -1103,14 +1266,19 @@ static int cmd_demo(int argc, char **argv)
 		fail("vmo_object_stats", rc);
 		goto out_unmap;
 	}
+	sampler_note(&sm, s2.resident);
 	uint64_t spages = (d.size - d.half) / d.psz;
 	double r_lat = rpages ? (double)rns / (double)rpages : 0;
 	double r_wall = rpages ? (double)rwall / (double)rpages : 0;
 	double s_lat = spages ? (double)sns / (double)spages : 0;
 	printf("random:      %" PRIu64 " pages by %u threads in %.1f ms: %.0f ns/page latency, "
-	       "%.0f ns/page throughput; %" PRIu64 " faults, %" PRIu64 " read ahead\n",
+	       "%.0f ns/page throughput; %" PRIu64 " faults, %" PRIu64 " read ahead",
 	       rpages, d.nthreads, (double)rwall / 1e6, r_lat, r_wall, s1.faults - s0.faults,
 	       s1.readahead - s0.readahead);
+	if (d.write_pct)
+		printf("; %" PRIu64 " pages written (%" PRIu64 " wp faults)", rwrites,
+		       s1.wp_faults - s0.wp_faults);
+	printf("\n");
 	printf("sequential:  %" PRIu64 " pages in %.1f ms: %.0f ns/page; %" PRIu64 " faults, %" PRIu64
 	       " read ahead (%.1fx faster per page than random)\n",
 	       spages, (double)sns / 1e6, s_lat, s2.faults - s1.faults, s2.readahead - s1.readahead,
@@ -1135,6 +1303,7 @@ static int cmd_demo(int argc, char **argv)
 		fill_pattern(tmp, written[i], d.psz, true);
 		bool ok = guarded_copy(d.a + written[i], tmp, d.psz, &wbus);
 		free(tmp);
+		d.inv[written[i] / d.psz] = 1;
 		if (!ok) {
 			msg("SIGBUS at %p writing page at %" PRIu64 " (the pager refused: %s)", (void *)wbus,
 			    written[i], vmo_strerror(vmo_get_error(d.obj, written[i])));
@@ -1145,9 +1314,9 @@ static int cmd_demo(int argc, char **argv)
 	/* 4. every byte, through both mappings */
 	uint64_t vpages = 0, vbad = 0;
 	uintptr_t vbus = 0;
-	vbad += verify_view(&d, "A", d.a, 0, written, nw, &vpages, &vbus);
+	vbad += verify_view(&d, "A", d.a, 0, &vpages, &vbus);
 	if (!vbus)
-		vbad += verify_view(&d, "B", d.b, d.quarter, written, nw, &vpages, &vbus);
+		vbad += verify_view(&d, "B", d.b, d.quarter, &vpages, &vbus);
 	if (vbus) {
 		msg("SIGBUS at %p while verifying", (void *)vbus);
 		goto out_unmap;
@@ -1171,19 +1340,38 @@ static int cmd_demo(int argc, char **argv)
 	}
 
 	/* 5. write back, check the file, drop the pages, read them again */
-	if (demo_writeback(&d, fd, written, nw))
+	if (demo_writeback(&d, fd, written, nw, extended))
 		goto out_unmap;
+	sampler_stop(&sm);
 	if ((rc = vmo_object_stats(d.obj, &s3))) {
 		fail("vmo_object_stats", rc);
 		goto out_unmap;
 	}
+	if (budget) {
+		sampler_note(&sm, s3.resident);
+		uint64_t mx = atomic_load(&sm.max);
+		printf("budget:      %s; max resident observed %" PRIu64 " B (%s) over %" PRIu64 " samples; %" PRIu64
+		       " pages evicted, %" PRIu64 " written back\n",
+		       human(budget, b1, sizeof b1), mx, human(mx, b2, sizeof b2), sm.samples, s3.evictions,
+		       s3.writebacks);
+	}
 	printf("object stats:\n");
 	print_stats(stdout, "  ", &s3);
+	if (extended) {
+		struct vmo_stats es;
+		if ((rc = vmo_engine_stats(eng, &es))) {
+			fail("vmo_engine_stats", rc);
+			goto out_unmap;
+		}
+		printf("engine stats:\n");
+		print_stats(stdout, "  ", &es);
+	}
 	printf("verified %" PRIu64 " pages: OK (every byte of %s through A, %s through B)\n", npages,
 	       human(d.size, b1, sizeof b1), human(d.size - d.quarter, b2, sizeof b2));
 	ret = 0;
 
 out_unmap:
+	sampler_stop(&sm);
 	if (d.b && (rc = vmo_unmap(d.obj, d.b, d.size - d.quarter)))
 		ret = fail("vmo_unmap B", rc);
 	if (d.a && (rc = vmo_unmap(d.obj, d.a, d.size)))
@@ -1193,6 +1381,7 @@ out_obj:
 out_file:
 	close(fd);
 out_engine:
+	free(d.inv);
 	if ((rc = vmo_engine_destroy(eng)))
 		ret = fail("vmo_engine_destroy", rc);
 	return ret;
@@ -1209,14 +1398,24 @@ static const struct command {
 	const char *args;
 	const char *help; /* lines after the first are indented under it */
 } commands[] = {
-	{ "demo", cmd_demo, "[--size N] [--threads N] [--page-size N] [--no-readahead]",
+	{ "demo", cmd_demo,
+	  "[--size N] [--threads N] [--page-size N] [--no-readahead] [--budget N]\n"
+	  "         [--write-pct P] [--dirty-async]",
 	  "The main job: create a temp file of --size bytes (default 64M) holding a known\n"
 	  "pattern, page it through libvmo's file pager into an object mapped twice at\n"
 	  "different offsets, touch random pages from --threads threads (default 2) and\n"
 	  "scan sequentially, verify every byte, write a few pages through one mapping and\n"
 	  "read them through the other, write them back to the file (vmo_sync), drop every\n"
 	  "page (vmo_return) and read them again; print the kernel features, stats and\n"
-	  "timings.  Exits 1 on any mismatch." },
+	  "timings.  Exits 1 on any mismatch.\n"
+	  "--budget N: cap the object's resident memory at N bytes (one page up to\n"
+	  "--size), so the run evicts; report the most it held, and the engine's stats.\n"
+	  "--write-pct P: P% (0 to 100, default 0) of the random touches write their page\n"
+	  "(the inverted pattern), so dirty pages are written back and evicted; after\n"
+	  "vmo_sync every page of the file is checked with pread.\n"
+	  "--dirty-async: track dirty pages with UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN\n"
+	  "(VMO_ENGINE_DIRTY_ASYNC), first writes without a trap; exits 1 where the\n"
+	  "kernel lacks them." },
 	{ "cat", cmd_cat, "[--offset N] [--length N] [--page-size N] [--no-readahead] FILE",
 	  "Write FILE (from --offset, --length bytes, clipped at end of file) to\n"
 	  "standard output, read through vmo mappings over the file pager." },
