@@ -66,11 +66,11 @@ static int read_disk(struct reader *r, uint64_t blk, char *data)
 			continue;
 		if (n < 0)
 			return -errno;
-		if (n == 0) { /* past the end: zeros */
+		got += (size_t)n;
+		if (n == 0 || got < r->bs) { /* end of file (a short read with O_DIRECT too) */
 			memset(data + got, 0, r->bs - got);
 			break;
 		}
-		got += (size_t)n;
 	}
 	r->disk_reads++;
 	return 0;
