@@ -190,6 +190,8 @@ void vmo__run_bg(struct vmo_object *obj);
 int vmo__evictor_start(struct vmo_engine *eng);
 void vmo__evictor_stop(struct vmo_engine *eng);
 void vmo__evictor_kick(struct vmo_engine *eng);
+/* The engine's effective cap in bytes (budget or pressure cap; 0 = none). */
+uint64_t vmo__engine_cap(struct vmo_engine *eng);
 /* Before n pages are supplied to obj: reclaim first if the budget needs it. */
 void vmo__budget_check(struct vmo_object *obj, uint64_t n);
 /* Account pages [pg, pg+n) becoming resident (n > 0) or leaving (n < 0). */

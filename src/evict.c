@@ -223,6 +223,12 @@ static uint64_t eff_engine_cap(struct vmo_engine *e, uint64_t *lo)
 	return hi;
 }
 
+uint64_t vmo__engine_cap(struct vmo_engine *e)
+{
+	uint64_t lo;
+	return eff_engine_cap(e, &lo);
+}
+
 /* Reclaim for obj's own budget (if over it), and for the engine's. */
 static void reclaim(struct vmo_engine *e, struct vmo_object *only, uint64_t extra_pages)
 {

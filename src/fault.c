@@ -86,9 +86,19 @@ static uint64_t claim_cluster(struct fault *f)
 	 * scanning together touch pages a little out of order. */
 	uint32_t slack = win < 4 ? 4 : win;
 	if (f->pg + slack >= next && f->pg <= next + slack)
-		win = win < 4 ? 4 : (win * 2 > o->ra_max ? o->ra_max : win * 2);
+		win = win < 4 ? 4 : win * 2;
 	else
 		win = 1;
+	/* Never more than the object's limit, nor than a quarter of a budget:
+	 * read-ahead must not push out what it reads ahead of. */
+	uint64_t cap = o->ra_max, b = atomic_load_explicit(&o->budget_hi, memory_order_relaxed);
+	if (b && b / 4 < cap)
+		cap = b / 4;
+	b = vmo__engine_cap(o->eng) >> o->page_shift;
+	if (b && b / 4 < cap)
+		cap = b / 4;
+	if (win > cap)
+		win = cap ? (uint32_t)cap : 1;
 	uint64_t end_pg = (m->off + m->len) >> o->page_shift;
 	uint64_t n = 1;
 	while (n < win && f->pg + n < end_pg && ps_cas(o, f->pg + n, PS_ABSENT, PS_FILLING))

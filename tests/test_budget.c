@@ -161,6 +161,31 @@ int main(void)
 	vmo_object_unref(b);
 	CHECK_OK(vmo_engine_destroy(eng));
 
+	/* Large pages with read-ahead on: the budget holds too (a read-ahead
+	 * cluster is never more than a quarter of the budget). */
+	CHECK_OK(vmo_engine_create(NULL, &eng));
+	static const uint32_t sizes[] = { 65536, 2u << 20 };
+	for (int k = 0; k < 2; k++) {
+		struct vmo_object_opts o4 = { .size = 32u << 20, .page_size = sizes[k], .budget = 4u << 20 };
+		CHECK_OK(vmo_object_create(eng, &pat_ops, NULL, &o4, &a));
+		CHECK_OK(vmo_map(a, 0, 32u << 20, VMO_PROT_READ, &pa));
+		uint64_t mx = 0, r = 99;
+		for (int pass = 0; pass < 2; pass++)
+			for (uint64_t i = 0; i < (32u << 20) / PS; i++) {
+				uint64_t off = pass ? (t_rand(&r) % ((32u << 20) / PS)) * PS : i * PS;
+				CHECK_EQ(*(volatile uint64_t *)((char *)pa + off), t_pattern(off));
+				struct vmo_stats s4;
+				CHECK_OK(vmo_object_stats(a, &s4));
+				if (s4.resident > mx)
+					mx = s4.resident;
+			}
+		printf("page size %u: budget 4 MiB, max resident %llu\n", sizes[k], (unsigned long long)mx);
+		CHECK(mx <= (4u << 20) + sizes[k]);
+		CHECK_OK(vmo_unmap(a, pa, 32u << 20));
+		vmo_object_unref(a);
+	}
+	CHECK_OK(vmo_engine_destroy(eng));
+
 	/* The last unref and then destroy, while the evictor works on the
 	 * object: destroy must not see a reference it does not own (-EBUSY). */
 	for (int i = 0; i < 40; i++) {
