@@ -87,7 +87,10 @@ static void mark_written(void *arg, uintptr_t s, uintptr_t e)
 	uint64_t pg0 = (s - c->m->addr + c->m->off) >> o->page_shift;
 	uint64_t pg1 = (e - c->m->addr + c->m->off + o->page_size - 1) >> o->page_shift;
 	for (uint64_t pg = pg0; pg < pg1; pg++) {
-		if (ps_cas(o, pg, PS_CLEAN, PS_DIRTY))
+		/* FILLING: the worker has installed the page (the scan saw it
+		 * written) and woken the writer, but not yet marked it clean; the
+		 * worker's FILLING -> CLEAN then fails and the page stays dirty. */
+		if (ps_cas(o, pg, PS_CLEAN, PS_DIRTY) || ps_cas(o, pg, PS_FILLING, PS_DIRTY))
 			atomic_fetch_add(&o->dirty_pages, 1);
 		else
 			ps_cas(o, pg, PS_CLEANING, PS_DIRTY);

@@ -178,8 +178,10 @@ static void fill(struct fault *f)
 		size_t off = (size_t)i << o->page_shift;
 		rc = vmo__uffd_copy(&f->eng->u, (void *)(f->paddr + off), (char *)buf + off, len - off, wp, &done);
 		uint64_t k = done >> o->page_shift;
+		/* A CAS: async dirty collection may already have found the page
+		 * written (FILLING -> DIRTY) since the copy woke the writer. */
 		for (uint64_t j = i; j < i + k; j++)
-			ps_set(o, f->pg + j, st);
+			ps_cas(o, f->pg + j, PS_FILLING, st);
 		i += k;
 		if (rc == 0)
 			break;
