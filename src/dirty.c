@@ -57,6 +57,15 @@ int vmo__write_pages(struct vmo_object *o, uint64_t pg, uint64_t n, void *buf)
 {
 	size_t len = (size_t)n << o->page_shift;
 	uint64_t off = pg << o->page_shift;
+	/* Only pages in memory are written: a hole would read as zeros, and
+	 * zeros the program never wrote must not reach the store. */
+	off_t hole = lseek(o->memfd, (off_t)off, SEEK_HOLE);
+	if (hole >= 0 && (uint64_t)hole < off + len) {
+		vmo__err("writeback of %#llx+%zu: page %#llx is not in memory; not written",
+			 (unsigned long long)off, len, (unsigned long long)hole);
+		atomic_fetch_add(&o->st.write_errors, 1);
+		return -EIO;
+	}
 	int rc = read_memfd(o, buf, len, off);
 	if (!rc) {
 		if (vmo__callback_begin(o)) {
@@ -88,8 +97,9 @@ static void mark_written(void *arg, uintptr_t s, uintptr_t e)
 	uint64_t pg1 = (e - c->m->addr + c->m->off + o->page_size - 1) >> o->page_shift;
 	for (uint64_t pg = pg0; pg < pg1; pg++) {
 		/* FILLING: the worker has installed the page (the scan saw it
-		 * written) and woken the writer, but not yet marked it clean; the
-		 * worker's FILLING -> CLEAN then fails and the page stays dirty. */
+		 * mapped and written: only the copy maps a FILLING page) and woken
+		 * the writer, but not yet marked it clean; the worker's
+		 * FILLING -> CLEAN then fails and the page stays dirty. */
 		if (ps_cas(o, pg, PS_CLEAN, PS_DIRTY) || ps_cas(o, pg, PS_FILLING, PS_DIRTY))
 			atomic_fetch_add(&o->dirty_pages, 1);
 		else
@@ -97,10 +107,9 @@ static void mark_written(void *arg, uintptr_t s, uintptr_t e)
 	}
 }
 
-void vmo__collect_written(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
+static void collect_run(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
 {
 	uint64_t lo = pg0 << o->page_shift, hi = pg1 << o->page_shift;
-	pthread_mutex_lock(&o->mu);
 	for (struct vmo_map *m = o->maps; m; m = m->onext) {
 		if (!m->wp)
 			continue;
@@ -112,6 +121,37 @@ void vmo__collect_written(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
 						      mark_written, &c);
 		if (rc)
 			vmo__warn("collecting dirty pages: PAGEMAP_SCAN: %s", strerror(-rc));
+	}
+}
+
+/* Scan only runs of pages that are in memory (or being filled): with
+ * PM_SCAN_WP_MATCHING the kernel write-protects what it scans, and on this
+ * kernel a later fault through such a protected hole in a WP_ASYNC view puts
+ * a zero page into the memfd without a MISSING fault (vmo would then never
+ * be asked: invented data).  So holes are never scanned. */
+void vmo__collect_written(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
+{
+	pthread_mutex_lock(&o->mu);
+	for (uint64_t pg = pg0; pg < pg1;) {
+		uint64_t c = pg >> o->chunk_shift;
+		if (!atomic_load_explicit(&o->chunk_res[c], memory_order_relaxed)) {
+			pg = (c + 1) << o->chunk_shift;
+			continue;
+		}
+		uint8_t s = ps_get(o, pg);
+		if (s != PS_CLEAN && s != PS_CLEANING && s != PS_FILLING) {
+			pg++;
+			continue;
+		}
+		uint64_t end = pg + 1;
+		while (end < pg1) {
+			s = ps_get(o, end);
+			if (s != PS_CLEAN && s != PS_CLEANING && s != PS_FILLING)
+				break;
+			end++;
+		}
+		collect_run(o, pg, end);
+		pg = end;
 	}
 	pthread_mutex_unlock(&o->mu);
 }

@@ -178,6 +178,9 @@ static void unmap_chunk(struct vmo_object *o, uint64_t c)
 	uint64_t hi = lo + ((uint64_t)o->chunk_pages << o->page_shift);
 	if (!(o->eng->features & VMO_FEAT_MINOR))
 		return; /* no MINOR faults: no signal, plain FIFO-ish clock */
+	if (o->eng->async)
+		return; /* unmapping a written page would erase its written bit:
+			 * async tracking keeps the supply-time reference only */
 	pthread_mutex_lock(&o->mu);
 	for (struct vmo_map *m = o->maps; m; m = m->onext) {
 		uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;

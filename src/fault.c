@@ -193,12 +193,17 @@ static void fill(struct fault *f)
 			ps_set(o, f->pg + i, PS_DIRTY);
 			if (st != PS_DIRTY)
 				atomic_fetch_add(&o->dirty_pages, 1);
+			/* The copy that would have woken whoever waits on it did not
+			 * happen: wake them (the faulting thread, if i == 0). */
+			vmo__uffd_wake(&f->eng->u, (void *)(f->paddr + ((size_t)i << o->page_shift)), o->page_size);
 			i++;
 			continue;
 		}
 		/* The view vanished (-ENOENT/-ESRCH) or the kernel refused: the
 		 * rest stays absent; whoever waits faults again. */
 		vmo__account(o, f->pg + i, -(long)(n - i), st);
+		if (i == 0 && (rc == -ENOENT || rc == -ESRCH))
+			vmo__uffd_wake(&f->eng->u, (void *)f->paddr, o->page_size);
 		if (i == 0 && rc != -ENOENT && rc != -ESRCH) {
 			vmo__set_error(o, f->pg, rc);
 			ps_set(o, f->pg, PS_ERROR);

@@ -365,8 +365,10 @@ int vmo__pagemap_collect_written(int pagemap_fd, uintptr_t start, uintptr_t end,
 					 .end = end,
 					 .vec = (uintptr_t)vec,
 					 .vec_len = VMO_ARRAY_SIZE(vec),
-					 .category_mask = PAGE_IS_WRITTEN,
-					 .return_mask = PAGE_IS_WRITTEN };
+					 /* Present AND written: the kernel also calls a
+					  * hole (no PTE, no marker) "written". */
+					 .category_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT,
+					 .return_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT };
 		long n = ioctl(pagemap_fd, PAGEMAP_SCAN, &a);
 		if (n < 0) {
 			if (errno == EINTR)

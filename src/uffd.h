@@ -127,9 +127,10 @@ int vmo__uffd_poison(struct vmo__uffd *u, void *dst, size_t len);
 int vmo__uffd_wake(struct vmo__uffd *u, void *addr, size_t len);
 int vmo__uffd_writeprotect(struct vmo__uffd *u, void *addr, size_t len, bool wp, bool wake);
 int vmo__uffd_move(struct vmo__uffd *u, void *dst, void *src, size_t len, bool allow_holes, size_t *done);
-/* PAGEMAP_SCAN on pagemap_fd over [start, end): every page written since it
- * was last protected (async WP) is protected again and reported through
- * cb(arg, start, end) in runs.  Returns 0 or -errno. */
+/* PAGEMAP_SCAN on pagemap_fd over [start, end): every page mapped there and
+ * written since it was last protected (async WP) is protected again and
+ * reported through cb(arg, start, end) in runs.  Holes are not reported
+ * (the kernel counts them as "written").  Returns 0 or -errno. */
 int vmo__pagemap_collect_written(int pagemap_fd, uintptr_t start, uintptr_t end,
 				 void (*cb)(void *arg, uintptr_t s, uintptr_t e), void *arg);
 /* Read up to n messages; returns the count, 0 if none (nonblocking), -errno. */
