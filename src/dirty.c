@@ -39,18 +39,8 @@ static void protect_run(struct vmo_object *o, uint64_t pg, uint64_t n)
 
 static int read_memfd(struct vmo_object *o, void *buf, size_t len, uint64_t off)
 {
-	for (size_t got = 0; got < len;) {
-		ssize_t r = pread(o->memfd, (char *)buf + got, len - got, (off_t)(off + got));
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return -EIO;
-		got += (size_t)r;
-	}
-	return 0;
+	long r = vmo__pread_full(o->memfd, buf, len, off);
+	return r < 0 ? (int)r : (size_t)r < len ? -EIO : 0;
 }
 
 int vmo__write_pages(struct vmo_object *o, uint64_t pg, uint64_t n, void *buf)
@@ -301,16 +291,27 @@ static int durable(struct vmo_object *o)
 	return rc > 0 ? -EIO : rc;
 }
 
-VMO_API int vmo_sync_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags)
+/* vmo_sync_range and vmo_return_range: write [off, off+len) back and make
+ * it durable; a return then drops the range's clean pages. */
+static int sync_or_return(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags, unsigned what)
 {
 	uint64_t pg0, pg1;
 	int rc = range_args(obj, off, len, flags, &pg0, &pg1);
 	if (rc)
 		return rc;
-	if (!(flags & VMO_WAIT) && queue_bg(obj, pg0, pg1, BG_SYNC))
+	if (!(flags & VMO_WAIT) && queue_bg(obj, pg0, pg1, what))
 		return 0;
 	rc = vmo__writeback(obj, pg0, pg1);
-	return rc ? rc : durable(obj);
+	if (!rc)
+		rc = durable(obj);
+	if (what == BG_RETURN)
+		vmo__evict_clean(obj, pg0, pg1, false); /* failed pages stay: dirty */
+	return rc;
+}
+
+VMO_API int vmo_sync_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags)
+{
+	return sync_or_return(obj, off, len, flags, BG_SYNC);
 }
 
 VMO_API int vmo_sync(struct vmo_object *obj, unsigned flags)
@@ -320,17 +321,7 @@ VMO_API int vmo_sync(struct vmo_object *obj, unsigned flags)
 
 VMO_API int vmo_return_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags)
 {
-	uint64_t pg0, pg1;
-	int rc = range_args(obj, off, len, flags, &pg0, &pg1);
-	if (rc)
-		return rc;
-	if (!(flags & VMO_WAIT) && queue_bg(obj, pg0, pg1, BG_RETURN))
-		return 0;
-	rc = vmo__writeback(obj, pg0, pg1);
-	if (!rc)
-		rc = durable(obj);
-	vmo__evict_clean(obj, pg0, pg1, false);
-	return rc;
+	return sync_or_return(obj, off, len, flags, BG_RETURN);
 }
 
 VMO_API int vmo_return(struct vmo_object *obj, unsigned flags)

@@ -32,6 +32,12 @@ static inline uint64_t vmo__align_down(uint64_t x, uint64_t a) { return x & ~(a 
 /* a + b without overflow into *r; false on overflow. */
 static inline bool vmo__add_ok(uint64_t a, uint64_t b, uint64_t *r) { return !__builtin_add_overflow(a, b, r); }
 
+/* pread until len bytes or end of file (EINTR retried): bytes read, or -errno. */
+long vmo__pread_full(int fd, void *buf, size_t len, uint64_t off);
+/* pwrite all len bytes (EINTR retried): 0, or -errno (-EIO if nothing more
+ * can be written). */
+int vmo__pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
 /* Monotonic nanoseconds. */
 uint64_t vmo__now_ns(void);
 

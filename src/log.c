@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 static vmo_log_fn log_fn;
 static void *log_arg;
@@ -90,6 +91,39 @@ VMO_API const char *vmo_strerror(int err)
 	default:
 		return strerror(err);
 	}
+}
+
+long vmo__pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t r = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			break; /* end of file */
+		got += (size_t)r;
+	}
+	return (long)got;
+}
+
+int vmo__pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	for (size_t put = 0; put < len;) {
+		ssize_t r = pwrite(fd, (const char *)buf + put, len - put, (off_t)(off + put));
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO;
+		put += (size_t)r;
+	}
+	return 0;
 }
 
 uint64_t vmo__now_ns(void)

@@ -18,42 +18,21 @@ static int file_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *f
 {
 	struct file_pager *f = ctx;
 	(void)flags;
-	size_t got = 0;
-	while (got < len) {
-		ssize_t r = pread(f->fd, (char *)buf + got, len - got, (off_t)(f->base + off + got));
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			break; /* end of file */
-		got += (size_t)r;
-	}
-	memset((char *)buf + got, 0, len - got);
+	long got = vmo__pread_full(f->fd, buf, len, f->base + off);
+	if (got < 0)
+		return (int)got;
+	memset((char *)buf + got, 0, len - (size_t)got); /* past the end of file */
 	return 0;
 }
 
 static int file_write(void *ctx, uint64_t off, const void *buf, size_t len)
 {
 	struct file_pager *f = ctx;
-	size_t put = 0;
 	/* The object's last page runs past the end of a file whose size is not
 	 * a page multiple: do not grow the file by the tail. */
 	if (f->limit)
 		len = off >= f->limit ? 0 : (f->limit - off < len ? (size_t)(f->limit - off) : len);
-	while (put < len) {
-		ssize_t r = pwrite(f->fd, (const char *)buf + put, len - put, (off_t)(f->base + off + put));
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return -EIO;
-		put += (size_t)r;
-	}
-	return 0;
+	return vmo__pwrite_full(f->fd, buf, len, f->base + off);
 }
 
 static int file_sync(void *ctx)
