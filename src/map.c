@@ -164,6 +164,10 @@ VMO_API int vmo_unmap(struct vmo_object *obj, void *addr, size_t len)
 	/* No worker can find it now; wait for those that already have. */
 	while (atomic_load_explicit(&m->busy, memory_order_acquire))
 		sched_yield();
+	/* Async tracking: what was written through this view is known only to
+	 * its page table, which munmap throws away.  Collect it first. */
+	if (eng->async && m->wp)
+		vmo__collect_written(obj, m->off >> obj->page_shift, (m->off + m->len) >> obj->page_shift);
 	pthread_mutex_lock(&obj->mu);
 	for (struct vmo_map **pp = &obj->maps; *pp; pp = &(*pp)->onext)
 		if (*pp == m) {

@@ -214,7 +214,9 @@ VMO_API int vmo_object_shutdown(struct vmo_object *obj)
 		return -EINVAL;
 	/* As libpager's pager_shutdown: write everything back first. */
 	int rc = 0;
-	if (!atomic_load(&obj->dead) && atomic_load(&obj->dirty_pages))
+	/* Async tracking: writes since the last collection are not counted in
+	 * dirty_pages yet, so always look. */
+	if (!atomic_load(&obj->dead) && (atomic_load(&obj->dirty_pages) || obj->eng->async))
 		rc = vmo_sync(obj, VMO_WAIT);
 	pthread_mutex_lock(&obj->mu);
 	atomic_store(&obj->dead, 1);

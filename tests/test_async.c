@@ -109,6 +109,10 @@ int main(void)
 	CHECK_OK(vmo_sync(o, VMO_WAIT));
 	CHECK_EQ(((uint64_t *)s.data)[3 * PS / 8], 33);
 
+	/* The last unref writes back what was written since the last sync, even
+	 * though no collection has counted it yet (checked after the unref). */
+	p[30 * PS / 8] = 3030;
+
 	/* A write during writeback is not lost. */
 	p[10 * PS / 8] = 1010;
 	late = &p[10 * PS / 8];
@@ -143,8 +147,10 @@ int main(void)
 	CHECK(st.resident <= 64 * PS + (2u << 20));
 	CHECK(st.evictions > 0);
 
+	p[31 * PS / 8] = 3131; /* written, never synced */
 	CHECK_OK(vmo_unmap(o, a, NPAGES * PS));
 	vmo_object_unref(o);
+	CHECK_EQ(((uint64_t *)s.data)[31 * PS / 8], 3131);
 
 	/* The regression above: a fresh store of zeros, budget 1/8. */
 	alarm(120);
