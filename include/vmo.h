@@ -118,8 +118,10 @@ VMO_API unsigned vmo_engine_features(const struct vmo_engine *eng);
 /* A pager: callbacks and the context pointer passed to each.  Offsets and
  * lengths are in bytes, multiples of the object's page size; a callback may
  * be asked for several pages at once (read-ahead, writeback clusters).
- * Callbacks run on vmo's threads (fault workers, the evictor) or, for
- * writeback asked with VMO_WAIT, on the caller's; several may run at once.
+ * Callbacks run on vmo's threads (fault workers, the evictor) or on the
+ * thread of a call that needs them (sync/return/discard, set_budget,
+ * shutdown, the last unref or unmap, report_extent in create); several may
+ * run at once.
  * They must not touch the object's own mappings.  They return 0 or -errno. */
 struct vmo_pager_ops {
 	/* Fill buf[0..len) with the data at off.  Required. */
@@ -189,7 +191,9 @@ VMO_API int vmo_object_set_budget(struct vmo_object *obj, uint64_t high, uint64_
 /* ------------------------------------------------------------------------ */
 /* Writeback (Hurd pager_sync / pager_return / pager_flush)                 */
 
-#define VMO_WAIT (1u << 0) /* return when done (else queued to the background) */
+/* Return when done.  Without it the work is queued to the engine's
+ * background thread, or, when the object's queue is full, done right away. */
+#define VMO_WAIT (1u << 0)
 
 /* Write dirty pages back through the pager and keep them in memory.  With
  * VMO_WAIT, returns after every byte written before the call is in the store
@@ -252,6 +256,8 @@ VMO_API const struct vmo_pager_ops *vmo_pager_zero(void);
 
 /* File: pread/pwrite on fd (opened by the caller, not closed by vmo) at
  * base + offset; a read past end of file gives zeros; sync is fdatasync.
+ * When the object takes its size from the file (opts.size 0), writeback
+ * never grows the file: bytes of the last page past its end are not stored.
  * The returned context is freed by the release callback. */
 VMO_API int vmo_pager_file(int fd, uint64_t base, const struct vmo_pager_ops **ops, void **ctx);
 
@@ -265,10 +271,10 @@ VMO_API int vmo_pager_mem(void *buf, uint64_t size, const struct vmo_pager_ops *
  * 64-bit id and gets zero pages in their place; it asks for a block back by
  * id and either gets exactly the bytes it yielded or a miss (-ENOENT): the
  * cache may forget any block at any time (its byte budget, memory pressure on
- * the machine or in the process's memory cgroup).  Whole private anonymous
- * pages are moved (UFFDIO_MOVE) rather than copied where the kernel allows it
- * and the block is long enough to gain from it.  Every call is thread-safe.
- * See docs/cache.md. */
+ * the machine or in the process's memory cgroup).  Blocks are copied; with
+ * move_min set, blocks at least that long are moved (UFFDIO_MOVE) where the
+ * kernel allows it: measured slower on the machines here, so off by default.
+ * Every call is thread-safe.  See docs/cache.md. */
 struct vmo_cache;
 
 #define VMO_CACHE_NO_PRESSURE (1u << 0) /* do not watch PSI / the cgroup */
@@ -279,7 +285,8 @@ struct vmo_cache_opts {
 	uint32_t reserved0;
 	uint64_t budget;   /* bytes the cache may hold; 0 = as much as memory allows */
 	uint64_t move_min; /* blocks of at least this many bytes are moved, shorter
-			    * ones copied; 0 = the measured default (see docs/cache.md) */
+			    * ones copied; 0 = never move (the measured default,
+			    * see docs/cache.md) */
 	uint64_t reserved[5];
 };
 
@@ -292,7 +299,8 @@ struct vmo_cache_stats {
 	uint64_t forgotten_blocks; /* dropped by budget or pressure */
 	uint64_t forgotten_bytes;
 	uint64_t moved;           /* yields/gets served without a copy */
-	uint64_t cap;             /* bytes the cache may hold now: min(budget, memory) */
+	uint64_t cap;             /* bytes the cache may hold now: min(budget, memory);
+				   * UINT64_MAX when nothing limits it */
 	uint64_t idle_bytes;      /* free slots kept populated for reuse (not in bytes) */
 	uint64_t pressure_events; /* PSI / cgroup signals acted on */
 	uint64_t reserved[5];
@@ -304,16 +312,19 @@ VMO_API void vmo_cache_destroy(struct vmo_cache *c);
 /* The page-aligned range [addr, addr+len) now belongs to the cache under id
  * (replacing any block with that id); the range holds zeros afterwards.
  * -EINVAL (nothing changed) for a NULL or unaligned addr, a len that is 0,
- * not a multiple of 4096 or wraps around. */
+ * not a multiple of 4096, over 2^46 or wraps around; -ENOMEM.  A block larger
+ * than the cache can hold is dropped at once (counted as forgotten): the
+ * yield then acts as a forget of id. */
 VMO_API int vmo_cache_yield(struct vmo_cache *c, uint64_t id, void *addr, size_t len);
 /* Put block id back at addr (0) and take it out of the cache, or miss
  * (-ENOENT) leaving addr untouched.  len must be the block's length: a block
  * of another length gives -EINVAL and stays in the cache. */
 VMO_API int vmo_cache_get(struct vmo_cache *c, uint64_t id, void *addr, size_t len);
 /* Yield [addr, addr+len) as yield_id, then get get_id into the same range:
- * 0 on a hit, -ENOENT on a miss (the yield happened; addr holds zeros).  When
- * yield_id == get_id the bytes stay where they are and the cache no longer
- * holds the id. */
+ * 0 on a hit, -ENOENT on a miss (the yield happened; addr holds zeros);
+ * -EINVAL or -ENOMEM as vmo_cache_yield (then nothing happened).  When
+ * yield_id == get_id the bytes stay where they are, the cache no longer holds
+ * the id, and the result is 0. */
 VMO_API int vmo_cache_yield_get(struct vmo_cache *c, uint64_t yield_id, uint64_t get_id, void *addr,
 				size_t len);
 /* Drop block id (0), or -ENOENT if the cache does not hold it. */
