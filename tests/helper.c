@@ -2,7 +2,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -97,4 +101,87 @@ long t_rss_kb(void)
 			break;
 	fclose(f);
 	return kb;
+}
+
+/* ---- probing an access that may raise SIGBUS/SIGSEGV ------------------------ */
+
+static _Thread_local sigjmp_buf t_jb;
+static _Thread_local volatile sig_atomic_t t_armed;
+static _Thread_local volatile int t_got_sig, t_got_code;
+static _Thread_local void *volatile t_got_addr;
+static _Thread_local volatile pid_t t_got_tid;
+
+static void t_on_signal(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	if (!t_armed) {
+		/* not a probe: die of it as if there were no handler */
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	t_armed = 0;
+	t_got_sig = sig;
+	t_got_code = si->si_code;
+	t_got_addr = si->si_addr;
+	t_got_tid = (pid_t)syscall(SYS_gettid);
+	siglongjmp(t_jb, 1);
+}
+
+static void t_sig_install_once(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = t_on_signal;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	CHECK(sigaction(SIGBUS, &sa, NULL) == 0);
+	CHECK(sigaction(SIGSEGV, &sa, NULL) == 0);
+}
+
+void t_sig_install(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	CHECK_OK(pthread_once(&once, t_sig_install_once));
+}
+
+static void t_sig_reset(void)
+{
+	t_got_sig = 0;
+	t_got_code = 0;
+	t_got_addr = NULL;
+	t_got_tid = 0;
+}
+
+static int t_sig_result(struct t_sig *info)
+{
+	if (info)
+		*info = (struct t_sig){ .sig = t_got_sig, .code = t_got_code, .addr = t_got_addr, .tid = t_got_tid };
+	return t_got_sig;
+}
+
+int t_probe_read(volatile const uint64_t *p, uint64_t *val, struct t_sig *info)
+{
+	t_sig_install();
+	t_sig_reset();
+	if (sigsetjmp(t_jb, 1))
+		return t_sig_result(info);
+	t_armed = 1;
+	uint64_t v = *p;
+	t_armed = 0;
+	if (val)
+		*val = v;
+	return t_sig_result(info);
+}
+
+int t_probe_write(volatile uint64_t *p, uint64_t val, struct t_sig *info)
+{
+	t_sig_install();
+	t_sig_reset();
+	if (sigsetjmp(t_jb, 1))
+		return t_sig_result(info);
+	t_armed = 1;
+	*p = val;
+	t_armed = 0;
+	return t_sig_result(info);
 }

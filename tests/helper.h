@@ -1,5 +1,6 @@
 /* helper.h - shared test helpers: checks that abort with a location, skips
- * (exit 77 with a reason), temp files, timing, fork-and-wait. */
+ * (exit 77 with a reason), temp files, timing, fork-and-wait, and probing a
+ * memory access that may raise SIGBUS/SIGSEGV. */
 #ifndef VMO_TEST_HELPER_H
 #define VMO_TEST_HELPER_H
 
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #define CHECK(cond)                                                                         \
 	do {                                                                                \
@@ -57,5 +59,27 @@ uint64_t t_now_ns(void);
 int t_fork_run(void (*fn)(void *), void *arg);
 /* Resident set of this process, in kB, from /proc/self/smaps_rollup (Rss). */
 long t_rss_kb(void);
+
+/* ---- probing an access that may raise SIGBUS/SIGSEGV ----------------------
+ * A probe arms a per-thread sigjmp_buf (so several threads can probe at
+ * once), does the one access and disarms.  A SIGBUS/SIGSEGV raised while
+ * armed jumps back out of the probe (sigsetjmp(..., 1): the signal mask is
+ * restored) and the probe returns the signal number; one raised anywhere
+ * else resets the signal to SIG_DFL and re-raises it, so a real crash still
+ * kills the test.  The handlers use SA_NODEFER. */
+struct t_sig {
+	int sig, code; /* signal number and si_code; 0 when no signal */
+	void *addr;    /* si_addr */
+	pid_t tid;     /* thread the signal was delivered to */
+};
+/* Install the SIGBUS and SIGSEGV handlers (once; later calls do nothing).
+ * The probes call it too. */
+void t_sig_install(void);
+/* Read the word at p: 0 and *val (if val), or the signal number the read
+ * raised (*val untouched).  If info, it gets the signal's details (all zero
+ * when none). */
+int t_probe_read(volatile const uint64_t *p, uint64_t *val, struct t_sig *info);
+/* Write val to the word at p: 0, or the signal number the write raised. */
+int t_probe_write(volatile uint64_t *p, uint64_t val, struct t_sig *info);
 
 #endif

@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
@@ -18,80 +17,22 @@
 #define PG 4096u
 #define NPG 64
 
-/* ---- catching SIGBUS/SIGSEGV in the faulting thread --------------------- */
-
-static _Thread_local sigjmp_buf jb;
-static _Thread_local volatile int armed;
-static _Thread_local volatile int got_sig, got_code;
-static _Thread_local void *volatile got_addr;
-static _Thread_local volatile pid_t got_tid;
-
-static void on_signal(int sig, siginfo_t *si, void *uc)
-{
-	(void)uc;
-	if (!armed) {
-		signal(sig, SIG_DFL);
-		raise(sig);
-		return;
-	}
-	armed = 0;
-	got_sig = sig;
-	got_code = si->si_code;
-	got_addr = si->si_addr;
-	got_tid = (pid_t)syscall(SYS_gettid);
-	siglongjmp(jb, 1);
-}
-
-static void install_handlers(void)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_sigaction = on_signal;
-	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-	sigemptyset(&sa.sa_mask);
-	CHECK(sigaction(SIGBUS, &sa, NULL) == 0);
-	CHECK(sigaction(SIGSEGV, &sa, NULL) == 0);
-}
-
-/* Read the word at p: 0 and *out, or the signal number it raised. */
-static int try_read(volatile uint64_t *p, uint64_t *out)
-{
-	got_sig = 0;
-	got_addr = NULL;
-	if (sigsetjmp(jb, 1))
-		return got_sig;
-	armed = 1;
-	uint64_t v = *p;
-	armed = 0;
-	*out = v;
-	return 0;
-}
-
-static int try_write(volatile uint64_t *p, uint64_t v)
-{
-	got_sig = 0;
-	got_addr = NULL;
-	if (sigsetjmp(jb, 1))
-		return got_sig;
-	armed = 1;
-	*p = v;
-	armed = 0;
-	return 0;
-}
-
-/* The access at p raised SIGBUS in this thread, at an address in p's page. */
-static void expect_sigbus(volatile uint64_t *p, size_t page)
+/* The access at p raised SIGBUS in this thread, at an address in p's page;
+ * returns the signal's details. */
+static struct t_sig expect_sigbus(volatile uint64_t *p, size_t page)
 {
 	uint64_t v = 0;
-	int sig = try_read(p, &v);
+	struct t_sig info;
+	int sig = t_probe_read(p, &v, &info);
 	if (sig != SIGBUS) {
 		fprintf(stderr, "read at %p: signal %d (value %#llx), expected SIGBUS\n", (void *)p, sig,
 			(unsigned long long)v);
 		abort();
 	}
-	uintptr_t a = (uintptr_t)got_addr, pa = (uintptr_t)p & ~(uintptr_t)(page - 1);
+	uintptr_t a = (uintptr_t)info.addr, pa = (uintptr_t)p & ~(uintptr_t)(page - 1);
 	CHECK(a >= pa && a < pa + page);
-	CHECK_EQ(got_tid, syscall(SYS_gettid));
+	CHECK_EQ(info.tid, syscall(SYS_gettid));
+	return info;
 }
 
 /* ---- a pager that fails on chosen pages ---------------------------------- */
@@ -126,7 +67,7 @@ static volatile uint64_t *at(void *base, uint64_t pg, unsigned word)
 static void expect_data(void *base, uint64_t pg)
 {
 	uint64_t v = 0;
-	CHECK_EQ(try_read(at(base, pg, 5), &v), 0);
+	CHECK_EQ(t_probe_read(at(base, pg, 5), &v, NULL), 0);
 	CHECK_EQ(v, t_pattern(pg * PG + 40));
 }
 
@@ -148,7 +89,7 @@ static void *second_thread(void *arg)
 	CHECK_EQ(vmo_get_error(t->obj, 7 * PG + 100), -EDQUOT);
 	expect_data(t->view, 6);
 	expect_data(t->view, 8);
-	CHECK_EQ(try_write(at(t->view, 5, 1), 42), SIGBUS);
+	CHECK_EQ(t_probe_write(at(t->view, 5, 1), 42, NULL), SIGBUS);
 	t->ok = 1;
 	return NULL;
 }
@@ -167,8 +108,8 @@ static void test_no_readahead(struct vmo_engine *eng)
 	CHECK_OK(vmo_map(obj, 2 * PG, 8 * PG, VMO_PROT_READ, &b)); /* pages 2..9 */
 
 	CHECK_EQ(vmo_get_error(obj, 3 * PG), 0);
-	expect_sigbus(at(a, 3, 17), PG);
-	printf("SIGBUS code %d at %p (page %p)\n", got_code, got_addr, (void *)at(a, 3, 0));
+	struct t_sig info = expect_sigbus(at(a, 3, 17), PG);
+	printf("SIGBUS code %d at %p (page %p)\n", info.code, info.addr, (void *)at(a, 3, 0));
 	CHECK_EQ(vmo_get_error(obj, 3 * PG), -EIO);
 	CHECK_EQ(vmo_get_error(obj, 3 * PG + PG - 1), -EIO);
 	/* neighbours are fine */
@@ -178,7 +119,7 @@ static void test_no_readahead(struct vmo_engine *eng)
 	CHECK_EQ(vmo_get_error(obj, 4 * PG), 0);
 	/* never a silent zero page: again, by a write, and through another view */
 	expect_sigbus(at(a, 3, 0), PG);
-	CHECK_EQ(try_write(at(a, 3, 2), 7), SIGBUS);
+	CHECK_EQ(t_probe_write(at(a, 3, 2), 7, NULL), SIGBUS);
 	expect_sigbus(at(b, 1, 0), PG); /* b's page 1 is object page 3 */
 	CHECK_EQ(vmo_get_error(obj, 3 * PG), -EIO);
 	/* the failure is remembered: the pager is not asked again */
@@ -207,10 +148,10 @@ static void test_no_readahead(struct vmo_engine *eng)
 	CHECK_EQ(fp.reads[3], 2);
 	/* also through the other view, which had the poison */
 	uint64_t v = 0;
-	CHECK_EQ(try_read(at(b, 1, 5), &v), 0);
+	CHECK_EQ(t_probe_read(at(b, 1, 5), &v, NULL), 0);
 	CHECK_EQ(v, t_pattern(3 * PG + 40));
 	/* a writable page now */
-	CHECK_EQ(try_write(at(a, 3, 2), 77), 0);
+	CHECK_EQ(t_probe_write(at(a, 3, 2), 77, NULL), 0);
 	CHECK_EQ(*at(b, 1, 2), 77);
 
 	/* clearing while the pager still fails: fails again, the errno again */
@@ -221,7 +162,7 @@ static void test_no_readahead(struct vmo_engine *eng)
 	/* and 7 cleared from another view's perspective, now good */
 	atomic_store(&fp.err[7], 0);
 	CHECK_OK(vmo_clear_error(obj, 7 * PG));
-	CHECK_EQ(try_read(at(b, 5, 5), &v), 0);
+	CHECK_EQ(t_probe_read(at(b, 5, 5), &v, NULL), 0);
 	CHECK_EQ(v, t_pattern(7 * PG + 40));
 	expect_data(a, 7);
 
@@ -244,7 +185,7 @@ static void test_readahead(struct vmo_engine *eng)
 	int sigbuses = 0;
 	for (uint64_t pg = 0; pg < 32; pg++) {
 		uint64_t v = 0;
-		int sig = try_read(at(a, pg, 5), &v);
+		int sig = t_probe_read(at(a, pg, 5), &v, NULL);
 		if (pg == bad) {
 			CHECK_EQ(sig, SIGBUS);
 			sigbuses++;
@@ -277,7 +218,7 @@ int main(void)
 {
 	alarm(60);
 	setvbuf(stdout, NULL, _IONBF, 0);
-	install_handlers();
+	t_sig_install();
 	struct vmo_engine *eng = t_engine(2);
 	test_no_readahead(eng);
 	test_readahead(eng);

@@ -9,7 +9,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -79,37 +78,6 @@ static bool mapped(void *p)
 	return false;
 }
 
-/* ---- SIGSEGV catching ------------------------------------------------------ */
-
-static sigjmp_buf jb;
-static volatile int armed, got_code;
-static void *volatile got_addr;
-
-static void on_segv(int sig, siginfo_t *si, void *uc)
-{
-	(void)uc;
-	if (!armed) {
-		signal(sig, SIG_DFL);
-		raise(sig);
-		return;
-	}
-	armed = 0;
-	got_code = si->si_code;
-	got_addr = si->si_addr;
-	siglongjmp(jb, sig);
-}
-
-static int try_write(volatile uint64_t *p, uint64_t v)
-{
-	int sig = sigsetjmp(jb, 1);
-	if (sig)
-		return sig;
-	armed = 1;
-	*p = v;
-	armed = 0;
-	return 0;
-}
-
 struct m {
 	void *p;
 	uint64_t off;
@@ -121,12 +89,7 @@ int main(void)
 {
 	alarm(50);
 	setvbuf(stdout, NULL, _IONBF, 0);
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_sigaction = on_segv;
-	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-	CHECK(sigaction(SIGSEGV, &sa, NULL) == 0);
-	CHECK(sigaction(SIGBUS, &sa, NULL) == 0);
+	t_sig_install();
 
 	/* warm up: worker stacks and malloc arenas that outlive an engine */
 	struct vmo_engine *eng = t_engine(2);
@@ -213,16 +176,17 @@ int main(void)
 	 * untouched pages) */
 	CHECK(ms[0].prot == VMO_PROT_READ);
 	volatile uint64_t *ro = ms[0].p;
-	CHECK_EQ(try_write(ro, 1), SIGSEGV);
-	CHECK_EQ(got_code, SEGV_ACCERR);
-	CHECK(got_addr == (void *)ro);
+	struct t_sig info;
+	CHECK_EQ(t_probe_write(ro, 1, &info), SIGSEGV);
+	CHECK_EQ(info.code, SEGV_ACCERR);
+	CHECK(info.addr == (void *)ro);
 	CHECK_EQ(ro[0], want(salt, 0));
 	struct vmo_object *o3;
 	struct vmo_object_opts o3o = { .size = 4 * PG };
 	CHECK_OK(vmo_object_create(eng, &salt_ops, (void *)7, &o3o, &o3));
 	void *rop = NULL, *rwp = NULL;
 	CHECK_OK(vmo_map(o3, 0, 4 * PG, VMO_PROT_READ, &rop));
-	CHECK_EQ(try_write((volatile uint64_t *)rop + PG / 8 * 2, 1), SIGSEGV); /* never touched */
+	CHECK_EQ(t_probe_write((volatile uint64_t *)rop + PG / 8 * 2, 1, NULL), SIGSEGV); /* never touched */
 	CHECK_OK(vmo_map(o3, 0, 4 * PG, VMO_PROT_READ | VMO_PROT_WRITE, &rwp));
 	CHECK_EQ(((volatile uint64_t *)rwp)[PG / 8 * 2], want(7, 2 * PG));
 	CHECK_EQ(((volatile uint64_t *)rop)[PG / 8 * 2], want(7, 2 * PG));

@@ -9,60 +9,14 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #define PG 4096u
 #define NPG 64
 #define NTH 4
 #define PER 8 /* pages each thread touches */
-
-/* ---- catching SIGBUS in the faulting thread ------------------------------ */
-
-static _Thread_local sigjmp_buf jb;
-static _Thread_local volatile int armed;
-static _Thread_local volatile int got_sig;
-static _Thread_local void *volatile got_addr;
-
-static void on_signal(int sig, siginfo_t *si, void *uc)
-{
-	(void)uc;
-	if (!armed) {
-		signal(sig, SIG_DFL);
-		raise(sig);
-		return;
-	}
-	armed = 0;
-	got_sig = sig;
-	got_addr = si->si_addr;
-	siglongjmp(jb, 1);
-}
-
-static void install_handlers(void)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_sigaction = on_signal;
-	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-	sigemptyset(&sa.sa_mask);
-	CHECK(sigaction(SIGBUS, &sa, NULL) == 0);
-	CHECK(sigaction(SIGSEGV, &sa, NULL) == 0);
-}
-
-static int try_read(volatile uint64_t *p, uint64_t *out)
-{
-	got_sig = 0;
-	if (sigsetjmp(jb, 1))
-		return got_sig;
-	armed = 1;
-	uint64_t v = *p;
-	armed = 0;
-	*out = v;
-	return 0;
-}
 
 static volatile uint64_t *at(void *base, uint64_t pg, unsigned word)
 {
@@ -115,7 +69,7 @@ static void *fault_thread(void *arg)
 	struct targ *t = arg;
 	for (int i = 0; i < PER; i++) {
 		uint64_t pg = 8 + (uint64_t)t->id * PER + (uint64_t)i, v = 0;
-		int sig = try_read(at(t->view, pg, 3), &v);
+		int sig = t_probe_read(at(t->view, pg, 3), &v, NULL);
 		if (sig == 0)
 			CHECK_EQ(v, t_pattern(pg * PG + 24)); /* never zeros or garbage */
 		else
@@ -181,15 +135,16 @@ static void test_inflight(struct vmo_engine *eng)
 	/* absent pages: SIGBUS in this thread too, at once */
 	uint64_t v = 0;
 	t1 = t_now_ns();
-	CHECK_EQ(try_read(at(a, 50, 0), &v), SIGBUS);
-	CHECK((uintptr_t)got_addr >= (uintptr_t)at(a, 50, 0) && (uintptr_t)got_addr < (uintptr_t)at(a, 51, 0));
-	CHECK_EQ(try_read(at(a, 50, 0), &v), SIGBUS);
-	CHECK_EQ(try_read(at(a, NPG - 1, 511), &v), SIGBUS);
+	struct t_sig info;
+	CHECK_EQ(t_probe_read(at(a, 50, 0), &v, &info), SIGBUS);
+	CHECK((uintptr_t)info.addr >= (uintptr_t)at(a, 50, 0) && (uintptr_t)info.addr < (uintptr_t)at(a, 51, 0));
+	CHECK_EQ(t_probe_read(at(a, 50, 0), &v, NULL), SIGBUS);
+	CHECK_EQ(t_probe_read(at(a, NPG - 1, 511), &v, NULL), SIGBUS);
 	CHECK((t_now_ns() - t1) / 1000000 < 1000);
 	CHECK_EQ(atomic_load(&sp.started), started);
 	/* pages in memory: still readable, with the data written */
 	for (uint64_t pg = 0; pg < 4; pg++) {
-		CHECK_EQ(try_read(at(a, pg, 1), &v), 0);
+		CHECK_EQ(t_probe_read(at(a, pg, 1), &v, NULL), 0);
 		CHECK_EQ(v, t_pattern(pg * PG + 8));
 	}
 	CHECK_EQ(*at(a, 2, 0), 0xabcdef);
@@ -198,7 +153,7 @@ static void test_inflight(struct vmo_engine *eng)
 		for (int j = 0; j < PER; j++)
 			if (ta[i].res[j] == 0) {
 				uint64_t pg = 8 + (uint64_t)i * PER + (uint64_t)j;
-				CHECK_EQ(try_read(at(a, pg, 3), &v), 0);
+				CHECK_EQ(t_probe_read(at(a, pg, 3), &v, NULL), 0);
 				CHECK_EQ(v, t_pattern(pg * PG + 24));
 			}
 
@@ -235,7 +190,7 @@ struct wargs {
 static void *touch_thread(void *arg)
 {
 	struct wargs *w = arg;
-	w->sig = try_read(at(w->view, w->pg, 4), &w->v);
+	w->sig = t_probe_read(at(w->view, w->pg, 4), &w->v, NULL);
 	return NULL;
 }
 
@@ -296,7 +251,7 @@ static void test_resident_other_view(struct vmo_engine *eng)
 	CHECK_EQ(st.resident, PG);
 	CHECK_OK(vmo_object_shutdown(obj));
 	uint64_t v = 0;
-	int sig = try_read(at(b, 5, 0), &v);
+	int sig = t_probe_read(at(b, 5, 0), &v, NULL);
 	if (sig) {
 		fprintf(stderr, "LIBRARY BUG: a page in memory, touched for the first time through "
 				"another view after shutdown, gives signal %d (vmo.h: pages in memory "
@@ -314,7 +269,7 @@ int main(void)
 {
 	alarm(45); /* a hang fails the test instead of blocking ctest */
 	setvbuf(stdout, NULL, _IONBF, 0);
-	install_handlers();
+	t_sig_install();
 	struct vmo_engine *eng = t_engine(2);
 	test_inflight(eng);
 	test_waiters(eng);

@@ -3,7 +3,6 @@
 #include "helper.h"
 
 #include <pthread.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -78,14 +77,6 @@ static struct vmo_stats stats(struct vmo_object *o)
 	struct vmo_stats st;
 	CHECK_OK(vmo_object_stats(o, &st));
 	return st;
-}
-
-static sigjmp_buf jb;
-static volatile void *bus_addr;
-static void on_bus(int sig, siginfo_t *si, void *uc)
-{
-	bus_addr = si->si_addr;
-	siglongjmp(jb, 1);
 }
 
 /* Writer thread for the write-during-writeback check. */
@@ -238,25 +229,13 @@ int main(void)
 	CHECK_OK(vmo_sync(o, VMO_WAIT));
 	CHECK_EQ(p[PS / 8 * 60], t_pattern(60 * PS)); /* resident, clean */
 	s.fail_unlock = -ENOSPC;
-	struct sigaction sa = { .sa_sigaction = on_bus, .sa_flags = SA_SIGINFO }, old;
-	sigaction(SIGBUS, &sa, &old);
-	volatile int got = 0;
-	if (sigsetjmp(jb, 1) == 0)
-		p[PS / 8 * 60] = 13;
-	else
-		got = 1;
-	CHECK_EQ(got, 1);
-	CHECK(bus_addr == (void *)&p[PS / 8 * 60] || bus_addr == (void *)((char *)a + 60 * PS));
+	struct t_sig info;
+	CHECK_EQ(t_probe_write(&p[PS / 8 * 60], 13, &info), SIGBUS);
+	CHECK(info.addr == (void *)&p[PS / 8 * 60] || info.addr == (void *)((char *)a + 60 * PS));
 	CHECK_EQ(vmo_get_error(o, 60 * PS), -ENOSPC);
-	got = 0;
 	s.fail_unlock = -EDQUOT;
-	if (sigsetjmp(jb, 1) == 0)
-		p[PS / 8 * 61] = 13;
-	else
-		got = 1;
-	CHECK_EQ(got, 1);
+	CHECK_EQ(t_probe_write(&p[PS / 8 * 61], 13, NULL), SIGBUS);
 	CHECK_EQ(vmo_get_error(o, 61 * PS), -EDQUOT);
-	sigaction(SIGBUS, &old, NULL);
 	CHECK_EQ(p[PS / 8 * 60], t_pattern(60 * PS));
 	s.fail_unlock = 0;
 	p[PS / 8 * 60] = 14; /* allowed now */
