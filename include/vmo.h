@@ -44,8 +44,9 @@ struct vmo_object;
 /* A description of err (negative or positive errno, or a VMO_E* code). */
 VMO_API const char *vmo_strerror(int err);
 
-/* The last detailed reason the engine could not be created in this thread,
- * for instance which sysctl or device permission blocks userfaultfd. */
+/* The detailed reason for the last failure of a create call in this thread
+ * (engine, object, cache), for instance which sysctl or device permission
+ * blocks userfaultfd. */
 VMO_API const char *vmo_last_error_detail(void);
 
 enum vmo_log_level { VMO_LOG_ERROR = 0, VMO_LOG_WARN, VMO_LOG_INFO, VMO_LOG_DEBUG };
@@ -86,13 +87,17 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 VMO_API int vmo_engine_destroy(struct vmo_engine *eng);
 /* Start the worker threads (after VMO_ENGINE_NO_WORKERS); -EALREADY if running. */
 VMO_API int vmo_engine_start(struct vmo_engine *eng);
-/* Block until every fault already received has been served; faults that
- * arrive later wait until vmo_engine_resume().  Nests. */
+/* Block until every fault a worker has begun to serve is served; faults not
+ * yet begun (even if already read from the userfaultfd) wait until
+ * vmo_engine_resume().  Nests. */
 VMO_API int vmo_engine_inhibit(struct vmo_engine *eng);
 VMO_API int vmo_engine_resume(struct vmo_engine *eng);
 
 /* Change the engine's budget (high, low water; low 0 = high * 7/8; high 0 =
- * no cap).  Pages above it are evicted in the background. */
+ * no cap).  Pages above it are evicted, in the background and by the workers
+ * before they supply more.  Dirty pages that cannot be written back (no write
+ * callback, or no tracking) cannot be evicted: they may keep an object above
+ * its budget. */
 VMO_API int vmo_engine_set_budget(struct vmo_engine *eng, uint64_t high, uint64_t low);
 
 /* What the running kernel offers, as VMO_FEAT_* bits. */
@@ -134,7 +139,8 @@ struct vmo_pager_ops {
 	 * vmo_get_error() the errno.  Needs VMO_FEAT_WP and VMO_FEAT_MINOR
 	 * (vmo_object_create: -EOPNOTSUPP). */
 	int (*unlock)(void *ctx, uint64_t off, size_t len);
-	/* The range was dropped from memory (clean, or written back). */
+	/* The range was dropped from memory: clean, written back, or thrown away
+	 * by vmo_discard. */
 	void (*notify_evict)(void *ctx, uint64_t off, size_t len);
 	/* The object's size in bytes, when vmo_object_opts.size is 0. */
 	int (*report_extent)(void *ctx, uint64_t *size);
@@ -197,8 +203,9 @@ VMO_API int vmo_object_set_budget(struct vmo_object *obj, uint64_t high, uint64_
 
 /* Write dirty pages back through the pager and keep them in memory.  With
  * VMO_WAIT, returns after every byte written before the call is in the store
- * (write callbacks, then the pager's sync hook), or the first error (the
- * failed pages stay dirty and resident; the next sync retries them). */
+ * (write callbacks, then the pager's sync hook).  On a failed write it still
+ * tries every other run, skips the sync hook and returns the first error; the
+ * failed pages stay dirty and resident and the next sync retries them. */
 VMO_API int vmo_sync(struct vmo_object *obj, unsigned flags);
 VMO_API int vmo_sync_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags);
 /* Write dirty pages back, then drop every page of the range from memory. */
@@ -240,7 +247,7 @@ struct vmo_stats {
 	uint64_t evictions;   /* pages dropped from memory */
 	uint64_t errors;      /* pager failures */
 	uint64_t mappings;
-	uint64_t write_errors; /* failed write callbacks */
+	uint64_t write_errors; /* failed writebacks (the callback, or reading the page) */
 	uint64_t budget;       /* current effective cap in bytes (0 = none) */
 	uint64_t reserved[6];
 };
