@@ -222,6 +222,8 @@ struct vmo_map *vmo__map_lookup_get(struct vmo_engine *eng, uintptr_t addr);
 static inline void vmo__map_put(struct vmo_map *m) { atomic_fetch_sub_explicit(&m->busy, 1, memory_order_release); }
 
 /* object.c */
+/* Add the counters of s (not resident, dirty, mappings, budget) to g. */
+void vmo__stats_add(struct vmo_stats *g, const struct vmo_stats *s);
 void vmo__set_error(struct vmo_object *obj, uint64_t pg, int err);
 /* Drop the error records of pages [pg0, pg1). */
 void vmo__forget_errors(struct vmo_object *obj, uint64_t pg0, uint64_t pg1);

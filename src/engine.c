@@ -283,27 +283,13 @@ VMO_API int vmo_engine_stats(struct vmo_engine *eng, struct vmo_stats *st)
 	pthread_mutex_lock(&eng->objs_mu);
 	*st = eng->gone;
 	st->resident = st->dirty = st->mappings = 0;
-	uint64_t lo;
-	(void)lo;
-	st->budget = atomic_load(&eng->budget_hi);
-	uint64_t pc = atomic_load(&eng->pressure_cap);
-	if (pc && (!st->budget || pc < st->budget))
-		st->budget = pc;
+	st->budget = vmo__engine_cap(eng); /* the budget, or the pressure cap below it */
 	for (struct vmo_object *o = eng->objs; o; o = o->next) {
 		struct vmo_stats os;
 		vmo_object_stats(o, &os);
+		vmo__stats_add(st, &os);
 		st->resident += os.resident;
 		st->dirty += os.dirty;
-		st->faults += os.faults;
-		st->missing_faults += os.missing_faults;
-		st->minor_faults += os.minor_faults;
-		st->wp_faults += os.wp_faults;
-		st->pages_read += os.pages_read;
-		st->readahead += os.readahead;
-		st->writebacks += os.writebacks;
-		st->evictions += os.evictions;
-		st->errors += os.errors;
-		st->write_errors += os.write_errors;
 		st->mappings += os.mappings;
 	}
 	pthread_mutex_unlock(&eng->objs_mu);

@@ -155,7 +155,7 @@ VMO_API void vmo_object_ref(struct vmo_object *obj)
 		atomic_fetch_add(&obj->refs, 1);
 }
 
-static void add_gone(struct vmo_stats *g, const struct vmo_stats *s)
+void vmo__stats_add(struct vmo_stats *g, const struct vmo_stats *s)
 {
 	g->faults += s->faults;
 	g->missing_faults += s->missing_faults;
@@ -188,7 +188,7 @@ VMO_API void vmo_object_unref(struct vmo_object *obj)
 	if (obj->next)
 		obj->next->prev = obj->prev;
 	eng->nobjs--;
-	add_gone(&eng->gone, &s);
+	vmo__stats_add(&eng->gone, &s);
 	pthread_mutex_unlock(&eng->objs_mu);
 	if (obj->ops->release)
 		obj->ops->release(obj->ctx);
