@@ -216,119 +216,103 @@ static void drain(struct vmo__uffd *u)
 		sched_yield();
 }
 
-/* The fill ioctls (COPY, CONTINUE, POISON, MOVE) share one retry loop: the
- * kernel reports progress in a field of the argument (bytes, or -errno), and
- * a partial result is continued from where it stopped. */
-int vmo__uffd_copy(struct vmo__uffd *u, void *dst, const void *src, size_t len, bool wp, size_t *done)
+/* The fill ioctls (COPY, CONTINUE, POISON, MOVE) share one retry loop: one
+ * ioctl covers [off, len) and the kernel reports progress (bytes, or -errno)
+ * in a field of the argument; a partial result is continued from where it
+ * stopped, and EAGAIN (an mm change pending) drains events and retries. */
+struct fill_op {
+	unsigned long req;  /* the ioctl */
+	uintptr_t dst, src; /* src: COPY and MOVE only */
+	uint64_t mode;
+	bool skip_eexist;   /* POISON: skip a page that is there, do the rest */
+};
+
+static int fill_loop(struct vmo__uffd *u, const struct fill_op *op, size_t len, size_t *done)
 {
 	size_t off = 0;
+	int ret = 0;
 	for (int tries = 0; off < len;) {
-		struct uffdio_copy c = { .dst = (uintptr_t)dst + off,
-					 .src = (uintptr_t)src + off,
-					 .len = len - off,
-					 .mode = wp ? UFFDIO_COPY_MODE_WP : 0 };
-		int rc = ioctl(u->fd, UFFDIO_COPY, &c);
-		if (c.copy > 0)
-			off += (size_t)c.copy;
+		union {
+			struct uffdio_copy copy;
+			struct uffdio_continue cont;
+			struct uffdio_poison poison;
+			struct uffdio_move move;
+		} a;
+		__s64 *progress;
+		memset(&a, 0, sizeof a);
+		switch (op->req) {
+		case UFFDIO_COPY:
+			a.copy = (struct uffdio_copy){ .dst = op->dst + off, .src = op->src + off, .len = len - off,
+						       .mode = op->mode };
+			progress = &a.copy.copy;
+			break;
+		case UFFDIO_CONTINUE:
+			a.cont = (struct uffdio_continue){ .range = { .start = op->dst + off, .len = len - off },
+							   .mode = op->mode };
+			progress = &a.cont.mapped;
+			break;
+		case UFFDIO_POISON:
+			a.poison = (struct uffdio_poison){ .range = { .start = op->dst + off, .len = len - off },
+							   .mode = op->mode };
+			progress = &a.poison.updated;
+			break;
+		default: /* UFFDIO_MOVE */
+			a.move = (struct uffdio_move){ .dst = op->dst + off, .src = op->src + off, .len = len - off,
+						       .mode = op->mode };
+			progress = &a.move.move;
+			break;
+		}
+		int rc = ioctl(u->fd, op->req, &a);
+		if (*progress > 0)
+			off += (size_t)*progress;
 		if (rc == 0)
 			continue;
 		int err = errno;
 		if (err == EAGAIN && tries++ < EAGAIN_RETRIES) {
-			if (c.copy <= 0)
+			if (*progress <= 0)
 				drain(u);
 			continue;
 		}
-		if (done)
-			*done = off;
-		return -err;
+		if (err == EEXIST && op->skip_eexist) {
+			off += VMO_PAGE;
+			continue;
+		}
+		ret = -err;
+		break;
 	}
 	if (done)
 		*done = off;
-	return 0;
+	return ret;
+}
+
+int vmo__uffd_copy(struct vmo__uffd *u, void *dst, const void *src, size_t len, bool wp, size_t *done)
+{
+	struct fill_op op = { UFFDIO_COPY, (uintptr_t)dst, (uintptr_t)src, wp ? UFFDIO_COPY_MODE_WP : 0, false };
+	return fill_loop(u, &op, len, done);
 }
 
 int vmo__uffd_continue(struct vmo__uffd *u, void *dst, size_t len, bool wp, bool wake, size_t *done)
 {
-	size_t off = 0;
-	for (int tries = 0; off < len;) {
-		struct uffdio_continue c = { .range = { .start = (uintptr_t)dst + off, .len = len - off },
-					     .mode = (wp ? UFFDIO_CONTINUE_MODE_WP : 0) |
-						     (wake ? 0 : UFFDIO_CONTINUE_MODE_DONTWAKE) };
-		int rc = ioctl(u->fd, UFFDIO_CONTINUE, &c);
-		if (c.mapped > 0)
-			off += (size_t)c.mapped;
-		if (rc == 0)
-			continue;
-		int err = errno;
-		if (err == EAGAIN && tries++ < EAGAIN_RETRIES) {
-			if (c.mapped <= 0)
-				drain(u);
-			continue;
-		}
-		if (done)
-			*done = off;
-		return -err;
-	}
-	if (done)
-		*done = off;
-	return 0;
+	struct fill_op op = { UFFDIO_CONTINUE, (uintptr_t)dst, 0,
+			      (wp ? UFFDIO_CONTINUE_MODE_WP : 0) | (wake ? 0 : UFFDIO_CONTINUE_MODE_DONTWAKE), false };
+	return fill_loop(u, &op, len, done);
 }
 
 int vmo__uffd_poison(struct vmo__uffd *u, void *dst, size_t len)
 {
 	if (!(u->features & UFFD_FEATURE_POISON))
 		return -EOPNOTSUPP;
-	size_t off = 0;
-	for (int tries = 0; off < len;) {
-		struct uffdio_poison p = { .range = { .start = (uintptr_t)dst + off, .len = len - off } };
-		int rc = ioctl(u->fd, UFFDIO_POISON, &p);
-		if (p.updated > 0)
-			off += (size_t)p.updated;
-		if (rc == 0)
-			continue;
-		int err = errno;
-		if (err == EAGAIN && tries++ < EAGAIN_RETRIES) {
-			if (p.updated <= 0)
-				drain(u);
-			continue;
-		}
-		if (err == EEXIST) { /* a page is there: skip it, poison the rest */
-			off += VMO_PAGE;
-			continue;
-		}
-		return -err;
-	}
-	return 0;
+	struct fill_op op = { UFFDIO_POISON, (uintptr_t)dst, 0, 0, true };
+	return fill_loop(u, &op, len, NULL);
 }
 
 int vmo__uffd_move(struct vmo__uffd *u, void *dst, void *src, size_t len, bool allow_holes, size_t *done)
 {
 	if (!(u->features & UFFD_FEATURE_MOVE))
 		return -EOPNOTSUPP;
-	size_t off = 0;
-	for (int tries = 0; off < len;) {
-		struct uffdio_move m = { .dst = (uintptr_t)dst + off,
-					 .src = (uintptr_t)src + off,
-					 .len = len - off,
-					 .mode = allow_holes ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0 };
-		int rc = ioctl(u->fd, UFFDIO_MOVE, &m);
-		if (m.move > 0)
-			off += (size_t)m.move;
-		if (rc == 0)
-			continue;
-		int err = errno;
-		if (err == EAGAIN && tries++ < EAGAIN_RETRIES) {
-			if (m.move <= 0)
-				drain(u);
-			continue;
-		}
-		if (done)
-			*done = off;
-		return -err;
-	}
-	if (done)
-		*done = off;
-	return 0;
+	struct fill_op op = { UFFDIO_MOVE, (uintptr_t)dst, (uintptr_t)src,
+			      allow_holes ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0, false };
+	return fill_loop(u, &op, len, done);
 }
 
 int vmo__uffd_wake(struct vmo__uffd *u, void *addr, size_t len)
