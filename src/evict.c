@@ -13,8 +13,10 @@
  * evicted: dirty pages written back, clean pages punched out of the memfd in
  * one fallocate() per run (512 pages for a full 4 KiB-page chunk).
  *
- * Memory pressure (PSI, the cgroup) caps the engine at a fraction of what it
- * holds while the machine is short, and lifts the cap when it is calm. */
+ * Memory pressure caps the engine while the machine or its memory cgroup is
+ * short: every 100 ms it stays two margins below the headroom the machine and
+ * the cgroup still allow, and a PSI stall or cgroup event caps it at a
+ * fraction of what it holds; when calm, the cap is lifted gradually. */
 #include "core.h"
 #include "psi.h"
 
@@ -340,24 +342,39 @@ static void pressure_cb(void *arg, int level)
 	struct vmo_engine *e = arg;
 	uint64_t res = atomic_load(&e->resident);
 	uint64_t cap = atomic_load(&e->pressure_cap);
-	if (level == VMO__PRESSURE_NONE) {
-		/* Calm: lift the cap gradually (an eighth per tick), then drop it. */
-		if (cap) {
-			uint64_t n = cap + cap / 8 + (1u << 20);
-			uint64_t hi = atomic_load(&e->budget_hi);
-			atomic_store(&e->pressure_cap, (hi && n >= hi) || n > res * 2 + (64u << 20) ? 0 : n);
+	uint64_t target = 0; /* 0: no cap needed now */
+	/* Headroom: stay two margins below what the machine and the process's
+	 * memory cgroup still allow, before anyone stalls (shmem pages cannot be
+	 * reclaimed without swap: waiting for the OOM killer is too late). */
+	struct vmo__mem m;
+	if (vmo__mem_query(&m) == 0 && m.headroom != UINT64_MAX) {
+		uint64_t margin2 = 2 * vmo__mem_default_margin();
+		uint64_t allowed = res + m.headroom > margin2 ? res + m.headroom - margin2 : 0;
+		if (allowed < res)
+			target = allowed;
+	}
+	/* A stall or a cgroup pressure event: hold at most 3/4 (critical: 1/2). */
+	if (level != VMO__PRESSURE_NONE) {
+		uint64_t t = level >= VMO__PRESSURE_CRITICAL ? res / 2 : res - res / 4;
+		if (!target || t < target)
+			target = t;
+	}
+	if (target) {
+		if (target < (4u << 20))
+			target = 4u << 20;
+		if (!cap || target < cap) {
+			atomic_store(&e->pressure_cap, target);
+			vmo__debug("memory pressure (level %d): engine capped at %llu bytes", level,
+				   (unsigned long long)target);
+			vmo__evictor_kick(e);
 		}
 		return;
 	}
-	/* Short of memory: hold at most 3/4 (critical: 1/2) of what we hold. */
-	uint64_t target = level >= VMO__PRESSURE_CRITICAL ? res / 2 : res - res / 4;
-	if (target < (4u << 20))
-		target = 4u << 20;
-	if (!cap || target < cap) {
-		atomic_store(&e->pressure_cap, target);
-		vmo__debug("memory pressure (level %d): engine capped at %llu bytes", level,
-			   (unsigned long long)target);
-		vmo__evictor_kick(e);
+	/* Calm: lift the cap gradually (an eighth per tick), then drop it. */
+	if (cap) {
+		uint64_t n = cap + cap / 8 + (1u << 20);
+		uint64_t hi = atomic_load(&e->budget_hi);
+		atomic_store(&e->pressure_cap, (hi && n >= hi) || n > res * 2 + (64u << 20) ? 0 : n);
 	}
 }
 
@@ -371,7 +388,7 @@ int vmo__evictor_start(struct vmo_engine *e)
 		return rc;
 	e->evictor_running = true;
 	if (!(e->flags & VMO_ENGINE_NO_PRESSURE)) {
-		struct vmo__psi_opts po = { .poll_ms = 250 };
+		struct vmo__psi_opts po = { .poll_ms = 100 };
 		if (vmo__psi_watch(&po, pressure_cb, e, &e->psi))
 			e->psi = NULL; /* no pressure signal here: budgets still hold */
 	}

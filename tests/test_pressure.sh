@@ -10,6 +10,13 @@ prog=$build/tests/prog_pressure
 hogprog=$build/tests/prog_cache_pressure
 [ -x "$prog" ] && [ -x "$hogprog" ] || { echo "SKIP: helper programs not built"; exit 77; }
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root to create a memory cgroup"; exit 77; }
+# Under ASan every process's footprint is inflated (shadow memory, a quarantine
+# of freed memory) and the hog's first step alone outruns any reaction: the
+# sizes below mean nothing there.  The normal build runs this test.
+if grep -q "^VMO_SANITIZE:BOOL=ON" "$build/CMakeCache.txt" 2>/dev/null; then
+	echo "SKIP: memory-pressure sizes are calibrated for a build without sanitizers"
+	exit 77
+fi
 mnt=$(awk '$3 == "cgroup" && $4 ~ /(^|,)memory(,|$)/ { print $2; exit }' /proc/mounts)
 [ -n "$mnt" ] && [ -d "$mnt" ] || { echo "SKIP: no cgroup v1 memory controller mounted"; exit 77; }
 cur=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3; exit }' /proc/self/cgroup)
