@@ -8,48 +8,16 @@ set -u
 build=${1:?usage: $0 BUILD_DIR}
 prog=$build/tests/prog_cache_pressure
 [ -x "$prog" ] || { echo "SKIP: $prog not built"; exit 77; }
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root to create a memory cgroup"; exit 77; }
-
-# The cgroup v1 memory hierarchy and this shell's group in it.
-mnt=$(awk '$3 == "cgroup" && $4 ~ /(^|,)memory(,|$)/ { print $2; exit }' /proc/mounts)
-[ -n "$mnt" ] && [ -d "$mnt" ] || { echo "SKIP: no cgroup v1 memory controller mounted"; exit 77; }
-cur=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3; exit }' /proc/self/cgroup)
-[ "$cur" = "/" ] && cur=""
-cg="$mnt$cur/vmo-cache-pressure-$$"
-mkdir "$cg" 2>/dev/null || { echo "SKIP: cannot create $cg"; exit 77; }
-
-LIMIT=$((1024 * 1024 * 1024))
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	# wait for the group to empty, then remove it
-	for _ in $(seq 50); do
-		[ -z "$(cat "$cg/cgroup.procs" 2>/dev/null)" ] && break
-		sleep 0.1
-	done
-	rmdir "$cg" 2>/dev/null || echo "warning: could not remove $cg" >&2
-}
-trap cleanup EXIT
-
-if ! echo $LIMIT >"$cg/memory.limit_in_bytes"; then
-	echo "SKIP: cannot set memory.limit_in_bytes in $cg"
-	exit 77
-fi
-# No swap here; if there is some, forbid it for this group so that the limit bites.
-echo $LIMIT >"$cg/memory.memsw.limit_in_bytes" 2>/dev/null || true
-echo 0 >"$cg/memory.swappiness" 2>/dev/null || true
+. "$(dirname "$0")/memcg.sh"
+memcg_setup vmo-cache-pressure $((1024 * 1024 * 1024))
 
 out=$(mktemp)
 hogout=$(mktemp)
-# Start each process inside the group: move the shell, then exec.
-timeout 120 bash -c "echo \$\$ > '$cg/cgroup.procs' && exec '$prog' hold 4096 64 25" >"$out" 2>&1 &
+memcg_spawn "$out" "$prog" hold 4096 64 25
 hold_pid=$!
-pids+=($hold_pid)
 sleep 3
-timeout 120 bash -c "echo \$\$ > '$cg/cgroup.procs' && exec '$prog' hog 256,512,700,300,760,0 2500" >"$hogout" 2>&1 &
+memcg_spawn "$hogout" "$prog" hog 256,512,700,300,760,0 2500
 hog_pid=$!
-pids+=($hog_pid)
 
 wait $hog_pid
 hog_rc=$?
@@ -61,7 +29,7 @@ echo "--- hold"
 cat "$out"
 echo "--- hog"
 cat "$hogout"
-oom_kill=$(awk '$1 == "oom_kill" { print $2 }' "$cg/memory.oom_control")
+oom_kill=$(memcg_oom_kills)
 maxu=$(cat "$cg/memory.max_usage_in_bytes")
 echo "--- group: oom_kill=${oom_kill:-?} max_usage=$((maxu >> 20))MiB failcnt=$(cat "$cg/memory.failcnt")"
 

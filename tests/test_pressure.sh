@@ -9,7 +9,6 @@ build=${1:?usage: $0 BUILD_DIR}
 prog=$build/tests/prog_pressure
 hogprog=$build/tests/prog_cache_pressure
 [ -x "$prog" ] && [ -x "$hogprog" ] || { echo "SKIP: helper programs not built"; exit 77; }
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root to create a memory cgroup"; exit 77; }
 # Under ASan every process's footprint is inflated (shadow memory, a quarantine
 # of freed memory) and the hog's first step alone outruns any reaction: the
 # sizes below mean nothing there.  The normal build runs this test.
@@ -17,37 +16,16 @@ if grep -q "^VMO_SANITIZE:BOOL=ON" "$build/CMakeCache.txt" 2>/dev/null; then
 	echo "SKIP: memory-pressure sizes are calibrated for a build without sanitizers"
 	exit 77
 fi
-mnt=$(awk '$3 == "cgroup" && $4 ~ /(^|,)memory(,|$)/ { print $2; exit }' /proc/mounts)
-[ -n "$mnt" ] && [ -d "$mnt" ] || { echo "SKIP: no cgroup v1 memory controller mounted"; exit 77; }
-cur=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3; exit }' /proc/self/cgroup)
-[ "$cur" = "/" ] && cur=""
-cg="$mnt$cur/vmo-pressure-$$"
-mkdir "$cg" 2>/dev/null || { echo "SKIP: cannot create $cg"; exit 77; }
-LIMIT=$((768 * 1024 * 1024))
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	for _ in $(seq 50); do
-		[ -z "$(cat "$cg/cgroup.procs" 2>/dev/null)" ] && break
-		sleep 0.1
-	done
-	rmdir "$cg" 2>/dev/null || echo "warning: could not remove $cg" >&2
-}
-trap cleanup EXIT
-echo $LIMIT >"$cg/memory.limit_in_bytes" || { echo "SKIP: cannot set the limit"; exit 77; }
-echo $LIMIT >"$cg/memory.memsw.limit_in_bytes" 2>/dev/null || true
-echo 0 >"$cg/memory.swappiness" 2>/dev/null || true
+. "$(dirname "$0")/memcg.sh"
+memcg_setup vmo-pressure $((768 * 1024 * 1024))
 
 out=$(mktemp)
 hogout=$(mktemp)
-timeout 120 bash -c "echo \$\$ > '$cg/cgroup.procs' && exec '$prog' 2048 20 ${PROG_PRESSURE_FLAGS:-0}" >"$out" 2>&1 &
+memcg_spawn "$out" "$prog" 2048 20 "${PROG_PRESSURE_FLAGS:-0}"
 pid=$!
-pids+=($pid)
 sleep 4
-timeout 120 bash -c "echo \$\$ > '$cg/cgroup.procs' && exec '$hogprog' hog 128,256,400,200,480,0 2500" >"$hogout" 2>&1 &
+memcg_spawn "$hogout" "$hogprog" hog 128,256,400,200,480,0 2500
 hog=$!
-pids+=($hog)
 wait $hog
 hog_rc=$?
 wait $pid
@@ -55,7 +33,7 @@ rc=$?
 pids=()
 echo "--- engine"; cat "$out"
 echo "--- hog"; cat "$hogout"
-oom_kill=$(awk '$1 == "oom_kill" { print $2 }' "$cg/memory.oom_control")
+oom_kill=$(memcg_oom_kills)
 echo "--- group: oom_kill=${oom_kill:-?} max_usage=$(( $(cat "$cg/memory.max_usage_in_bytes") >> 20 ))MiB"
 val() { awk -F= -v k="$1" '$1 == k { print $2 }' "$out"; }
 fail=0
