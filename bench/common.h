@@ -86,6 +86,25 @@ static inline uint32_t *make_perm(size_t n, uint64_t seed)
 	return v;
 }
 
+/* An object over the memory pager serving npages of src, mapped read-write
+ * at *base; dies on any error. */
+static inline struct vmo_object *bench_mem_object(struct vmo_engine *eng, char *src, size_t npages,
+						  const struct vmo_object_opts *oo, void **base)
+{
+	const struct vmo_pager_ops *ops;
+	void *ctx;
+	struct vmo_object *o;
+	int rc = vmo_pager_mem(src, npages * PG, &ops, &ctx);
+	if (rc)
+		die("vmo_pager_mem", rc);
+	if ((rc = vmo_object_create(eng, ops, ctx, oo, &o)))
+		die("vmo_object_create", rc);
+	*base = NULL;
+	if ((rc = vmo_map(o, 0, npages * PG, VMO_PROT_READ | VMO_PROT_WRITE, base)))
+		die("vmo_map", rc);
+	return o;
+}
+
 /* ---- the floor ------------------------------------------------------------ */
 
 struct floor_ctx {

@@ -24,18 +24,8 @@ struct run {
 
 static struct vmo_object *make_obj(uint64_t budget, void **base)
 {
-	const struct vmo_pager_ops *ops;
-	void *ctx;
-	int rc = vmo_pager_mem(src, npages * PG, &ops, &ctx);
-	if (rc)
-		die("vmo_pager_mem", rc);
 	struct vmo_object_opts oo = { .budget = budget };
-	struct vmo_object *o;
-	if ((rc = vmo_object_create(eng, ops, ctx, &oo, &o)))
-		die("vmo_object_create", rc);
-	if ((rc = vmo_map(o, 0, npages * PG, VMO_PROT_READ | VMO_PROT_WRITE, base)))
-		die("vmo_map", rc);
-	return o;
+	return bench_mem_object(eng, src, npages, &oo, base);
 }
 
 static void drop_obj(struct vmo_object *o, void *base)

@@ -36,18 +36,9 @@ static struct vmo_engine *eng;
 
 static double run_vmo(const uint32_t *order, uint32_t flags, struct vmo_stats *st)
 {
-	const struct vmo_pager_ops *ops;
-	void *ctx;
-	int rc = vmo_pager_mem(src, npages * PG, &ops, &ctx);
-	if (rc)
-		die("vmo_pager_mem", rc);
 	struct vmo_object_opts oo = { .flags = flags };
-	struct vmo_object *obj;
-	if ((rc = vmo_object_create(eng, ops, ctx, &oo, &obj)))
-		die("vmo_object_create", rc);
-	void *base = NULL;
-	if ((rc = vmo_map(obj, 0, npages * PG, VMO_PROT_READ | VMO_PROT_WRITE, &base)))
-		die("vmo_map", rc);
+	void *base;
+	struct vmo_object *obj = bench_mem_object(eng, src, npages, &oo, &base);
 	double ns = touch(base, order);
 	if (st)
 		vmo_object_stats(obj, st);
