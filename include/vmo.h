@@ -109,6 +109,8 @@ VMO_API int vmo_engine_set_budget(struct vmo_engine *eng, uint64_t high, uint64_
 #define VMO_FEAT_PAGEMAP_SCAN (1u << 5)
 #define VMO_FEAT_THREAD_ID (1u << 6)
 #define VMO_FEAT_KERNEL_FAULTS (1u << 7) /* system calls on unsupplied pages wait */
+#define VMO_FEAT_CONTINUE_WP (1u << 8)   /* UFFDIO_CONTINUE_MODE_WP (6.5) */
+#define VMO_FEAT_EVENTS (1u << 9)        /* munmap/mremap of a view are reported (UNMAP/REMAP events) */
 VMO_API unsigned vmo_engine_features(const struct vmo_engine *eng);
 
 /* ------------------------------------------------------------------------ */

@@ -215,6 +215,8 @@ static inline pthread_mutex_t *vmo__wplock(struct vmo_object *o, uint64_t pg)
 
 /* fault.c */
 void vmo__handle_fault(struct vmo_engine *eng, const struct uffd_msg *m);
+/* A worker's supply buffer: reserve it when the worker starts; free it. */
+void vmo__worker_buf_init(void);
 void vmo__worker_buf_free(void);
 
 /* map.c: find the mapping holding addr, with busy taken (NULL if none). */

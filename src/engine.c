@@ -26,6 +26,7 @@ static void *worker_main(void *arg)
 
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 	pthread_cleanup_push(worker_cleanup, NULL);
+	vmo__worker_buf_init();
 	for (;;) {
 		/* Cancellation (engine stop) is allowed only while blocked in read. */
 		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
@@ -113,6 +114,8 @@ static unsigned features_of(const struct vmo__uffd *u)
 		f |= VMO_FEAT_THREAD_ID;
 	if (!u->user_mode_only)
 		f |= VMO_FEAT_KERNEL_FAULTS;
+	if ((f & VMO_FEAT_MINOR) && (f & VMO_FEAT_WP) && vmo__uffd_continue_wp_supported())
+		f |= VMO_FEAT_CONTINUE_WP;
 	return f;
 }
 

@@ -141,10 +141,18 @@ uint64_t vmo__evict_clean(struct vmo_object *o, uint64_t pg0, uint64_t pg1, bool
 {
 	uint64_t freed = 0;
 	for (uint64_t pg = pg0; pg < pg1;) {
-		/* Start a run at the next page we can claim. */
-		uint64_t run = 0;
+		/* Start a run at the next page we can claim.  The claims of a run
+		 * (within one chunk) are made under the chunk's stripe, the lock
+		 * map_present holds while it looks at a page and maps it: a MINOR
+		 * fault never sees a page go CLEAN -> EVICTING -> (punched,
+		 * refilled) CLEAN between its look and its mapping. */
+		uint64_t run = 0, cend = ((pg >> o->chunk_shift) + 1) << o->chunk_shift;
 		long dirty = 0;
-		while (pg + run < pg1) {
+		if (cend > pg1)
+			cend = pg1;
+		pthread_mutex_t *lk = vmo__wplock(o, pg);
+		pthread_mutex_lock(lk);
+		while (pg + run < cend) {
 			uint8_t s = ps_get(o, pg + run);
 			bool ok = false;
 			if (s == PS_CLEAN)
@@ -157,6 +165,7 @@ uint64_t vmo__evict_clean(struct vmo_object *o, uint64_t pg0, uint64_t pg1, bool
 				break;
 			run++;
 		}
+		pthread_mutex_unlock(lk);
 		if (run && o->eng->async && !dirty_too && !async_flush(o, pg, run)) {
 			pg += run;
 			continue;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static _Thread_local void *wbuf;
 static _Thread_local size_t wbuf_cap;
@@ -35,6 +36,14 @@ static void *worker_buf(size_t need)
 	return p;
 }
 
+/* Workers take their buffer when they start (the largest cluster: 4 MiB of
+ * address space, pages allocated on first use), so that serving a fault
+ * never needs a new mapping: at vm.max_map_count it could not get one. */
+void vmo__worker_buf_init(void)
+{
+	(void)worker_buf(4u << 20);
+}
+
 void vmo__worker_buf_free(void)
 {
 	if (wbuf)
@@ -42,6 +51,8 @@ void vmo__worker_buf_free(void)
 	wbuf = NULL;
 	wbuf_cap = 0;
 }
+
+static void unclaim(struct vmo_object *o, uint64_t pg, uint64_t n);
 
 struct fault {
 	struct vmo_engine *eng;
@@ -52,12 +63,50 @@ struct fault {
 	pid_t tid;
 };
 
-/* The faulting thread gets SIGBUS at paddr. */
+/* The faulting thread gets SIGBUS at paddr, whatever the view's page table
+ * holds there.  Only for a page that is not in the memfd (failed, or the
+ * object shut down), so the view has no page there: its PTE is empty, or a
+ * write-protect marker, or poison.
+ *
+ * Preferred: a poison marker, the kernel's own SIGBUS on this and every
+ * later access.  A write-protect marker (the kernel leaves one in a
+ * WP-registered view where a write-protected page was punched or zapped)
+ * makes UFFDIO_POISON answer EEXIST: unprotecting clears such a marker (there
+ * is no page under it to expose), then the poison goes in.  Where poison
+ * cannot be had (no UFFDIO_POISON before 6.6, or still EEXIST), the thread
+ * gets a SIGBUS queued to it, then is woken: never left waiting. */
 static void fail_page(struct fault *f)
 {
-	if (vmo__uffd_poison(&f->eng->u, (void *)f->paddr, f->obj->page_size) == 0)
+	struct vmo__uffd *u = &f->eng->u;
+	size_t len = f->obj->page_size;
+	int rc = vmo__uffd_poison(u, (void *)f->paddr, len);
+	if (rc == -EEXIST && f->m->wp) {
+		vmo__uffd_writeprotect(u, (void *)f->paddr, len, false, false);
+		rc = vmo__uffd_poison(u, (void *)f->paddr, len);
+	}
+	if (rc == 0)
 		return;
+	vmo__sigbus(f->eng, f->tid, f->paddr, len);
+}
+
+/* A failure of vmo's own resources (no buffer, the kernel short of memory
+ * for the copy) is not the pager's error: nothing is recorded, the pages go
+ * back to ABSENT, and only this fault fails (a queued SIGBUS; touched again,
+ * the page is fetched again). */
+static void fail_transient(struct fault *f, uint64_t pg, uint64_t n, int err)
+{
+	vmo__warn("page %#llx: %s; this fault fails, the page is not marked failed",
+		  (unsigned long long)(f->pg << f->obj->page_shift), strerror(-err));
+	unclaim(f->obj, pg, n);
 	vmo__sigbus(f->eng, f->tid, f->paddr, f->obj->page_size);
+}
+
+/* Retry a transient failure a few times, a little longer each time (about
+ * 60 ms in all) before giving up on the fault. */
+#define TRANSIENT_TRIES 6
+static void transient_wait(int attempt)
+{
+	usleep(1000u << attempt);
 }
 
 /* State of a page just supplied into view m. */
@@ -125,12 +174,16 @@ static void fill(struct fault *f)
 	unsigned rflags;
 	int rc;
 
-	for (;;) {
+	for (int attempt = 0;;) {
 		len = (size_t)n << o->page_shift;
 		buf = worker_buf(len);
 		if (!buf) {
-			rc = -ENOMEM;
-			break;
+			if (attempt < TRANSIENT_TRIES) {
+				transient_wait(attempt++);
+				continue;
+			}
+			fail_transient(f, f->pg, n, -ENOMEM);
+			return;
 		}
 		if (!vmo__callback_begin(o)) {
 			unclaim(o, f->pg, n);
@@ -173,6 +226,7 @@ static void fill(struct fault *f)
 	 * soon as they are), and take back those that could not be. */
 	vmo__account(o, f->pg, (long)n, st);
 	uint64_t i = 0;
+	int attempt = 0;
 	while (i < n) {
 		size_t done = 0;
 		size_t off = (size_t)i << o->page_shift;
@@ -199,11 +253,21 @@ static void fill(struct fault *f)
 			i++;
 			continue;
 		}
+		if (rc == -ENOMEM && attempt < TRANSIENT_TRIES) {
+			/* The kernel is short of memory for the page: not the
+			 * pager's fault.  Try again shortly. */
+			transient_wait(attempt++);
+			continue;
+		}
 		/* The view vanished (-ENOENT/-ESRCH) or the kernel refused: the
 		 * rest stays absent; whoever waits faults again. */
 		vmo__account(o, f->pg + i, -(long)(n - i), st);
 		if (i == 0 && (rc == -ENOENT || rc == -ESRCH))
 			vmo__uffd_wake(&f->eng->u, (void *)f->paddr, o->page_size);
+		if (i == 0 && rc == -ENOMEM) {
+			fail_transient(f, f->pg, n, rc);
+			return;
+		}
 		if (i == 0 && rc != -ENOENT && rc != -ESRCH) {
 			vmo__set_error(o, f->pg, rc);
 			ps_set(o, f->pg, PS_ERROR);
@@ -218,8 +282,15 @@ static void fill(struct fault *f)
 }
 
 /* The page is in the memfd: map it into this view, write-protected unless
- * it is dirty.  Under the chunk's WP stripe, so that writeback cannot
- * protect the page between our look at its state and the mapping. */
+ * it is dirty.  Under the chunk's WP stripe, so that neither writeback (which
+ * protects) nor reclaim (which claims CLEAN -> EVICTING) can change the page
+ * between our look at its state and the mapping.
+ *
+ * Without UFFDIO_CONTINUE_MODE_WP (before 6.5) a page cannot be mapped
+ * write-protected by CONTINUE: in a writable view of a tracked object it is
+ * mapped writable and counted dirty first (written back once more, never a
+ * write missed).  Objects whose pager has an unlock callback need the mode
+ * (vmo_object_create refuses them without it). */
 static void map_present(struct fault *f)
 {
 	struct vmo_object *o = f->obj;
@@ -236,14 +307,25 @@ static void map_present(struct fault *f)
 	int rc = -EAGAIN;
 	if (ps_resident(s)) {
 		bool wp = f->m->wp && s != PS_DIRTY;
+		if (wp && !(f->eng->features & VMO_FEAT_CONTINUE_WP)) {
+			/* Dirty before it is mapped writable: no window in which a
+			 * write could land on a page marked clean. */
+			if (ps_cas(o, f->pg, PS_CLEAN, PS_DIRTY))
+				atomic_fetch_add(&o->dirty_pages, 1);
+			else
+				ps_cas(o, f->pg, PS_CLEANING, PS_DIRTY);
+			s = PS_DIRTY;
+			wp = false;
+		}
 		rc = vmo__uffd_continue(u, (void *)f->paddr, o->page_size, wp, false, NULL);
 		if ((rc == 0 || rc == -EEXIST) && !o->track && (f->m->flags & VMO_PROT_WRITE) &&
 		    ps_cas(o, f->pg, PS_CLEAN, PS_DIRTY))
 			atomic_fetch_add(&o->dirty_pages, 1);
 		if (rc == -EFAULT) {
 			/* The memfd lost the page behind our back (MADV_REMOVE on a
-			 * view): a clean page is fetched again; a dirty one is gone:
-			 * say so rather than invent it. */
+			 * view; reclaim cannot, it claims under this stripe): a clean
+			 * page is fetched again; a dirty one is gone: say so rather
+			 * than invent it. */
 			vmo__warn("page %#llx vanished from memory", (unsigned long long)(f->pg << o->page_shift));
 			uint8_t to = s == PS_CLEAN ? PS_ABSENT : PS_ERROR;
 			if (ps_cas(o, f->pg, s, to)) {
@@ -251,6 +333,17 @@ static void map_present(struct fault *f)
 				if (to == PS_ERROR)
 					vmo__set_error(o, f->pg, -EIO);
 			}
+		} else if (rc && rc != -EEXIST && rc != -ENOENT && rc != -ESRCH && rc != -EAGAIN) {
+			/* The kernel refused the mapping for a reason we do not
+			 * know: fail this access (SIGBUS, the errno recorded)
+			 * rather than wake the thread into the same fault forever.
+			 * The page itself stays as it is. */
+			pthread_mutex_unlock(lk);
+			vmo__warn("mapping page %#llx: UFFDIO_CONTINUE: %s", (unsigned long long)(f->pg << o->page_shift),
+				  strerror(-rc));
+			vmo__set_error(o, f->pg, rc);
+			vmo__sigbus(f->eng, f->tid, f->paddr, o->page_size);
+			return;
 		}
 	}
 	pthread_mutex_unlock(lk);
@@ -344,8 +437,15 @@ static void write_fault(struct fault *f)
 		if (go) {
 			int rc = vmo__uffd_writeprotect(u, (void *)f->paddr, o->page_size, false, true);
 			pthread_mutex_unlock(lk);
-			if (rc && rc != -ENOENT)
+			if (rc == -ENOENT) {
+				vmo__uffd_wake(u, (void *)f->paddr, o->page_size); /* the view went */
+			} else if (rc) {
+				/* Not unprotected, so not woken: fail the write
+				 * rather than leave the thread waiting. */
 				vmo__warn("unprotecting %#lx: %s", (unsigned long)f->paddr, strerror(-rc));
+				vmo__set_error(o, f->pg, rc);
+				vmo__sigbus(f->eng, f->tid, f->paddr, o->page_size);
+			}
 			return;
 		}
 		pthread_mutex_unlock(lk);

@@ -81,6 +81,15 @@ VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops
 		free(o);
 		return -EOPNOTSUPP;
 	}
+	if (ops->unlock && !(eng->features & VMO_FEAT_CONTINUE_WP)) {
+		/* A page another view brought in is mapped by CONTINUE: without
+		 * MODE_WP it would be mapped writable, and a first write would
+		 * never reach unlock. */
+		vmo__set_detail("an unlock callback needs UFFDIO_CONTINUE_MODE_WP (Linux 6.5; vmo info shows "
+				"continue-wp)");
+		free(o);
+		return -EOPNOTSUPP;
+	}
 	o->memfd = -1;
 	pthread_mutex_init(&o->mu, NULL);
 	pthread_cond_init(&o->cv, NULL);

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -93,18 +94,70 @@ static int open_raw(bool nonblock, bool user_only, bool *dev, bool *user_mode_on
 	return -VMO_ENOUFFD;
 }
 
+/* VMO_DISABLE=name,name,...: act as if the running kernel lacked these
+ * mechanisms, so that the fallbacks of older kernels run (and are tested) on
+ * a new one.  The names are those `vmo info` prints. */
+static const struct {
+	const char *name;
+	uint64_t uffd;   /* UFFD_FEATURE_* bits it masks */
+	unsigned extra;  /* VMO__DIS_* bits it sets */
+} disable_names[] = {
+	{ "minor", UFFD_FEATURE_MINOR_SHMEM, 0 },
+	{ "wp", UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP, 0 },
+	{ "poison", UFFD_FEATURE_POISON, 0 },
+	{ "move", UFFD_FEATURE_MOVE, 0 },
+	{ "wp-async", UFFD_FEATURE_WP_ASYNC, 0 },
+	{ "events", UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP, 0 },
+	{ "continue-wp", 0, VMO__DIS_CONTINUE_WP },
+	{ "pagemap-scan", 0, VMO__DIS_PAGEMAP_SCAN },
+};
+
+static uint64_t dis_uffd;
+static unsigned dis_extra;
+static pthread_once_t dis_once = PTHREAD_ONCE_INIT;
+
+static void parse_disable(void)
+{
+	const char *e = getenv("VMO_DISABLE");
+	if (!e || !*e)
+		return;
+	char buf[256];
+	snprintf(buf, sizeof buf, "%s", e);
+	char *save = NULL;
+	for (char *w = strtok_r(buf, ", ", &save); w; w = strtok_r(NULL, ", ", &save)) {
+		size_t i;
+		for (i = 0; i < VMO_ARRAY_SIZE(disable_names); i++)
+			if (!strcmp(w, disable_names[i].name)) {
+				dis_uffd |= disable_names[i].uffd;
+				dis_extra |= disable_names[i].extra;
+				break;
+			}
+		if (i == VMO_ARRAY_SIZE(disable_names))
+			vmo__err("VMO_DISABLE: unknown mechanism '%s' (known: minor wp poison move wp-async "
+				 "events continue-wp pagemap-scan)", w);
+	}
+	vmo__info("VMO_DISABLE=%s: acting as if the kernel lacked it", e);
+}
+
+unsigned vmo__uffd_disabled(void)
+{
+	pthread_once(&dis_once, parse_disable);
+	return dis_extra;
+}
+
 static uint64_t kfeatures;
 static pthread_once_t kfeatures_once = PTHREAD_ONCE_INIT;
 
 static void probe_features(void)
 {
 	bool dev, umo;
+	vmo__uffd_disabled();
 	int fd = open_raw(true, false, &dev, &umo);
 	if (fd < 0)
 		return;
 	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
 	if (ioctl(fd, UFFDIO_API, &api) == 0)
-		kfeatures = api.features;
+		kfeatures = api.features & ~dis_uffd;
 	close(fd);
 }
 
@@ -114,12 +167,68 @@ uint64_t vmo__uffd_kernel_features(void)
 	return kfeatures;
 }
 
+/* UFFDIO_CONTINUE_MODE_WP arrived in 6.5 with no feature bit: before it the
+ * ioctl rejects the mode with EINVAL.  Ask the kernel: a memfd page in the
+ * page cache, a second view of it registered MINOR|WP, and a CONTINUE with
+ * MODE_WP there. */
+static int continue_wp_ok = -1;
+static pthread_once_t continue_wp_once = PTHREAD_ONCE_INIT;
+
+static void probe_continue_wp(void)
+{
+	continue_wp_ok = 0;
+	uint64_t need = UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+	if ((vmo__uffd_kernel_features() & need) != need || (vmo__uffd_disabled() & VMO__DIS_CONTINUE_WP))
+		return;
+	size_t ps = VMO_PAGE;
+	bool dev, umo;
+	char *a = MAP_FAILED, *b = MAP_FAILED;
+	int u = -1, mfd = memfd_create("vmo-probe", MFD_CLOEXEC);
+	if (mfd < 0 || ftruncate(mfd, (off_t)ps) < 0)
+		goto out;
+	a = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	b = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	if (a == MAP_FAILED || b == MAP_FAILED)
+		goto out;
+	a[0] = 1; /* the page is in the page cache; b has no PTE for it */
+	u = open_raw(true, false, &dev, &umo);
+	if (u < 0)
+		goto out;
+	struct uffdio_api api = { .api = UFFD_API, .features = need };
+	if (ioctl(u, UFFDIO_API, &api) < 0)
+		goto out;
+	struct uffdio_register r = { .range = { (uintptr_t)b, ps },
+				     .mode = UFFDIO_REGISTER_MODE_MINOR | UFFDIO_REGISTER_MODE_WP };
+	if (ioctl(u, UFFDIO_REGISTER, &r) < 0)
+		goto out;
+	struct uffdio_continue c = { .range = { (uintptr_t)b, ps }, .mode = UFFDIO_CONTINUE_MODE_WP };
+	if (ioctl(u, UFFDIO_CONTINUE, &c) == 0)
+		continue_wp_ok = 1;
+out:
+	if (u >= 0)
+		close(u);
+	if (a != MAP_FAILED)
+		munmap(a, ps);
+	if (b != MAP_FAILED)
+		munmap(b, ps);
+	if (mfd >= 0)
+		close(mfd);
+}
+
+bool vmo__uffd_continue_wp_supported(void)
+{
+	pthread_once(&continue_wp_once, probe_continue_wp);
+	return continue_wp_ok == 1;
+}
+
 static int pagemap_scan_ok = -1;
 static pthread_once_t pmscan_once = PTHREAD_ONCE_INIT;
 
 static void probe_pmscan(void)
 {
 	pagemap_scan_ok = 0;
+	if (vmo__uffd_disabled() & VMO__DIS_PAGEMAP_SCAN)
+		return;
 	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
@@ -224,13 +333,15 @@ struct fill_op {
 	unsigned long req;  /* the ioctl */
 	uintptr_t dst, src; /* src: COPY and MOVE only */
 	uint64_t mode;
-	bool skip_eexist;   /* POISON: skip a page that is there, do the rest */
+	bool skip_eexist;   /* POISON: skip a page that is there, do the rest,
+			     * and say -EEXIST at the end */
 };
 
 static int fill_loop(struct vmo__uffd *u, const struct fill_op *op, size_t len, size_t *done)
 {
 	size_t off = 0;
 	int ret = 0;
+	bool skipped = false;
 	for (int tries = 0; off < len;) {
 		union {
 			struct uffdio_copy copy;
@@ -275,6 +386,7 @@ static int fill_loop(struct vmo__uffd *u, const struct fill_op *op, size_t len, 
 		}
 		if (err == EEXIST && op->skip_eexist) {
 			off += VMO_PAGE;
+			skipped = true;
 			continue;
 		}
 		ret = -err;
@@ -282,7 +394,7 @@ static int fill_loop(struct vmo__uffd *u, const struct fill_op *op, size_t len, 
 	}
 	if (done)
 		*done = off;
-	return ret;
+	return ret ? ret : skipped ? -EEXIST : 0;
 }
 
 int vmo__uffd_copy(struct vmo__uffd *u, void *dst, const void *src, size_t len, bool wp, size_t *done)

@@ -113,9 +113,16 @@ struct vmo__uffd {
  * -VMO_ENOUFFD (or -errno) returned. */
 int vmo__uffd_open(struct vmo__uffd *u, uint64_t want, uint64_t need, unsigned flags);
 void vmo__uffd_close(struct vmo__uffd *u);
-/* Features the running kernel offers (probing once, cached). */
+/* Features the running kernel offers (probing once, cached), less those
+ * VMO_DISABLE names. */
 uint64_t vmo__uffd_kernel_features(void);
 bool vmo__pagemap_scan_supported(void);
+/* UFFDIO_CONTINUE takes UFFDIO_CONTINUE_MODE_WP (6.5; no feature bit). */
+bool vmo__uffd_continue_wp_supported(void);
+/* Mechanisms VMO_DISABLE turns off that are not UFFD_FEATURE_* bits. */
+#define VMO__DIS_CONTINUE_WP 1u
+#define VMO__DIS_PAGEMAP_SCAN 2u
+unsigned vmo__uffd_disabled(void);
 
 int vmo__uffd_register(struct vmo__uffd *u, void *addr, size_t len, uint64_t modes);
 int vmo__uffd_unregister(struct vmo__uffd *u, void *addr, size_t len);
@@ -123,6 +130,9 @@ int vmo__uffd_unregister(struct vmo__uffd *u, void *addr, size_t len);
  * already there); *done says how many bytes were installed before it. */
 int vmo__uffd_copy(struct vmo__uffd *u, void *dst, const void *src, size_t len, bool wp, size_t *done);
 int vmo__uffd_continue(struct vmo__uffd *u, void *dst, size_t len, bool wp, bool wake, size_t *done);
+/* Poison [dst, dst+len): every later access is SIGBUS.  -EEXIST when some
+ * page could not be poisoned because its PTE is not empty (a page, or a
+ * write-protect marker); the others are poisoned anyway. */
 int vmo__uffd_poison(struct vmo__uffd *u, void *dst, size_t len);
 int vmo__uffd_wake(struct vmo__uffd *u, void *addr, size_t len);
 int vmo__uffd_writeprotect(struct vmo__uffd *u, void *addr, size_t len, bool wp, bool wake);

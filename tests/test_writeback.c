@@ -105,6 +105,12 @@ int main(void)
 		((uint64_t *)s.data)[i] = t_pattern(i * 8);
 	struct vmo_object_opts oo = { .size = s.size };
 	struct vmo_object *o;
+	if (!(vmo_engine_features(eng) & VMO_FEAT_CONTINUE_WP)) {
+		/* Unlock callbacks need UFFDIO_CONTINUE_MODE_WP: refused, and said why. */
+		CHECK_EQ(vmo_object_create(eng, &store_ops, &s, &oo, &o), -EOPNOTSUPP);
+		CHECK(strstr(vmo_last_error_detail(), "CONTINUE_MODE_WP"));
+		t_skip("kernel lacks UFFDIO_CONTINUE_MODE_WP (6.5): unlock callbacks are refused, as checked");
+	}
 	CHECK_OK(vmo_object_create(eng, &store_ops, &s, &oo, &o));
 	void *a;
 	CHECK_OK(vmo_map(o, 0, s.size, VMO_PROT_READ | VMO_PROT_WRITE, &a));

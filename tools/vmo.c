@@ -228,6 +228,8 @@ static const struct {
 	{ VMO_FEAT_WP_ASYNC, "wp-async", "UFFD_FEATURE_WP_ASYNC: dirty tracking without a trap per page" },
 	{ VMO_FEAT_PAGEMAP_SCAN, "pagemap-scan", "PAGEMAP_SCAN: collect dirty pages in one call" },
 	{ VMO_FEAT_THREAD_ID, "thread-id", "UFFD_FEATURE_THREAD_ID: the faulting thread is known" },
+	{ VMO_FEAT_CONTINUE_WP, "continue-wp",
+	  "UFFDIO_CONTINUE_MODE_WP (6.5): pages shared between views mapped write-protected; unlock callbacks" },
 };
 
 /* "minor wp poison ... (missing: move)" */
