@@ -5,6 +5,7 @@
 
 #include "internal.h"
 #include "uffd.h"
+#include "vtree.h"
 
 #include <pthread.h>
 
@@ -31,6 +32,10 @@ enum vmo__pstate {
 
 static inline bool ps_resident(int s) { return s == PS_CLEAN || s == PS_DIRTY || s == PS_CLEANING; }
 
+/* A view: [addr, addr+len) of the address space shows object bytes
+ * [off, off+len).  Its address, length and offset never change: when the
+ * program unmaps or moves part of a view (UNMAP/REMAP events), the view is
+ * retired and new ones made for the pieces. */
 struct vmo_map {
 	struct vmo_object *obj;
 	uintptr_t addr;
@@ -38,12 +43,22 @@ struct vmo_map {
 	uint64_t off; /* object offset of addr */
 	unsigned flags;
 	bool wp;      /* registered with WP: first writes trap */
-	_Atomic int busy; /* workers using this mapping right now */
+	/* One reference while the view is in the tables, one per worker using
+	 * it (vmo__map_lookup_get .. vmo__map_put); freed with the last. */
+	_Atomic int refs;
+	_Atomic bool dead; /* out of the tables */
 	/* read-ahead: where a sequential access would fault next, and the window */
 	_Atomic uint64_t ra_next;
 	_Atomic uint32_t ra_window;
-	struct vmo_map *onext; /* the object's list, under obj->mu */
+	struct vmo__vnode anode; /* engine's tree, by address (eng->maps_lock) */
+	struct vmo__vnode onode; /* object's tree, by offset (obj->mu) */
 };
+
+/* Every view m of object o overlapping object bytes [lo, hi), under o->mu. */
+#define vmo__for_each_view(o, m, lo, hi)                                                           \
+	for (struct vmo__vnode *vn_ = vmo__vtree_first_overlap(&(o)->views, (lo), (hi));           \
+	     vn_ && ((m) = vmo__vtree_entry(vn_, struct vmo_map, onode), 1);                        \
+	     vn_ = vmo__vtree_next_overlap(vn_, (lo), (hi)))
 
 /* A fault waiting for a page another worker is filling or evicting. */
 struct vmo__waiter {
@@ -119,7 +134,7 @@ struct vmo_object {
 	_Atomic int nwaiters;
 	struct vmo__err *errs;
 	size_t nerrs, errs_cap;
-	struct vmo_map *maps;
+	struct vmo__vtree views; /* its views, by object offset */
 	int nmaps;
 	int nwmaps;      /* of which writable and tracked (m->wp) */
 	int inflight;    /* pager callbacks running */
@@ -149,10 +164,26 @@ struct vmo_engine {
 	struct vmo__psi *psi;
 	uint64_t rr; /* round-robin position over objects */
 
-	/* mappings sorted by address, for fault lookup */
+	/* views by address, for fault lookup */
 	pthread_rwlock_t maps_lock;
-	struct vmo_map **maps;
-	size_t nmaps, maps_cap;
+	struct vmo__vtree maps;
+	/* The address space changes under us only through events (a view
+	 * unmapped or moved by the program), and the kernel counts an event as
+	 * handled once it is read.  So reading the userfaultfd and applying its
+	 * events happen under space_lock held for writing, and whatever acts on
+	 * view addresses the kernel would not check for us (madvise, and
+	 * PAGEMAP_SCAN) holds it for reading: it never acts on a range the
+	 * program has unmapped and perhaps mapped again. */
+	pthread_rwlock_t space_lock;
+	/* Fault messages read while draining events (a supply ioctl saw
+	 * EAGAIN): served by the workers next (under stash_mu). */
+	pthread_mutex_t stash_mu;
+	struct uffd_msg *stash;
+	size_t nstash, stash_cap;
+	_Atomic size_t stashed;
+	/* a fault at an address no view covers, seen again and again */
+	_Atomic uintptr_t unknown_addr;
+	_Atomic int unknown_count;
 
 	/* workers */
 	pthread_mutex_t wmu;
@@ -219,9 +250,20 @@ void vmo__handle_fault(struct vmo_engine *eng, const struct uffd_msg *m);
 void vmo__worker_buf_init(void);
 void vmo__worker_buf_free(void);
 
-/* map.c: find the mapping holding addr, with busy taken (NULL if none). */
+/* map.c: find the view holding addr, with a reference (NULL if none). */
 struct vmo_map *vmo__map_lookup_get(struct vmo_engine *eng, uintptr_t addr);
-static inline void vmo__map_put(struct vmo_map *m) { atomic_fetch_sub_explicit(&m->busy, 1, memory_order_release); }
+void vmo__map_put(struct vmo_map *m);
+/* Read and apply pending events, keeping fault messages for the workers
+ * (the EAGAIN hook of the supply ioctls); true if the view the calling
+ * thread acts on (vmo__tl_view) went meanwhile. */
+bool vmo__space_drain(void *eng);
+/* The view this thread is acting on with space_lock held for reading (see
+ * fault.c, view_enter), or NULL. */
+extern _Thread_local struct vmo_map *vmo__tl_view;
+/* Read up to n messages and apply the events among them, under space_lock;
+ * the fault messages are left in msgs (compacted); returns their count, or
+ * 0 / -errno as vmo__uffd_read. */
+int vmo__space_read(struct vmo_engine *eng, struct uffd_msg *msgs, int n);
 
 /* object.c */
 /* Add the counters of s (not resident, dirty, mappings, budget) to g. */

@@ -20,21 +20,49 @@
 
 #define WB_MAX_BYTES (1u << 20)
 
-static void protect_run(struct vmo_object *o, uint64_t pg, uint64_t n)
+/* Write-protect [pg, pg+n) in every writable view.  The views are taken
+ * (referenced) under obj->mu and protected after it is released: a protect
+ * that meets a pending event (EAGAIN) may have to apply it, and applying
+ * events takes obj->mu.  0, or the first error other than "the view went". */
+static int protect_run(struct vmo_object *o, uint64_t pg, uint64_t n)
 {
 	uint64_t lo = pg << o->page_shift, hi = (pg + n) << o->page_shift;
+	struct vmo_map *m, *few[8], **v = few;
+	size_t k = 0, cap = VMO_ARRAY_SIZE(few);
+	int err = 0;
 	pthread_mutex_lock(&o->mu);
-	for (struct vmo_map *m = o->maps; m; m = m->onext) {
+	vmo__for_each_view(o, m, lo, hi) {
 		if (!m->wp)
 			continue;
-		uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;
-		if (a < b) {
-			int rc = vmo__uffd_writeprotect(&o->eng->u, (void *)(m->addr + (a - m->off)), b - a, true, false);
-			if (rc && rc != -ENOENT)
-				vmo__warn("writeback: protecting %#llx: %s", (unsigned long long)a, strerror(-rc));
+		if (k == cap) {
+			struct vmo_map **nv = malloc(2 * cap * sizeof *nv);
+			if (!nv) {
+				err = -ENOMEM;
+				break;
+			}
+			memcpy(nv, v, k * sizeof *nv);
+			if (v != few)
+				free(v);
+			v = nv;
+			cap *= 2;
 		}
+		atomic_fetch_add(&m->refs, 1);
+		v[k++] = m;
 	}
 	pthread_mutex_unlock(&o->mu);
+	for (size_t i = 0; i < k; i++) {
+		m = v[i];
+		uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;
+		int rc = vmo__uffd_writeprotect(&o->eng->u, (void *)(m->addr + (a - m->off)), b - a, true, false);
+		if (rc && rc != -ENOENT && !err) {
+			vmo__warn("writeback: protecting %#llx: %s", (unsigned long long)a, strerror(-rc));
+			err = rc;
+		}
+		vmo__map_put(m);
+	}
+	if (v != few)
+		free(v);
+	return err;
 }
 
 static int read_memfd(struct vmo_object *o, void *buf, size_t len, uint64_t off)
@@ -100,7 +128,8 @@ static void mark_written(void *arg, uintptr_t s, uintptr_t e)
 static void collect_run(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
 {
 	uint64_t lo = pg0 << o->page_shift, hi = pg1 << o->page_shift;
-	for (struct vmo_map *m = o->maps; m; m = m->onext) {
+	struct vmo_map *m;
+	vmo__for_each_view(o, m, lo, hi) {
 		if (!m->wp)
 			continue;
 		uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;
@@ -121,6 +150,8 @@ static void collect_run(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
  * be asked: invented data).  So holes are never scanned. */
 void vmo__collect_written(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
 {
+	/* PAGEMAP_SCAN protects what it finds: only on ranges that are views. */
+	pthread_rwlock_rdlock(&o->eng->space_lock);
 	pthread_mutex_lock(&o->mu);
 	for (uint64_t pg = pg0; pg < pg1;) {
 		uint64_t c = pg >> o->chunk_shift;
@@ -144,6 +175,7 @@ void vmo__collect_written(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
 		pg = end;
 	}
 	pthread_mutex_unlock(&o->mu);
+	pthread_rwlock_unlock(&o->eng->space_lock);
 }
 
 /* Pages [pg, pg+n) are CLEANING and protected: write them to the pager. */
@@ -206,8 +238,19 @@ int vmo__writeback(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
 		uint64_t n = 0;
 		while (pg + n < cend && n < max && ps_cas(o, pg + n, PS_DIRTY, PS_CLEANING))
 			n++;
-		if (n && o->track)
-			protect_run(o, pg, n);
+		int prc = n && o->track ? protect_run(o, pg, n) : 0;
+		if (prc) {
+			/* Not protected everywhere: a later write might not trap, so
+			 * the run must not be marked clean.  Dirty again; retried by
+			 * the next sync. */
+			for (uint64_t i = 0; i < n; i++)
+				ps_cas(o, pg + i, PS_CLEANING, PS_DIRTY);
+			if (!first)
+				first = prc;
+			pthread_mutex_unlock(lk);
+			pg += n;
+			continue;
+		}
 		pthread_mutex_unlock(lk);
 		if (n) {
 			int rc = write_run(o, pg, n, buf);

@@ -3,6 +3,7 @@
 #include "core.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,42 @@ static void worker_cleanup(void *arg)
 	vmo__worker_buf_free();
 }
 
+/* Serve fault messages: with the inhibit count respected, as libpager's
+ * workers. */
+static void serve_batch(struct vmo_engine *eng, struct uffd_msg *msgs, int n)
+{
+	pthread_mutex_lock(&eng->wmu);
+	while (eng->inhibit)
+		pthread_cond_wait(&eng->wcv, &eng->wmu);
+	eng->active++;
+	pthread_mutex_unlock(&eng->wmu);
+
+	for (int i = 0; i < n; i++)
+		vmo__handle_fault(eng, &msgs[i]);
+
+	pthread_mutex_lock(&eng->wmu);
+	if (--eng->active == 0)
+		pthread_cond_broadcast(&eng->wcv);
+	pthread_mutex_unlock(&eng->wmu);
+}
+
+/* Fault messages another worker read while draining events. */
+static int take_stash(struct vmo_engine *eng, struct uffd_msg *msgs, int max)
+{
+	if (!atomic_load_explicit(&eng->stashed, memory_order_relaxed))
+		return 0;
+	pthread_mutex_lock(&eng->stash_mu);
+	int n = eng->nstash < (size_t)max ? (int)eng->nstash : max;
+	memcpy(msgs, eng->stash + eng->nstash - (size_t)n, (size_t)n * sizeof *msgs);
+	eng->nstash -= (size_t)n;
+	atomic_store(&eng->stashed, eng->nstash);
+	pthread_mutex_unlock(&eng->stash_mu);
+	return n;
+}
+
+/* A worker waits in poll(2), then reads without blocking under space_lock
+ * (see core.h: an event counts as handled once read, so it is applied
+ * before anyone acts on view addresses again). */
 static void *worker_main(void *arg)
 {
 	struct vmo_engine *eng = arg;
@@ -28,34 +65,25 @@ static void *worker_main(void *arg)
 	pthread_cleanup_push(worker_cleanup, NULL);
 	vmo__worker_buf_init();
 	for (;;) {
-		/* Cancellation (engine stop) is allowed only while blocked in read. */
-		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
-		int n = vmo__uffd_read(&eng->u, msgs, MSGS_PER_READ);
-		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
-		if (n <= 0) {
-			if (n == -EINTR || n == 0)
-				continue;
-			vmo__err("worker: reading userfaultfd: %s", strerror(-n));
-			usleep(1000);
+		int n = take_stash(eng, msgs, MSGS_PER_READ);
+		if (n) {
+			serve_batch(eng, msgs, n);
 			continue;
 		}
-		pthread_mutex_lock(&eng->wmu);
-		while (eng->inhibit)
-			pthread_cond_wait(&eng->wcv, &eng->wmu);
-		eng->active++;
-		pthread_mutex_unlock(&eng->wmu);
-
-		for (int i = 0; i < n; i++) {
-			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-				vmo__handle_fault(eng, &msgs[i]);
-			else
-				vmo__debug("worker: ignoring userfaultfd event %u", msgs[i].event);
+		/* Cancellation (engine stop) is allowed only while blocked in poll. */
+		struct pollfd pfd = { .fd = eng->u.fd, .events = POLLIN };
+		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
+		int pr = poll(&pfd, 1, -1);
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+		if (pr <= 0)
+			continue;
+		n = vmo__space_read(eng, msgs, MSGS_PER_READ);
+		if (n < 0 && n != -EINTR) {
+			vmo__err("worker: reading userfaultfd: %s", strerror(-n));
+			usleep(1000);
 		}
-
-		pthread_mutex_lock(&eng->wmu);
-		if (--eng->active == 0)
-			pthread_cond_broadcast(&eng->wcv);
-		pthread_mutex_unlock(&eng->wmu);
+		if (n > 0)
+			serve_batch(eng, msgs, n);
 	}
 	pthread_cleanup_pop(1);
 	return NULL;
@@ -116,6 +144,8 @@ static unsigned features_of(const struct vmo__uffd *u)
 		f |= VMO_FEAT_KERNEL_FAULTS;
 	if ((f & VMO_FEAT_MINOR) && (f & VMO_FEAT_WP) && vmo__uffd_continue_wp_supported())
 		f |= VMO_FEAT_CONTINUE_WP;
+	if ((u->features & UFFD_FEATURE_EVENT_UNMAP) && (u->features & UFFD_FEATURE_EVENT_REMAP))
+		f |= VMO_FEAT_EVENTS;
 	return f;
 }
 
@@ -142,7 +172,7 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 		return -ENOMEM;
 	uint64_t want = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP |
 			UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON |
-			UFFD_FEATURE_MOVE;
+			UFFD_FEATURE_MOVE | UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP;
 	/* THREAD_ID: a refused first write (and, without POISON, a failed read)
 	 * is a SIGBUS sent to the faulting thread. */
 	uint64_t need = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_THREAD_ID;
@@ -165,7 +195,7 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 		eng->async = true;
 	}
 	int rc = vmo__uffd_open(&eng->u, want, need,
-				(opts->flags & VMO_ENGINE_USER_MODE_ONLY) ? VMO__UFFD_USER_ONLY : 0);
+				VMO__UFFD_NONBLOCK | ((opts->flags & VMO_ENGINE_USER_MODE_ONLY) ? VMO__UFFD_USER_ONLY : 0));
 	if (rc) {
 		if (eng->pagemap_fd >= 0)
 			close(eng->pagemap_fd);
@@ -178,6 +208,16 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 	eng->budget_lo = opts->budget_low ? opts->budget_low : opts->budget - opts->budget / 8;
 	eng->nworkers = opts->workers ? opts->workers : DEFAULT_WORKERS;
 	pthread_rwlock_init(&eng->maps_lock, NULL);
+	/* Writer-preferring: readers of the userfaultfd (writers here) must not
+	 * wait behind a stream of view walks. */
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&eng->space_lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&eng->stash_mu, NULL);
+	eng->u.drain = vmo__space_drain;
+	eng->u.drain_arg = eng;
 	pthread_mutex_init(&eng->wmu, NULL);
 	pthread_cond_init(&eng->wcv, NULL);
 	pthread_mutex_init(&eng->objs_mu, NULL);
@@ -229,10 +269,12 @@ VMO_API int vmo_engine_destroy(struct vmo_engine *eng)
 		close(eng->pagemap_fd);
 	vmo__uffd_close(&eng->u);
 	pthread_rwlock_destroy(&eng->maps_lock);
+	pthread_rwlock_destroy(&eng->space_lock);
+	pthread_mutex_destroy(&eng->stash_mu);
 	pthread_mutex_destroy(&eng->wmu);
 	pthread_cond_destroy(&eng->wcv);
 	pthread_mutex_destroy(&eng->objs_mu);
-	free(eng->maps);
+	free(eng->stash);
 	free(eng->threads);
 	free(eng);
 	return 0;

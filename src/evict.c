@@ -112,14 +112,18 @@ static void punch(struct vmo_object *o, uint64_t pg, uint64_t n, long dirty)
 static bool async_flush(struct vmo_object *o, uint64_t pg, uint64_t n)
 {
 	uint64_t lo = pg << o->page_shift, hi = (pg + n) << o->page_shift;
+	struct vmo_map *m;
+	pthread_rwlock_rdlock(&o->eng->space_lock); /* madvise: only on views */
 	pthread_mutex_lock(&o->mu);
 	int nw = o->nwmaps;
-	for (struct vmo_map *m = o->maps; nw && m; m = m->onext) {
-		uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;
-		if (m->wp && a < b)
-			madvise((void *)(m->addr + (a - m->off)), b - a, MADV_DONTNEED);
-	}
+	if (nw)
+		vmo__for_each_view(o, m, lo, hi) {
+			uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;
+			if (m->wp && a < b)
+				madvise((void *)(m->addr + (a - m->off)), b - a, MADV_DONTNEED);
+		}
 	pthread_mutex_unlock(&o->mu);
+	pthread_rwlock_unlock(&o->eng->space_lock);
 	if (!nw || !o->ops->write)
 		return true;
 	size_t len = (size_t)n << o->page_shift;
@@ -192,13 +196,16 @@ static void unmap_chunk(struct vmo_object *o, uint64_t c)
 	if (o->eng->async)
 		return; /* unmapping a written page would erase its written bit:
 			 * async tracking keeps the supply-time reference only */
+	struct vmo_map *m;
+	pthread_rwlock_rdlock(&o->eng->space_lock); /* madvise: only on views */
 	pthread_mutex_lock(&o->mu);
-	for (struct vmo_map *m = o->maps; m; m = m->onext) {
+	vmo__for_each_view(o, m, lo, hi) {
 		uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;
 		if (a < b)
 			madvise((void *)(m->addr + (a - m->off)), b - a, MADV_DONTNEED);
 	}
 	pthread_mutex_unlock(&o->mu);
+	pthread_rwlock_unlock(&o->eng->space_lock);
 }
 
 /* Advance obj's CLOCK hand until `want` pages are freed or two sweeps made. */

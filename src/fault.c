@@ -63,6 +63,27 @@ struct fault {
 	pid_t tid;
 };
 
+/* Supply ioctls act on the view's addresses under space_lock held for
+ * reading, after checking that the view is still there: the program cannot
+ * have unmapped it (and something else been mapped there since) without
+ * the event being applied first (core.h).  Never nested. */
+static bool view_enter(struct fault *f)
+{
+	pthread_rwlock_rdlock(&f->eng->space_lock);
+	if (atomic_load(&f->m->dead)) {
+		pthread_rwlock_unlock(&f->eng->space_lock);
+		return false;
+	}
+	vmo__tl_view = f->m;
+	return true;
+}
+
+static void view_exit(struct fault *f)
+{
+	vmo__tl_view = NULL;
+	pthread_rwlock_unlock(&f->eng->space_lock);
+}
+
 /* The faulting thread gets SIGBUS at paddr, whatever the view's page table
  * holds there.  Only for a page that is not in the memfd (failed, or the
  * object shut down), so the view has no page there: its PTE is empty, or a
@@ -79,11 +100,16 @@ static void fail_page(struct fault *f)
 {
 	struct vmo__uffd *u = &f->eng->u;
 	size_t len = f->obj->page_size;
+	if (!view_enter(f)) {
+		vmo__uffd_wake(u, (void *)f->paddr, len); /* the view went: fault again */
+		return;
+	}
 	int rc = vmo__uffd_poison(u, (void *)f->paddr, len);
 	if (rc == -EEXIST && f->m->wp) {
 		vmo__uffd_writeprotect(u, (void *)f->paddr, len, false, false);
 		rc = vmo__uffd_poison(u, (void *)f->paddr, len);
 	}
+	view_exit(f);
 	if (rc == 0)
 		return;
 	vmo__sigbus(f->eng, f->tid, f->paddr, len);
@@ -227,10 +253,12 @@ static void fill(struct fault *f)
 	vmo__account(o, f->pg, (long)n, st);
 	uint64_t i = 0;
 	int attempt = 0;
+	bool in = view_enter(f), failed = false;
 	while (i < n) {
 		size_t done = 0;
 		size_t off = (size_t)i << o->page_shift;
-		rc = vmo__uffd_copy(&f->eng->u, (void *)(f->paddr + off), (char *)buf + off, len - off, wp, &done);
+		rc = in ? vmo__uffd_copy(&f->eng->u, (void *)(f->paddr + off), (char *)buf + off, len - off, wp, &done)
+			: -ENOENT;
 		uint64_t k = done >> o->page_shift;
 		/* A CAS: async dirty collection may already have found the page
 		 * written (FILLING -> DIRTY) since the copy woke the writer. */
@@ -256,7 +284,9 @@ static void fill(struct fault *f)
 		if (rc == -ENOMEM && attempt < TRANSIENT_TRIES) {
 			/* The kernel is short of memory for the page: not the
 			 * pager's fault.  Try again shortly. */
+			view_exit(f);
 			transient_wait(attempt++);
+			in = view_enter(f);
 			continue;
 		}
 		/* The view vanished (-ENOENT/-ESRCH) or the kernel refused: the
@@ -265,6 +295,8 @@ static void fill(struct fault *f)
 		if (i == 0 && (rc == -ENOENT || rc == -ESRCH))
 			vmo__uffd_wake(&f->eng->u, (void *)f->paddr, o->page_size);
 		if (i == 0 && rc == -ENOMEM) {
+			if (in)
+				view_exit(f);
 			fail_transient(f, f->pg, n, rc);
 			return;
 		}
@@ -272,12 +304,16 @@ static void fill(struct fault *f)
 			vmo__set_error(o, f->pg, rc);
 			ps_set(o, f->pg, PS_ERROR);
 			vmo__wake_waiters(o, f->pg, 1);
-			fail_page(f);
+			failed = true; /* SIGBUS once out of the lock */
 			i = 1;
 		}
 		unclaim(o, f->pg + i, n - i);
 		break;
 	}
+	if (in)
+		view_exit(f);
+	if (failed)
+		fail_page(f);
 	vmo__wake_waiters(o, f->pg, n);
 }
 
@@ -303,6 +339,11 @@ static void map_present(struct fault *f)
 	atomic_store_explicit(&o->chunk_ref[f->pg >> o->chunk_shift], 1, memory_order_relaxed);
 	pthread_mutex_t *lk = vmo__wplock(o, f->pg);
 	pthread_mutex_lock(lk);
+	if (!view_enter(f)) {
+		pthread_mutex_unlock(lk);
+		vmo__uffd_wake(u, (void *)f->paddr, o->page_size);
+		return;
+	}
 	uint8_t s = ps_get(o, f->pg);
 	int rc = -EAGAIN;
 	if (ps_resident(s)) {
@@ -338,6 +379,7 @@ static void map_present(struct fault *f)
 			 * know: fail this access (SIGBUS, the errno recorded)
 			 * rather than wake the thread into the same fault forever.
 			 * The page itself stays as it is. */
+			view_exit(f);
 			pthread_mutex_unlock(lk);
 			vmo__warn("mapping page %#llx: UFFDIO_CONTINUE: %s", (unsigned long long)(f->pg << o->page_shift),
 				  strerror(-rc));
@@ -346,6 +388,7 @@ static void map_present(struct fault *f)
 			return;
 		}
 	}
+	view_exit(f);
 	pthread_mutex_unlock(lk);
 	/* Mapped: let the thread go.  Anything else: it faults again and meets
 	 * the page's new state. */
@@ -435,7 +478,11 @@ static void write_fault(struct fault *f)
 			return;
 		}
 		if (go) {
-			int rc = vmo__uffd_writeprotect(u, (void *)f->paddr, o->page_size, false, true);
+			int rc = -ENOENT;
+			if (view_enter(f)) {
+				rc = vmo__uffd_writeprotect(u, (void *)f->paddr, o->page_size, false, true);
+				view_exit(f);
+			}
 			pthread_mutex_unlock(lk);
 			if (rc == -ENOENT) {
 				vmo__uffd_wake(u, (void *)f->paddr, o->page_size); /* the view went */
@@ -452,14 +499,53 @@ static void write_fault(struct fault *f)
 	}
 }
 
+/* A fault at an address no view covers.  Mostly a view unmapped since the
+ * fault was taken: the thread faults again on what is there now.  But the
+ * range may still be registered with us and known to no view: the part of a
+ * view the program grew in place with mremap (no event says so).  Poison
+ * tells the two apart (the kernel refuses it on a range not registered
+ * with us): SIGBUS there.  Without poison, an address that comes back with
+ * no view several times in a row gets a queued SIGBUS instead of a loop. */
+static void fault_unknown(struct vmo_engine *eng, uintptr_t addr, pid_t tid)
+{
+	uintptr_t page = addr & ~(uintptr_t)(VMO_PAGE - 1);
+	/* Under space_lock, which vmo_map holds to make a view: no view can
+	 * appear here between our look and the poison. */
+	pthread_rwlock_rdlock(&eng->space_lock);
+	struct vmo_map *m = vmo__map_lookup_get(eng, addr);
+	int rc = m ? -EAGAIN : vmo__uffd_poison(&eng->u, (void *)page, VMO_PAGE);
+	pthread_rwlock_unlock(&eng->space_lock);
+	if (m) {
+		vmo__map_put(m);
+		vmo__uffd_wake(&eng->u, (void *)page, VMO_PAGE); /* a view now: fault again */
+		return;
+	}
+	if (rc == 0) {
+		vmo__warn("fault at %#lx: no view there (grown with mremap?): SIGBUS", (unsigned long)addr);
+		return;
+	}
+	if (rc == -EOPNOTSUPP) {
+		if (atomic_exchange(&eng->unknown_addr, page) == page) {
+			if (atomic_fetch_add(&eng->unknown_count, 1) >= 3) {
+				atomic_store(&eng->unknown_count, 0);
+				vmo__warn("fault at %#lx: no view there (grown with mremap?): SIGBUS", (unsigned long)addr);
+				vmo__sigbus(eng, tid, page, VMO_PAGE);
+				return;
+			}
+		} else {
+			atomic_store(&eng->unknown_count, 1);
+		}
+	}
+	vmo__uffd_wake(&eng->u, (void *)page, VMO_PAGE);
+}
+
 void vmo__handle_fault(struct vmo_engine *eng, const struct uffd_msg *msg)
 {
 	uintptr_t addr = (uintptr_t)msg->arg.pagefault.address;
 	uint64_t flags = msg->arg.pagefault.flags;
 	struct vmo_map *m = vmo__map_lookup_get(eng, addr);
 	if (!m) {
-		/* Unmapped meanwhile: let the thread fault again (SIGSEGV). */
-		vmo__uffd_wake(&eng->u, (void *)(addr & ~(uintptr_t)(VMO_PAGE - 1)), VMO_PAGE);
+		fault_unknown(eng, addr, (pid_t)msg->arg.pagefault.feat.ptid);
 		return;
 	}
 	struct vmo_object *o = m->obj;

@@ -4,73 +4,88 @@
 #include "core.h"
 
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* Index of the first mapping whose end is above addr. */
-static size_t lower_bound(struct vmo_engine *eng, uintptr_t addr)
+/* The view of eng holding addr, or NULL; under maps_lock. */
+static struct vmo_map *find_view(struct vmo_engine *eng, uintptr_t addr)
 {
-	size_t lo = 0, hi = eng->nmaps;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		struct vmo_map *m = eng->maps[mid];
-		if (m->addr + m->len <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	struct vmo__vnode *n = vmo__vtree_find_le(&eng->maps, addr);
+	if (!n || addr >= n->end)
+		return NULL;
+	return vmo__vtree_entry(n, struct vmo_map, anode);
 }
 
 struct vmo_map *vmo__map_lookup_get(struct vmo_engine *eng, uintptr_t addr)
 {
-	struct vmo_map *found = NULL;
 	pthread_rwlock_rdlock(&eng->maps_lock);
-	size_t i = lower_bound(eng, addr);
-	if (i < eng->nmaps && eng->maps[i]->addr <= addr) {
-		found = eng->maps[i];
-		atomic_fetch_add_explicit(&found->busy, 1, memory_order_acquire);
-	}
-	pthread_rwlock_unlock(&eng->maps_lock);
-	return found;
-}
-
-static int table_insert(struct vmo_engine *eng, struct vmo_map *m)
-{
-	pthread_rwlock_wrlock(&eng->maps_lock);
-	if (eng->nmaps == eng->maps_cap) {
-		size_t cap = eng->maps_cap ? eng->maps_cap * 2 : 64;
-		struct vmo_map **n = realloc(eng->maps, cap * sizeof *n);
-		if (!n) {
-			pthread_rwlock_unlock(&eng->maps_lock);
-			return -ENOMEM;
-		}
-		eng->maps = n;
-		eng->maps_cap = cap;
-	}
-	size_t i = lower_bound(eng, m->addr);
-	memmove(&eng->maps[i + 1], &eng->maps[i], (eng->nmaps - i) * sizeof *eng->maps);
-	eng->maps[i] = m;
-	eng->nmaps++;
-	pthread_rwlock_unlock(&eng->maps_lock);
-	return 0;
-}
-
-/* Remove the mapping that starts at addr with length len; NULL if none. */
-static struct vmo_map *table_remove(struct vmo_engine *eng, struct vmo_object *obj, uintptr_t addr, size_t len)
-{
-	struct vmo_map *m = NULL;
-	pthread_rwlock_wrlock(&eng->maps_lock);
-	size_t i = lower_bound(eng, addr);
-	if (i < eng->nmaps && eng->maps[i]->addr == addr && eng->maps[i]->len == len && eng->maps[i]->obj == obj) {
-		m = eng->maps[i];
-		memmove(&eng->maps[i], &eng->maps[i + 1], (eng->nmaps - i - 1) * sizeof *eng->maps);
-		eng->nmaps--;
-	}
+	struct vmo_map *m = find_view(eng, addr);
+	if (m)
+		atomic_fetch_add_explicit(&m->refs, 1, memory_order_acquire);
 	pthread_rwlock_unlock(&eng->maps_lock);
 	return m;
+}
+
+void vmo__map_put(struct vmo_map *m)
+{
+	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	struct vmo_object *obj = m->obj;
+	free(m);
+	vmo_object_unref(obj);
+}
+
+/* Put m in the engine's and the object's trees (it holds a reference on
+ * its object, taken by the caller). */
+static void view_link(struct vmo_map *m)
+{
+	struct vmo_object *obj = m->obj;
+	m->anode.start = m->addr;
+	m->anode.end = m->addr + m->len;
+	m->onode.start = m->off;
+	m->onode.end = m->off + m->len;
+	atomic_store(&m->refs, 1);
+	pthread_rwlock_wrlock(&obj->eng->maps_lock);
+	vmo__vtree_insert(&obj->eng->maps, &m->anode);
+	pthread_rwlock_unlock(&obj->eng->maps_lock);
+	pthread_mutex_lock(&obj->mu);
+	vmo__vtree_insert(&obj->views, &m->onode);
+	obj->nmaps++;
+	obj->nwmaps += m->wp;
+	pthread_mutex_unlock(&obj->mu);
+}
+
+/* Take m out of the object's tree (it is already out of the engine's, under
+ * maps_lock, and marked dead by whoever took it out). */
+static void view_unlink_obj(struct vmo_map *m)
+{
+	struct vmo_object *obj = m->obj;
+	pthread_mutex_lock(&obj->mu);
+	vmo__vtree_remove(&obj->views, &m->onode);
+	obj->nmaps--;
+	obj->nwmaps -= m->wp;
+	pthread_mutex_unlock(&obj->mu);
+}
+
+/* ENOMEM from mmap/madvise/register is most often the per-process limit on
+ * mappings: each view is one. */
+static int map_enomem(void)
+{
+	long max = -1;
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+	if (f) {
+		if (fscanf(f, "%ld", &max) != 1)
+			max = -1;
+		fclose(f);
+	}
+	vmo__set_detail("out of memory for a new mapping: most often the process is at vm.max_map_count "
+			"(%ld mappings; each view is one): unmap views, or raise it (sysctl -w "
+			"vm.max_map_count=N)",
+			max);
+	return -ENOMEM;
 }
 
 VMO_API int vmo_map(struct vmo_object *obj, uint64_t off, size_t len, unsigned flags, void **addr)
@@ -102,7 +117,7 @@ VMO_API int vmo_map(struct vmo_object *obj, uint64_t off, size_t len, unsigned f
 	void *p = mmap(hint, len, prot, mflags, obj->memfd, (off_t)off);
 	int rc;
 	if (p == MAP_FAILED) {
-		rc = -errno;
+		rc = errno == ENOMEM ? map_enomem() : -errno;
 		goto fail_free;
 	}
 	if ((flags & VMO_MAP_FIXED) && p != hint) { /* old kernels ignore NOREPLACE */
@@ -112,7 +127,7 @@ VMO_API int vmo_map(struct vmo_object *obj, uint64_t off, size_t len, unsigned f
 	}
 	/* A child must never see this range turn into zero pages. */
 	if (madvise(p, len, MADV_DONTFORK) < 0) {
-		rc = -errno;
+		rc = errno == ENOMEM ? map_enomem() : -errno;
 		goto fail_unmap;
 	}
 	m->obj = obj;
@@ -127,23 +142,21 @@ VMO_API int vmo_map(struct vmo_object *obj, uint64_t off, size_t len, unsigned f
 		modes |= UFFDIO_REGISTER_MODE_MINOR;
 	if (m->wp)
 		modes |= UFFDIO_REGISTER_MODE_WP;
+	/* Registered and in the tables under space_lock: a fault at an address
+	 * no view covers is poisoned under it (fault.c), never this new view. */
+	pthread_rwlock_wrlock(&eng->space_lock);
 	rc = vmo__uffd_register(&eng->u, p, len, modes);
-	if (rc)
+	if (rc) {
+		pthread_rwlock_unlock(&eng->space_lock);
+		if (rc == -ENOMEM)
+			rc = map_enomem();
 		goto fail_unmap;
+	}
 	/* Pages already in memory (another view touched them): with MINOR faults
 	 * they are mapped on first touch, write-protected while clean. */
 	vmo_object_ref(obj);
-	rc = table_insert(eng, m);
-	if (rc) {
-		vmo_object_unref(obj);
-		goto fail_unmap;
-	}
-	pthread_mutex_lock(&obj->mu);
-	m->onext = obj->maps;
-	obj->maps = m;
-	obj->nmaps++;
-	obj->nwmaps += m->wp;
-	pthread_mutex_unlock(&obj->mu);
+	view_link(m);
+	pthread_rwlock_unlock(&eng->space_lock);
 	*addr = p;
 	return 0;
 fail_unmap:
@@ -158,31 +171,243 @@ VMO_API int vmo_unmap(struct vmo_object *obj, void *addr, size_t len)
 	if (!obj || !addr || !len)
 		return -EINVAL;
 	struct vmo_engine *eng = obj->eng;
-	struct vmo_map *m = table_remove(eng, obj, (uintptr_t)addr, len);
-	if (!m)
+	pthread_rwlock_wrlock(&eng->maps_lock);
+	struct vmo_map *m = find_view(eng, (uintptr_t)addr);
+	if (!m || m->addr != (uintptr_t)addr || m->len != len || m->obj != obj) {
+		pthread_rwlock_unlock(&eng->maps_lock);
 		return -EINVAL;
+	}
+	vmo__vtree_remove(&eng->maps, &m->anode);
+	atomic_store(&m->dead, true);
+	pthread_rwlock_unlock(&eng->maps_lock);
 	/* No worker can find it now; wait for those that already have. */
-	while (atomic_load_explicit(&m->busy, memory_order_acquire))
+	while (atomic_load_explicit(&m->refs, memory_order_acquire) > 1)
 		sched_yield();
 	/* Async tracking: what was written through this view is known only to
 	 * its page table, which munmap throws away.  Collect it first. */
 	if (eng->async && m->wp)
 		vmo__collect_written(obj, m->off >> obj->page_shift, (m->off + m->len) >> obj->page_shift);
-	pthread_mutex_lock(&obj->mu);
-	for (struct vmo_map **pp = &obj->maps; *pp; pp = &(*pp)->onext)
-		if (*pp == m) {
-			*pp = m->onext;
-			break;
-		}
-	obj->nmaps--;
-	obj->nwmaps -= m->wp;
-	pthread_mutex_unlock(&obj->mu);
-	/* munmap without unregistering first: between the two, a touch would
-	 * allocate a zero page in the memfd.  Then wake whoever still waits on
-	 * the range: they fault again on an unmapped range (SIGSEGV). */
+	view_unlink_obj(m);
+	/* Out of the userfaultfd before the munmap, so that our own munmap is
+	 * not an UNMAP event (which would wait for a worker to read it).  The
+	 * range is made inaccessible first: between the unregister and the
+	 * munmap a touch would otherwise put a zero page into the memfd (silent
+	 * zeros in every other view).  The unregister wakes whoever waits on the
+	 * range; they fault again on an inaccessible, then unmapped, range
+	 * (SIGSEGV). */
+	mprotect(addr, len, PROT_NONE);
+	vmo__uffd_unregister(&eng->u, addr, len);
 	munmap(addr, len);
-	vmo__uffd_wake(&eng->u, addr, len);
-	free(m);
-	vmo_object_unref(obj);
+	vmo__map_put(m);
 	return 0;
+}
+
+/* ---- the program changed the address space under a view ------------------
+ * A view the program unmaps (munmap, or mmap MAP_FIXED over it) or moves
+ * (mremap) is reported by an UNMAP or REMAP event.  Views never change: one
+ * that straddles the edge of the range is split into new views, then those
+ * inside are dropped (UNMAP) or moved (REMAP).  Called with space_lock held
+ * for writing, so nothing of vmo acts on these addresses meanwhile. */
+
+/* Retire m (out of both trees; the tables' reference dropped); under
+ * maps_lock for writing. */
+static void view_retire_locked(struct vmo_engine *eng, struct vmo_map *m)
+{
+	vmo__vtree_remove(&eng->maps, &m->anode);
+	atomic_store(&m->dead, true);
+}
+
+/* A new view showing [a, b) of m's range, at address a + shift. */
+static struct vmo_map *view_piece(struct vmo_map *m, uintptr_t a, uintptr_t b, intptr_t shift)
+{
+	struct vmo_map *n = calloc(1, sizeof *n);
+	if (!n)
+		return NULL;
+	n->obj = m->obj;
+	n->addr = a + (uintptr_t)shift;
+	n->len = b - a;
+	n->off = m->off + (a - m->addr);
+	n->flags = m->flags;
+	n->wp = m->wp;
+	n->ra_window = 1;
+	vmo_object_ref(m->obj);
+	return n;
+}
+
+/* Async tracking keeps what was written only in the page tables: a view
+ * unmapped by the program took that knowledge with it.  Count every clean
+ * page it showed as dirty (written back once more; never a write lost). */
+static void dirty_all(struct vmo_object *o, uint64_t off, uint64_t len)
+{
+	for (uint64_t pg = off >> o->page_shift; pg < (off + len) >> o->page_shift; pg++)
+		if (ps_cas(o, pg, PS_CLEAN, PS_DIRTY) || ps_cas(o, pg, PS_FILLING, PS_DIRTY))
+			atomic_fetch_add(&o->dirty_pages, 1);
+		else
+			ps_cas(o, pg, PS_CLEANING, PS_DIRTY);
+}
+
+/* Views retired under space_lock, released after it: the last reference
+ * to an object may go with them, and its shutdown writes back (collecting
+ * written pages takes space_lock). */
+struct retired {
+	struct vmo_map **v;
+	size_t n, cap;
+};
+
+static void retire(struct retired *r, struct vmo_map *m)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		struct vmo_map **v = realloc(r->v, cap * sizeof *v);
+		if (!v) {
+			/* Keep the view's reference rather than risk the deadlock:
+			 * a leak of one struct under memory exhaustion. */
+			vmo__err("no memory to release a view; it is leaked");
+			return;
+		}
+		r->v = v;
+		r->cap = cap;
+	}
+	r->v[r->n++] = m;
+}
+
+static void release_retired(struct retired *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		vmo__map_put(r->v[i]);
+	free(r->v);
+}
+
+/* The program unmapped [a, b) (unmap) or moved it to a + shift (remap). */
+static void space_change(struct vmo_engine *eng, uintptr_t a, uintptr_t b, bool unmap, intptr_t shift,
+			 struct retired *ret)
+{
+	enum { BATCH = 64 };
+	for (;;) {
+		struct vmo_map *hit[BATCH];
+		int k = 0;
+		pthread_rwlock_wrlock(&eng->maps_lock);
+		struct vmo__vnode *n = vmo__vtree_find_le(&eng->maps, a);
+		if (!n || n->end <= a)
+			n = n ? vmo__vtree_next(n) : vmo__vtree_first(&eng->maps);
+		for (; n && n->start < b && k < BATCH; n = vmo__vtree_next(n)) {
+			hit[k++] = vmo__vtree_entry(n, struct vmo_map, anode);
+		}
+		for (int i = 0; i < k; i++)
+			view_retire_locked(eng, hit[i]);
+		pthread_rwlock_unlock(&eng->maps_lock);
+		if (!k)
+			return;
+		for (int i = 0; i < k; i++) {
+			struct vmo_map *m = hit[i];
+			uintptr_t ma = m->addr, mb = m->addr + m->len;
+			uintptr_t ia = ma > a ? ma : a, ib = mb < b ? mb : b; /* the part inside */
+			struct vmo_map *piece[3] = {
+				ma < ia ? view_piece(m, ma, ia, 0) : NULL,
+				unmap ? NULL : view_piece(m, ia, ib, shift),
+				ib < mb ? view_piece(m, ib, mb, 0) : NULL,
+			};
+			view_unlink_obj(m);
+			if (unmap && m->wp && eng->async)
+				dirty_all(m->obj, m->off + (ia - ma), ib - ia);
+			for (int j = 0; j < 3; j++)
+				if (piece[j])
+					view_link(piece[j]);
+			vmo__debug("view %#lx+%#zx: %s [%#lx, %#lx)%s", (unsigned long)ma, m->len,
+				   unmap ? "unmapped by the program" : "moved by the program", (unsigned long)ia,
+				   (unsigned long)ib, (!unmap && !piece[1]) ? " (no memory for the moved piece: dropped)" : "");
+			retire(ret, m);
+		}
+	}
+}
+
+static void space_event(struct vmo_engine *eng, const struct uffd_msg *msg, struct retired *ret)
+{
+	if (msg->event == UFFD_EVENT_UNMAP)
+		space_change(eng, (uintptr_t)msg->arg.remove.start, (uintptr_t)msg->arg.remove.end, true, 0, ret);
+	else if (msg->event == UFFD_EVENT_REMAP)
+		space_change(eng, (uintptr_t)msg->arg.remap.from, (uintptr_t)msg->arg.remap.from + msg->arg.remap.len,
+			     false, (intptr_t)(msg->arg.remap.to - msg->arg.remap.from), ret);
+	else
+		vmo__debug("ignoring userfaultfd event %#x", msg->event);
+}
+
+/* Read up to n messages under space_lock and apply the events among them in
+ * order; the faults are compacted to the front and counted. */
+static int read_apply(struct vmo_engine *eng, struct uffd_msg *msgs, int n, bool wait_lock)
+{
+	struct retired ret = { 0 };
+	if (!wait_lock) {
+		if (pthread_rwlock_trywrlock(&eng->space_lock))
+			return -EBUSY;
+	} else {
+		pthread_rwlock_wrlock(&eng->space_lock);
+	}
+	int r = vmo__uffd_read(&eng->u, msgs, n), k = 0;
+	for (int i = 0; i < r; i++) {
+		if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+			msgs[k++] = msgs[i];
+		else
+			space_event(eng, &msgs[i], &ret);
+	}
+	pthread_rwlock_unlock(&eng->space_lock);
+	release_retired(&ret);
+	return r < 0 ? r : k;
+}
+
+int vmo__space_read(struct vmo_engine *eng, struct uffd_msg *msgs, int n)
+{
+	return read_apply(eng, msgs, n, true);
+}
+
+/* Keep fault messages read while draining, for the workers. */
+static void stash(struct vmo_engine *eng, const struct uffd_msg *msgs, int r)
+{
+	pthread_mutex_lock(&eng->stash_mu);
+	if (eng->nstash + (size_t)r > eng->stash_cap) {
+		size_t cap = eng->stash_cap ? eng->stash_cap * 2 : 64;
+		while (cap < eng->nstash + (size_t)r)
+			cap *= 2;
+		struct uffd_msg *ns = realloc(eng->stash, cap * sizeof *ns);
+		if (ns) {
+			eng->stash = ns;
+			eng->stash_cap = cap;
+		}
+	}
+	if (eng->nstash + (size_t)r <= eng->stash_cap) {
+		memcpy(eng->stash + eng->nstash, msgs, (size_t)r * sizeof *msgs);
+		eng->nstash += (size_t)r;
+		atomic_store(&eng->stashed, eng->nstash);
+	} else {
+		/* No memory to keep them: wake the threads, they fault again. */
+		for (int i = 0; i < r; i++)
+			vmo__uffd_wake(&eng->u, (void *)(uintptr_t)(msgs[i].arg.pagefault.address & ~(uint64_t)(VMO_PAGE - 1)),
+				       VMO_PAGE);
+	}
+	pthread_mutex_unlock(&eng->stash_mu);
+}
+
+_Thread_local struct vmo_map *vmo__tl_view;
+
+bool vmo__space_drain(void *arg)
+{
+	struct vmo_engine *eng = arg;
+	struct uffd_msg msgs[16];
+	struct vmo_map *v = vmo__tl_view;
+	/* A supply ioctl holds space_lock for reading: let go of it, so that
+	 * the event can be read and applied (by us or by another worker), then
+	 * take it again and see whether our view survived.  Without it, if the
+	 * lock is taken, whoever holds it is reading already (or acting on
+	 * views, and will let a reader in next): just give it the CPU. */
+	if (v)
+		pthread_rwlock_unlock(&eng->space_lock);
+	int r = read_apply(eng, msgs, 16, v != NULL);
+	if (r > 0)
+		stash(eng, msgs, r);
+	else
+		sched_yield();
+	if (!v)
+		return false;
+	pthread_rwlock_rdlock(&eng->space_lock);
+	return atomic_load(&v->dead);
 }

@@ -334,20 +334,20 @@ VMO_API int vmo_clear_error(struct vmo_object *obj, uint64_t off)
 {
 	if (!obj || off >= obj->size)
 		return -EINVAL;
-	uint64_t pg = off >> obj->page_shift;
+	uint64_t pg = off >> obj->page_shift, po = pg << obj->page_shift;
+	struct vmo_map *m;
+	pthread_rwlock_rdlock(&obj->eng->space_lock); /* madvise: only on views */
 	pthread_mutex_lock(&obj->mu);
 	struct vmo__err *e = find_err(obj, pg);
 	if (e)
 		*e = obj->errs[--obj->nerrs];
 	/* Remove the poison markers from every view so that the page faults
 	 * again, then let the next fault ask the pager. */
-	for (struct vmo_map *m = obj->maps; m; m = m->onext) {
-		uint64_t po = pg << obj->page_shift;
-		if (po >= m->off && po < m->off + m->len)
-			madvise((void *)(m->addr + (po - m->off)), obj->page_size, MADV_DONTNEED);
-	}
+	vmo__for_each_view(obj, m, po, po + obj->page_size)
+		madvise((void *)(m->addr + (po - m->off)), obj->page_size, MADV_DONTNEED);
 	ps_cas(obj, pg, PS_ERROR, PS_ABSENT);
 	pthread_mutex_unlock(&obj->mu);
+	pthread_rwlock_unlock(&obj->eng->space_lock);
 	return 0;
 }
 

@@ -317,12 +317,12 @@ int vmo__uffd_unregister(struct vmo__uffd *u, void *addr, size_t len)
 	return 0;
 }
 
-static void drain(struct vmo__uffd *u)
+static bool drain(struct vmo__uffd *u)
 {
 	if (u->drain)
-		u->drain(u->drain_arg);
-	else
-		sched_yield();
+		return u->drain(u->drain_arg);
+	sched_yield();
+	return false;
 }
 
 /* The fill ioctls (COPY, CONTINUE, POISON, MOVE) share one retry loop: one
@@ -380,8 +380,10 @@ static int fill_loop(struct vmo__uffd *u, const struct fill_op *op, size_t len, 
 			continue;
 		int err = errno;
 		if (err == EAGAIN && tries++ < EAGAIN_RETRIES) {
-			if (*progress <= 0)
-				drain(u);
+			if (*progress <= 0 && drain(u)) {
+				ret = -ENOENT;
+				break;
+			}
 			continue;
 		}
 		if (err == EEXIST && op->skip_eexist) {
@@ -446,7 +448,8 @@ int vmo__uffd_writeprotect(struct vmo__uffd *u, void *addr, size_t len, bool wp,
 			return 0;
 		if (errno != EAGAIN || tries >= EAGAIN_RETRIES)
 			return -errno;
-		drain(u);
+		if (drain(u))
+			return -ENOENT;
 	}
 }
 

@@ -97,8 +97,9 @@ struct vmo__uffd {
 	bool dev;          /* opened through /dev/userfaultfd */
 	bool user_mode_only; /* kernel-mode faults are not served (EFAULT) */
 	/* Called when an ioctl returns EAGAIN (an mm change is pending): read and
-	 * handle pending events before the ioctl is retried.  May be NULL. */
-	void (*drain)(void *arg);
+	 * handle pending events before the ioctl is retried; true: the range is
+	 * no longer ours, give up (-ENOENT).  May be NULL. */
+	bool (*drain)(void *arg);
 	void *drain_arg;
 };
 

@@ -230,6 +230,7 @@ static const struct {
 	{ VMO_FEAT_THREAD_ID, "thread-id", "UFFD_FEATURE_THREAD_ID: the faulting thread is known" },
 	{ VMO_FEAT_CONTINUE_WP, "continue-wp",
 	  "UFFDIO_CONTINUE_MODE_WP (6.5): pages shared between views mapped write-protected; unlock callbacks" },
+	{ VMO_FEAT_EVENTS, "events", "UNMAP/REMAP events: a view the program unmaps or moves itself is followed" },
 };
 
 /* "minor wp poison ... (missing: move)" */

@@ -1,0 +1,287 @@
+/* test_unmap_events: the program changes the address space under a view
+ * itself, and vmo follows (UFFD_EVENT_UNMAP / UFFD_EVENT_REMAP):
+ *  - a view munmap'ed by the program, its range reused for ordinary memory:
+ *    vmo_clear_error and reclaim (second-chance unmaps, eviction) never
+ *    touch that memory (before: vmo_clear_error zeroed a page of it and the
+ *    evictor 512 pages, through MADV_DONTNEED on the stale view);
+ *  - part of a view unmapped: the rest still pages, as separate views;
+ *  - a view moved with mremap: it pages at its new address, and vmo_unmap
+ *    takes the new range;
+ *  - a view grown in place with mremap: the new part gives SIGBUS, no hang;
+ *  - MADV_DONTNEED on a view: nothing lost, pages come back.
+ * Every case is bounded by alarm(): a hang is a failure. */
+#include "helper.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define PG 4096u
+#define NPG 2048 /* 8 MiB: four 2 MiB reclaim chunks */
+
+struct store {
+	uint64_t *data;
+	_Atomic int fail_pg; /* page whose read fails (-EIO), or -1 */
+};
+
+static int st_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
+{
+	struct store *s = ctx;
+	(void)flags;
+	int f = s->fail_pg;
+	if (f >= 0 && (uint64_t)f * PG >= off && (uint64_t)f * PG < off + len)
+		return -EIO;
+	memcpy(buf, (char *)s->data + off, len);
+	return 0;
+}
+
+static int st_write(void *ctx, uint64_t off, const void *buf, size_t len)
+{
+	struct store *s = ctx;
+	memcpy((char *)s->data + off, buf, len);
+	return 0;
+}
+
+static const struct vmo_pager_ops ops = { .read = st_read, .write = st_write };
+
+static struct store *store_new(void)
+{
+	struct store *s = calloc(1, sizeof *s);
+	CHECK(s);
+	s->data = malloc((size_t)NPG * PG);
+	CHECK(s->data);
+	for (size_t i = 0; i < (size_t)NPG * PG / 8; i++)
+		s->data[i] = t_pattern(i * 8);
+	s->fail_pg = -1;
+	return s;
+}
+
+static uint64_t mappings(struct vmo_object *o)
+{
+	struct vmo_stats st;
+	CHECK_OK(vmo_object_stats(o, &st));
+	return st.mappings;
+}
+
+static void expect_page(const void *base, uint64_t view_off, uint64_t pg)
+{
+	uint64_t v = 0;
+	CHECK_EQ(t_probe_read((const uint64_t *)base + (pg * PG - view_off) / 8 + 7, &v, NULL), 0);
+	CHECK_EQ(v, t_pattern(pg * PG + 56));
+}
+
+/* Ordinary memory at exactly addr (the range a view had), filled with a
+ * byte; or NULL if the kernel put it elsewhere (then the case proves
+ * nothing and is skipped). */
+static unsigned char *reuse(void *addr, size_t len, int byte)
+{
+	unsigned char *p = mmap(addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (p != addr) {
+		munmap(p, len);
+		return NULL;
+	}
+	memset(p, byte, len);
+	return p;
+}
+
+static void expect_bytes(const unsigned char *p, size_t len, int byte, const char *what)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != byte) {
+			fprintf(stderr, "%s: byte %zu of the reused range is %#x, expected %#x: vmo wrote to memory that is no longer its own\n",
+				what, i, p[i], byte);
+			abort();
+		}
+}
+
+/* 1. munmap by the program, range reused, then vmo_clear_error. */
+static void case_clear_error(struct vmo_engine *eng)
+{
+	struct store *s = store_new();
+	struct vmo_object *o;
+	struct vmo_object_opts oo = { .size = 64 * PG };
+	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	void *v;
+	CHECK_OK(vmo_map(o, 0, 64 * PG, VMO_PROT_READ | VMO_PROT_WRITE, &v));
+	s->fail_pg = 3;
+	uint64_t x;
+	CHECK_EQ(t_probe_read((uint64_t *)v + 3 * PG / 8, &x, NULL), SIGBUS);
+	CHECK_EQ(vmo_get_error(o, 3 * PG), -EIO);
+	CHECK_EQ(mappings(o), 1);
+	CHECK_OK(munmap(v, 64 * PG)); /* the program's own munmap: misuse, but it happens */
+	CHECK_EQ(mappings(o), 0);   /* the event was applied before munmap returned */
+	unsigned char *r = reuse(v, 64 * PG, 0xA5);
+	if (!r) {
+		printf("clear_error: the kernel did not give the range back; case skipped\n");
+	} else {
+		s->fail_pg = -1;
+		CHECK_OK(vmo_clear_error(o, 3 * PG));
+		expect_bytes(r, 64 * PG, 0xA5, "vmo_clear_error after munmap");
+		munmap(r, 64 * PG);
+	}
+	vmo_object_unref(o);
+	free(s->data);
+	free(s);
+	printf("clear_error after the program's munmap: ok\n");
+}
+
+/* 2. munmap by the program, range reused, then reclaim under a budget. */
+static void case_reclaim(struct vmo_engine *eng)
+{
+	struct store *s = store_new();
+	struct vmo_object *o;
+	struct vmo_object_opts oo = { .size = (uint64_t)NPG * PG, .budget = (uint64_t)NPG * PG / 2 };
+	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	void *v, *w;
+	CHECK_OK(vmo_map(o, 0, (size_t)NPG * PG, VMO_PROT_READ | VMO_PROT_WRITE, &v));
+	CHECK_OK(vmo_map(o, 0, (size_t)NPG * PG, VMO_PROT_READ, &w));
+	for (uint64_t pg = 0; pg < NPG / 2; pg++)
+		expect_page(v, 0, pg);
+	CHECK_OK(munmap(v, (size_t)NPG * PG));
+	CHECK_EQ(mappings(o), 1);
+	unsigned char *r = reuse(v, (size_t)NPG * PG, 0x5A);
+	/* Drive reclaim around the clock several times through the other view:
+	 * second-chance unmaps and evictions of every chunk. */
+	for (int round = 0; round < 4; round++)
+		for (uint64_t pg = 0; pg < NPG; pg += 3)
+			expect_page(w, 0, pg);
+	CHECK_OK(vmo_return(o, VMO_WAIT));
+	struct vmo_stats st;
+	CHECK_OK(vmo_object_stats(o, &st));
+	CHECK(st.evictions > 0);
+	if (r) {
+		expect_bytes(r, (size_t)NPG * PG, 0x5A, "reclaim after munmap");
+		munmap(r, (size_t)NPG * PG);
+	} else {
+		printf("reclaim: the kernel did not give the range back; reuse not checked\n");
+	}
+	CHECK_OK(vmo_unmap(o, w, (size_t)NPG * PG));
+	vmo_object_unref(o);
+	free(s->data);
+	free(s);
+	printf("reclaim after the program's munmap: ok (%llu pages evicted)\n", (unsigned long long)st.evictions);
+}
+
+/* 3. part of a view unmapped: the pieces page on; they are views of their own. */
+static void case_partial(struct vmo_engine *eng)
+{
+	struct store *s = store_new();
+	struct vmo_object *o;
+	struct vmo_object_opts oo = { .size = 64 * PG };
+	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	char *v;
+	CHECK_OK(vmo_map(o, 0, 64 * PG, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
+	expect_page(v, 0, 0);
+	CHECK_OK(munmap(v + 16 * PG, 16 * PG));
+	CHECK_EQ(mappings(o), 2);
+	CHECK_EQ(vmo_unmap(o, v, 64 * PG), -EINVAL); /* the whole is gone */
+	for (uint64_t pg = 0; pg < 64; pg++)
+		if (pg < 16 || pg >= 32)
+			expect_page(v, 0, pg);
+	uint64_t x;
+	CHECK_EQ(t_probe_read((uint64_t *)(v + 20 * PG), &x, NULL), SIGSEGV);
+	((uint64_t *)v)[40 * PG / 8] = 42;
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+	CHECK_EQ(s->data[40 * PG / 8], 42);
+	CHECK_OK(vmo_unmap(o, v, 16 * PG));
+	CHECK_OK(vmo_unmap(o, v + 32 * PG, 32 * PG));
+	CHECK_EQ(mappings(o), 0);
+	vmo_object_unref(o);
+	free(s->data);
+	free(s);
+	printf("partial munmap: ok\n");
+}
+
+/* 4. mremap: moved whole, and grown in place. */
+static void case_mremap(struct vmo_engine *eng)
+{
+	struct store *s = store_new();
+	struct vmo_object *o;
+	struct vmo_object_opts oo = { .size = 128 * PG };
+	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	char *v;
+	CHECK_OK(vmo_map(o, 0, 32 * PG, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
+	expect_page(v, 0, 1);
+	/* somewhere free to move to */
+	char *dst = mmap(NULL, 32 * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(dst != MAP_FAILED);
+	char *n = mremap(v, 32 * PG, 32 * PG, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+	CHECK(n == dst);
+	CHECK_EQ(mappings(o), 1);
+	for (uint64_t pg = 0; pg < 32; pg++)
+		expect_page(n, 0, pg); /* page 1 was there already; the rest are faults at the new place */
+	n[5 * PG] = 7;
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+	CHECK_EQ(((unsigned char *)s->data)[5 * PG], 7);
+	CHECK_EQ(vmo_unmap(o, v, 32 * PG), -EINVAL);
+	CHECK_OK(vmo_unmap(o, n, 32 * PG));
+
+	/* grown in place: the new part belongs to no view */
+	/* a 32-page hole, the view in its first half */
+	char *g = mmap(NULL, 32 * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(g != MAP_FAILED);
+	CHECK_OK(munmap(g, 32 * PG));
+	CHECK_OK(vmo_map(o, 0, 16 * PG, VMO_PROT_READ | VMO_PROT_WRITE | VMO_MAP_FIXED, (void **)&g));
+	char *gg = mremap(g, 16 * PG, 32 * PG, 0);
+	if (gg == g) {
+		uint64_t x;
+		CHECK_EQ(t_probe_read((uint64_t *)(g + 20 * PG), &x, NULL), SIGBUS);
+		expect_page(g, 0, 3);
+		CHECK_OK(munmap(g, 32 * PG)); /* the program unmaps what it grew */
+		CHECK_EQ(mappings(o), 0);
+		printf("mremap grown in place: the new part gives SIGBUS\n");
+	} else {
+		printf("mremap could not grow in place here; that part skipped\n");
+		if (gg != MAP_FAILED)
+			munmap(gg, 32 * PG);
+		else
+			CHECK_OK(vmo_unmap(o, g, 16 * PG));
+	}
+	vmo_object_unref(o);
+	free(s->data);
+	free(s);
+	printf("mremap: ok\n");
+}
+
+/* 5. MADV_DONTNEED by the program on a view: pages stay in the object. */
+static void case_dontneed(struct vmo_engine *eng)
+{
+	struct store *s = store_new();
+	struct vmo_object *o;
+	struct vmo_object_opts oo = { .size = 64 * PG };
+	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	uint64_t *v;
+	CHECK_OK(vmo_map(o, 0, 64 * PG, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
+	for (uint64_t pg = 0; pg < 64; pg++)
+		v[pg * PG / 8 + 1] = 1000 + pg;
+	CHECK_OK(madvise(v, 64 * PG, MADV_DONTNEED));
+	for (uint64_t pg = 0; pg < 64; pg++)
+		CHECK_EQ(v[pg * PG / 8 + 1], 1000 + pg);
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+	for (uint64_t pg = 0; pg < 64; pg++)
+		CHECK_EQ(s->data[pg * PG / 8 + 1], 1000 + pg);
+	CHECK_OK(vmo_unmap(o, v, 64 * PG));
+	vmo_object_unref(o);
+	free(s->data);
+	free(s);
+	printf("MADV_DONTNEED on a view: ok\n");
+}
+
+int main(void)
+{
+	alarm(240); /* a hang is a failure (SIGALRM), not a CI timeout */
+	struct vmo_engine *eng = t_engine(2);
+	if (!(vmo_engine_features(eng) & VMO_FEAT_EVENTS))
+		t_skip("the kernel reports no UNMAP/REMAP events (or VMO_DISABLE=events)");
+	t_sig_install();
+	case_clear_error(eng);
+	case_reclaim(eng);
+	case_partial(eng);
+	case_mremap(eng);
+	case_dontneed(eng);
+	CHECK_OK(vmo_engine_destroy(eng));
+	printf("ok\n");
+	return 0;
+}
