@@ -221,16 +221,16 @@ static const struct {
 	const char *name;
 	const char *what;
 } features[] = {
-	{ VMO_FEAT_MINOR, "minor", "MINOR faults on shmem (UFFDIO_CONTINUE): cheap re-mapping of resident pages" },
-	{ VMO_FEAT_WP, "wp", "write-protect on shmem: first-write tracking, dirty pages" },
-	{ VMO_FEAT_POISON, "poison", "UFFDIO_POISON: a failed page read gives SIGBUS" },
-	{ VMO_FEAT_MOVE, "move", "UFFDIO_MOVE: pages moved rather than copied" },
-	{ VMO_FEAT_WP_ASYNC, "wp-async", "UFFD_FEATURE_WP_ASYNC: dirty tracking without a trap per page" },
-	{ VMO_FEAT_PAGEMAP_SCAN, "pagemap-scan", "PAGEMAP_SCAN: collect dirty pages in one call" },
-	{ VMO_FEAT_THREAD_ID, "thread-id", "UFFD_FEATURE_THREAD_ID: the faulting thread is known" },
+	{ VMO_FEAT_MINOR, "minor", "MINOR faults on shmem (UFFDIO_CONTINUE, 5.14): cheap re-mapping of resident pages" },
+	{ VMO_FEAT_WP, "wp", "write-protect on shmem (6.1): first-write tracking, dirty pages" },
+	{ VMO_FEAT_POISON, "poison", "UFFDIO_POISON (6.6): a failed read is the kernel's own SIGBUS (else a queued one)" },
+	{ VMO_FEAT_MOVE, "move", "UFFDIO_MOVE (6.8): pages moved rather than copied" },
+	{ VMO_FEAT_WP_ASYNC, "wp-async", "UFFD_FEATURE_WP_ASYNC (6.7): dirty tracking without a trap per page" },
+	{ VMO_FEAT_PAGEMAP_SCAN, "pagemap-scan", "PAGEMAP_SCAN (6.7): collect dirty pages in one call" },
+	{ VMO_FEAT_THREAD_ID, "thread-id", "UFFD_FEATURE_THREAD_ID (4.14): the faulting thread is known" },
 	{ VMO_FEAT_CONTINUE_WP, "continue-wp",
 	  "UFFDIO_CONTINUE_MODE_WP (6.5): pages shared between views mapped write-protected; unlock callbacks" },
-	{ VMO_FEAT_EVENTS, "events", "UNMAP/REMAP events: a view the program unmaps or moves itself is followed" },
+	{ VMO_FEAT_EVENTS, "events", "UNMAP/REMAP events (4.11): a view the program unmaps or moves itself is followed" },
 };
 
 /* "minor wp poison ... (missing: move)" */
@@ -671,6 +671,9 @@ static int cmd_info(int argc, char **argv)
 	for (size_t i = 0; i < sizeof features / sizeof features[0]; i++)
 		printf("  %-3s %-13s %s\n", feat & features[i].bit ? "yes" : "no", features[i].name,
 		       features[i].what);
+	const char *dis = getenv("VMO_DISABLE");
+	if (dis && *dis)
+		printf("VMO_DISABLE=%s: those mechanisms are treated as missing (fallbacks in use)\n", dis);
 	printf("page sizes: 4 KiB .. 2 MiB (powers of two)\n");
 	if ((rc = vmo_engine_destroy(eng)))
 		return fail("vmo_engine_destroy", rc);
