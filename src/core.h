@@ -260,6 +260,8 @@ bool vmo__space_drain(void *eng);
 /* The view this thread is acting on with space_lock held for reading (see
  * fault.c, view_enter), or NULL. */
 extern _Thread_local struct vmo_map *vmo__tl_view;
+/* Set in the engine's worker threads. */
+extern _Thread_local bool vmo__tl_worker;
 /* Read up to n messages and apply the events among them, under space_lock;
  * the fault messages are left in msgs (compacted); returns their count, or
  * 0 / -errno as vmo__uffd_read. */

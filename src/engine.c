@@ -64,6 +64,7 @@ static void *worker_main(void *arg)
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 	pthread_cleanup_push(worker_cleanup, NULL);
 	vmo__worker_buf_init();
+	vmo__tl_worker = true;
 	for (;;) {
 		int n = take_stash(eng, msgs, MSGS_PER_READ);
 		if (n) {

@@ -388,12 +388,20 @@ static void stash(struct vmo_engine *eng, const struct uffd_msg *msgs, int r)
 }
 
 _Thread_local struct vmo_map *vmo__tl_view;
+_Thread_local bool vmo__tl_worker;
 
 bool vmo__space_drain(void *arg)
 {
 	struct vmo_engine *eng = arg;
 	struct uffd_msg msgs[16];
 	struct vmo_map *v = vmo__tl_view;
+	/* Only a worker reads here: it serves the fault messages it reads (the
+	 * stash) when it is back in its loop.  Any other thread leaves the
+	 * event to the workers, whom it wakes up (the descriptor is readable). */
+	if (!vmo__tl_worker) {
+		sched_yield();
+		return false;
+	}
 	/* A supply ioctl holds space_lock for reading: let go of it, so that
 	 * the event can be read and applied (by us or by another worker), then
 	 * take it again and see whether our view survived.  Without it, if the

@@ -12,6 +12,7 @@
  * Every case is bounded by alarm(): a hang is a failure. */
 #include "helper.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -269,6 +270,66 @@ static void case_dontneed(struct vmo_engine *eng)
 	printf("MADV_DONTNEED on a view: ok\n");
 }
 
+/* 6. one worker, faults in flight while the program unmaps other views:
+ * supplies meet pending events (EAGAIN) and the worker must apply them
+ * itself (no other reader), never fail a page or hang. */
+struct churn {
+	struct vmo_object *o;
+	uint64_t *v;
+	_Atomic int stop;
+	long reads, bad;
+};
+
+static void *churn_reader(void *arg)
+{
+	struct churn *c = arg;
+	while (!c->stop) {
+		CHECK_OK(vmo_discard(c->o, VMO_WAIT));
+		for (uint64_t pg = 0; pg < 64; pg++) {
+			uint64_t x = 0;
+			if (t_probe_read(&c->v[pg * PG / 8 + 2], &x, NULL) || x != t_pattern(pg * PG + 16))
+				c->bad++;
+			c->reads++;
+		}
+	}
+	return NULL;
+}
+
+static void case_churn(void)
+{
+	struct vmo_engine *eng = t_engine(1);
+	struct store *s = store_new();
+	struct vmo_object *o;
+	struct vmo_object_opts oo = { .size = 64 * PG, .flags = VMO_OBJ_NO_READAHEAD };
+	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	struct churn c = { .o = o };
+	CHECK_OK(vmo_map(o, 0, 64 * PG, VMO_PROT_READ, (void **)&c.v));
+	pthread_t th;
+	CHECK_OK(pthread_create(&th, NULL, churn_reader, &c));
+	uint64_t t0 = t_now_ns();
+	int n = 0;
+	while (t_now_ns() - t0 < 1500000000ull) {
+		void *w;
+		CHECK_OK(vmo_map(o, 0, 16 * PG, VMO_PROT_READ | VMO_PROT_WRITE, &w));
+		expect_page(w, 0, (uint64_t)(n % 16));
+		CHECK_OK(munmap(w, 16 * PG));
+		n++;
+	}
+	c.stop = 1;
+	pthread_join(th, NULL);
+	CHECK_EQ(c.bad, 0);
+	CHECK_EQ(mappings(o), 1);
+	struct vmo_stats st;
+	CHECK_OK(vmo_object_stats(o, &st));
+	CHECK_EQ(st.errors, 0);
+	CHECK_OK(vmo_unmap(o, c.v, 64 * PG));
+	vmo_object_unref(o);
+	CHECK_OK(vmo_engine_destroy(eng));
+	free(s->data);
+	free(s);
+	printf("one worker, %d views unmapped by the program while %ld pages were read: ok\n", n, c.reads);
+}
+
 int main(void)
 {
 	alarm(240); /* a hang is a failure (SIGALRM), not a CI timeout */
@@ -282,6 +343,7 @@ int main(void)
 	case_mremap(eng);
 	case_dontneed(eng);
 	CHECK_OK(vmo_engine_destroy(eng));
+	case_churn();
 	printf("ok\n");
 	return 0;
 }
