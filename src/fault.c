@@ -84,6 +84,43 @@ static void view_exit(struct fault *f)
 	pthread_rwlock_unlock(&f->eng->space_lock);
 }
 
+/* Without poison, every fault message of a failed page is answered with a
+ * queued SIGBUS.  A thread woken before its message was served (a wake of
+ * the range, for another page) faults again, and its one access becomes two
+ * messages: the second SIGBUS would land later, anywhere.  So a thread and
+ * page signalled in the last 5 ms are only woken: if the thread really
+ * touches the page again, it faults again and is signalled after that (a
+ * retry within 5 ms waits that long).  A duplicate served later than that
+ * still gets its SIGBUS: without poison there is no telling which access a
+ * message belongs to (docs/api.md says so). */
+#define RECENT 64
+static struct {
+	pthread_mutex_t mu;
+	struct { pid_t tid; uintptr_t addr; uint64_t ns; } e[RECENT];
+	unsigned next;
+} recent = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static bool recently_signalled(struct vmo_engine *eng, pid_t tid, uintptr_t addr)
+{
+	(void)eng;
+	uint64_t now = vmo__now_ns();
+	bool hit = false;
+	pthread_mutex_lock(&recent.mu);
+	for (unsigned i = 0; i < RECENT; i++)
+		if (recent.e[i].tid == tid && recent.e[i].addr == addr && now - recent.e[i].ns < 5000000ull) {
+			hit = true;
+			break;
+		}
+	if (!hit) {
+		recent.e[recent.next % RECENT].tid = tid;
+		recent.e[recent.next % RECENT].addr = addr;
+		recent.e[recent.next % RECENT].ns = now;
+		recent.next++;
+	}
+	pthread_mutex_unlock(&recent.mu);
+	return hit;
+}
+
 /* The faulting thread gets SIGBUS at paddr, whatever the view's page table
  * holds there.  Only for a page that is not in the memfd (failed, or the
  * object shut down), so the view has no page there: its PTE is empty, or a
@@ -93,9 +130,12 @@ static void view_exit(struct fault *f)
  * later access.  A write-protect marker (the kernel leaves one in a
  * WP-registered view where a write-protected page was punched or zapped)
  * makes UFFDIO_POISON answer EEXIST: unprotecting clears such a marker (there
- * is no page under it to expose), then the poison goes in.  Where poison
- * cannot be had (no UFFDIO_POISON before 6.6, or still EEXIST), the thread
- * gets a SIGBUS queued to it, then is woken: never left waiting. */
+ * is no page under it to expose), then the poison goes in.  EEXIST after
+ * that (or in a view without WP) is poison already there: another fault of
+ * the same page put it in and the kernel's SIGBUS is on its way; the thread
+ * is only woken (a SIGBUS of ours on top would be a second, stale one).
+ * Where poison cannot be had (no UFFDIO_POISON before 6.6) the thread gets a
+ * SIGBUS queued to it, then is woken: never left waiting. */
 static void fail_page(struct fault *f)
 {
 	struct vmo__uffd *u = &f->eng->u;
@@ -112,6 +152,16 @@ static void fail_page(struct fault *f)
 	view_exit(f);
 	if (rc == 0)
 		return;
+	if (rc == -EEXIST) {
+		vmo__uffd_wake(u, (void *)f->paddr, len);
+		return;
+	}
+	if (recently_signalled(f->eng, f->tid, f->paddr)) {
+		/* A second message for one access (the thread was woken early and
+		 * faulted again before the first was served): it has its SIGBUS. */
+		vmo__uffd_wake(u, (void *)f->paddr, len);
+		return;
+	}
 	vmo__sigbus(f->eng, f->tid, f->paddr, len);
 }
 

@@ -89,6 +89,60 @@ int t_fork_run(void (*fn)(void *), void *arg)
 	return st;
 }
 
+pid_t t_fork_start(void (*fn)(void *), void *arg)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		fn(arg);
+		_exit(0);
+	}
+	return pid;
+}
+
+const char *t_sig_code_name(int sig, int code)
+{
+	static _Thread_local char buf[32];
+	switch (code) {
+	case SI_QUEUE:
+		return "SI_QUEUE";
+	case SI_TKILL:
+		return "SI_TKILL";
+	case SI_USER:
+		return "SI_USER";
+	default:
+		break;
+	}
+	if (sig == SIGBUS) {
+		switch (code) {
+		case BUS_ADRALN:
+			return "BUS_ADRALN";
+		case BUS_ADRERR:
+			return "BUS_ADRERR";
+		case BUS_OBJERR:
+			return "BUS_OBJERR";
+		case BUS_MCEERR_AR:
+			return "BUS_MCEERR_AR";
+		case BUS_MCEERR_AO:
+			return "BUS_MCEERR_AO";
+		default:
+			break;
+		}
+	} else if (sig == SIGSEGV) {
+		switch (code) {
+		case SEGV_MAPERR:
+			return "SEGV_MAPERR";
+		case SEGV_ACCERR:
+			return "SEGV_ACCERR";
+		default:
+			break;
+		}
+	}
+	snprintf(buf, sizeof buf, "si_code %d", code);
+	return buf;
+}
+
 long t_rss_kb(void)
 {
 	FILE *f = fopen("/proc/self/smaps_rollup", "re");

@@ -57,6 +57,13 @@ static inline uint64_t t_rand(uint64_t *s)
 uint64_t t_now_ns(void);
 /* Run fn(arg) in a forked child; return its wait status. */
 int t_fork_run(void (*fn)(void *), void *arg);
+/* Start fn(arg) in a forked child (stdio flushed first) and return its pid
+ * without waiting; the child _exits 0 when fn returns.  For running several
+ * children at once (wait for them with waitpid). */
+pid_t t_fork_start(void (*fn)(void *), void *arg);
+/* The name of a SIGBUS/SIGSEGV si_code ("BUS_ADRERR", "SI_QUEUE", ...), or
+ * "si_code <n>" in a static buffer for others. */
+const char *t_sig_code_name(int sig, int code);
 /* Resident set of this process, in kB, from /proc/self/smaps_rollup (Rss). */
 long t_rss_kb(void);
 
