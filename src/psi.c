@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------------ */
@@ -98,8 +99,9 @@ static bool kv_find(const char *text, const char *key, uint64_t *v)
 }
 
 /* Find the mount point and root of the v1 memory hierarchy (want_v2 false)
- * or of the v2 hierarchy, from /proc/self/mountinfo. */
-static bool find_mount(bool want_v2, char *mnt, char *mroot)
+ * or of a v2 hierarchy, from /proc/self/mountinfo: the nth (from 0) such
+ * mount. */
+static bool find_mount(bool want_v2, int nth, char *mnt, char *mroot)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
@@ -120,6 +122,8 @@ static bool find_mount(bool want_v2, char *mnt, char *mroot)
 		if (want_v2 ? !strcmp(fstype, "cgroup2")
 			    : (!strcmp(fstype, "cgroup") && strstr(opts, "memory") &&
 			       (strstr(opts, ",memory") || !strncmp(opts, "memory", 6)))) {
+			if (nth-- > 0)
+				continue;
 			snprintf(mnt, PATH_MAX, "%s", mp);
 			snprintf(mroot, PATH_MAX, "%s", root);
 			found = true;
@@ -181,7 +185,7 @@ static void resolve(void)
 	free(line);
 	fclose(f);
 	char mnt[PATH_MAX], mroot[PATH_MAX];
-	if (have_v1 && find_mount(false, mnt, mroot)) {
+	if (have_v1 && find_mount(false, 0, mnt, mroot)) {
 		join_cg(g.dir, mnt, mroot, v1path);
 		snprintf(g.root, sizeof g.root, "%s", mnt);
 		g.usage_fd = open_ro(g.dir, "memory.usage_in_bytes");
@@ -191,7 +195,10 @@ static void resolve(void)
 			return;
 		}
 	}
-	if (have_v2 && find_mount(true, mnt, mroot)) {
+	/* v2: the cgroup2 mount where the group has the memory controller (a
+	 * hybrid system may mount cgroup2 more than once, or without it; the
+	 * root group has no memory.current). */
+	for (int nth = 0; have_v2 && find_mount(true, nth, mnt, mroot); nth++) {
 		if (g.usage_fd >= 0)
 			close(g.usage_fd);
 		if (g.stat_fd >= 0)
@@ -220,27 +227,84 @@ const char *vmo__mem_cgroup_dir(void)
 	return g.dir;
 }
 
-/* v2: the smallest memory.max / memory.high from the group up to the root. */
-static uint64_t v2_limit(void)
+/* A group's usage and reclaimable file cache from its memory.current /
+ * memory.usage_in_bytes and memory.stat (left in buf). */
+static int cg_usage(int usage_fd, int stat_fd, char *buf, size_t cap, uint64_t *usage, uint64_t *reclaim)
 {
-	uint64_t lim = UINT64_MAX;
+	char ub[64];
+	ssize_t n = read_fd(usage_fd, ub, sizeof ub);
+	ssize_t s = read_fd(stat_fd, buf, cap);
+	if (n <= 0 || s <= 0)
+		return -ENODATA;
+	*usage = strtoull(ub, NULL, 10);
+	uint64_t a = 0, b = 0;
+	if (g.version == 1) {
+		kv_find(buf, "total_inactive_file", &a);
+		kv_find(buf, "total_active_file", &b);
+	} else {
+		kv_find(buf, "inactive_file", &a);
+		kv_find(buf, "active_file", &b);
+	}
+	*reclaim = a + b < *usage ? a + b : *usage;
+	return 0;
+}
+
+/* v2: a group's own limit, the smaller of memory.max and memory.high. */
+static uint64_t v2_level_limit(const char *d)
+{
+	uint64_t lim = UINT64_MAX, v;
+	if (read_u64_file(d, "memory.max", &v) == 0 && v < lim)
+		lim = v;
+	if (read_u64_file(d, "memory.high", &v) == 0 && v < lim)
+		lim = v;
+	return lim;
+}
+
+/* v2: walk from the group up to (not including) the hierarchy's root.  Each
+ * group with a limit of its own bounds the headroom by limit - (its usage -
+ * its reclaimable file cache): an ancestor's usage includes the siblings'.
+ * Sets *lim to the smallest limit, *head to the smallest headroom, and
+ * *events_dir (if not NULL) to the group whose limit leaves the least
+ * headroom ("" if none has a limit).  own_used: the group's own figure;
+ * buf: scratch space. */
+static void v2_walk(uint64_t own_used, char *buf, size_t cap, uint64_t *lim, uint64_t *head,
+		    char *events_dir)
+{
 	char d[PATH_MAX];
 	snprintf(d, sizeof d, "%s", g.dir);
 	size_t rl = strlen(g.root);
-	for (;;) {
-		uint64_t v;
-		if (read_u64_file(d, "memory.max", &v) == 0 && v < lim)
-			lim = v;
-		if (read_u64_file(d, "memory.high", &v) == 0 && v < lim)
-			lim = v;
-		if (strlen(d) <= rl)
-			break;
+	*lim = *head = UINT64_MAX;
+	if (events_dir)
+		events_dir[0] = 0;
+	for (bool own = true; strlen(d) > rl; own = false) {
+		uint64_t l = v2_level_limit(d);
+		if (l != UINT64_MAX) {
+			uint64_t used = own_used;
+			if (!own) {
+				int ufd = open_ro(d, "memory.current"), sfd = open_ro(d, "memory.stat");
+				uint64_t u, r;
+				/* unreadable: at least the group's own usage is in it */
+				if (cg_usage(ufd, sfd, buf, cap, &u, &r) == 0 && u - r > used)
+					used = u - r;
+				if (ufd >= 0)
+					close(ufd);
+				if (sfd >= 0)
+					close(sfd);
+			}
+			uint64_t h = l > used ? l - used : 0;
+			if (h < *head) {
+				*head = h;
+				if (events_dir)
+					snprintf(events_dir, PATH_MAX, "%s", d);
+			}
+			if (l < *lim)
+				*lim = l;
+		}
 		char *s = strrchr(d, '/');
 		if (!s || (size_t)(s - d) < rl)
 			break;
 		*s = 0;
 	}
-	return lim;
 }
 
 int vmo__mem_query(struct vmo__mem *m)
@@ -259,35 +323,21 @@ int vmo__mem_query(struct vmo__mem *m)
 		}
 	}
 	m->cg_version = g.version;
-	if (g.version) {
-		char ub[64];
-		ssize_t n = read_fd(g.usage_fd, ub, sizeof ub);
-		ssize_t s = read_fd(g.stat_fd, buf, sizeof buf);
-		if (n > 0 && s > 0) {
-			m->cg_usage = strtoull(ub, NULL, 10);
-			uint64_t a = 0, b = 0, lim = UINT64_MAX;
-			if (g.version == 1) {
-				kv_find(buf, "total_inactive_file", &a);
-				kv_find(buf, "total_active_file", &b);
-				if (kv_find(buf, "hierarchical_memory_limit", &lim) && lim >= (UINT64_MAX >> 2))
-					lim = UINT64_MAX; /* "unlimited" is PAGE_COUNTER_MAX pages */
-			} else {
-				kv_find(buf, "inactive_file", &a);
-				kv_find(buf, "active_file", &b);
-				lim = v2_limit();
-			}
-			m->cg_reclaim = a + b < m->cg_usage ? a + b : m->cg_usage;
-			m->cg_limit = lim;
-			rc = 0;
+	uint64_t cg_head = UINT64_MAX;
+	if (g.version && cg_usage(g.usage_fd, g.stat_fd, buf, sizeof buf, &m->cg_usage, &m->cg_reclaim) == 0) {
+		uint64_t used = m->cg_usage - m->cg_reclaim, lim = UINT64_MAX;
+		if (g.version == 1) {
+			if (kv_find(buf, "hierarchical_memory_limit", &lim) && lim >= (UINT64_MAX >> 2))
+				lim = UINT64_MAX; /* "unlimited" is PAGE_COUNTER_MAX pages */
+			if (lim != UINT64_MAX)
+				cg_head = lim > used ? lim - used : 0;
+		} else {
+			v2_walk(used, buf, sizeof buf, &lim, &cg_head, NULL);
 		}
+		m->cg_limit = lim;
+		rc = 0;
 	}
-	m->headroom = m->avail;
-	if (m->cg_limit != UINT64_MAX) {
-		uint64_t used = m->cg_usage - m->cg_reclaim;
-		uint64_t h = m->cg_limit > used ? m->cg_limit - used : 0;
-		if (h < m->headroom)
-			m->headroom = h;
-	}
+	m->headroom = m->avail < cg_head ? m->avail : cg_head;
 	return rc;
 }
 
@@ -316,7 +366,21 @@ uint64_t vmo__mem_default_margin(void)
 /* ------------------------------------------------------------------------ */
 /* The watcher thread                                                       */
 
-enum { SRC_STOP, SRC_PSI, SRC_CG_PSI, SRC_CG_THR, SRC_CG_MED, SRC_CG_CRIT, SRC_MAX };
+enum { SRC_STOP, SRC_PSI, SRC_CG_PSI, SRC_CG_THR, SRC_CG_MED, SRC_CG_CRIT, SRC_CG_EV, SRC_MAX };
+
+/* v2 memory.events counters the watcher follows, and what their growth means */
+static const struct {
+	const char *key;
+	int level;
+} v2_events[] = {
+	/* Over memory.high / at memory.max: the group is being reclaimed.  Page
+	 * cache alone keeps a group there (its steady state), so these only wake
+	 * the watcher at once; the headroom check that follows decides. */
+	{ "high", VMO__PRESSURE_NONE },
+	{ "max", VMO__PRESSURE_NONE },
+	{ "oom", VMO__PRESSURE_CRITICAL },      /* reclaim failed */
+	{ "oom_kill", VMO__PRESSURE_CRITICAL }, /* somebody in the group was killed */
+};
 
 struct vmo__psi {
 	pthread_t thread;
@@ -327,6 +391,7 @@ struct vmo__psi {
 	int fd[SRC_MAX];    /* what poll() watches */
 	int aux[SRC_MAX];   /* v1: the control file the eventfd is bound to */
 	unsigned sources;
+	uint64_t ev[VMO_ARRAY_SIZE(v2_events)]; /* v2: memory.events as last read */
 };
 
 static int psi_trigger(const char *path, uint32_t stall, uint32_t window)
@@ -385,21 +450,78 @@ static int v1_event(const char *name, const char *args, int *aux)
 	return efd;
 }
 
+/* v2: read memory.events (which also re-arms its notification: kernfs
+ * reports a change with POLLPRI | POLLERR until the file is read again) and
+ * return the level that the growth of its counters since the last read
+ * means, or -1 if it cannot be read. */
+static int v2_events_level(struct vmo__psi *w)
+{
+	char buf[512];
+	if (read_fd(w->fd[SRC_CG_EV], buf, sizeof buf) <= 0)
+		return -1;
+	int level = VMO__PRESSURE_NONE;
+	for (size_t k = 0; k < VMO_ARRAY_SIZE(v2_events); k++) {
+		uint64_t v = 0;
+		kv_find(buf, v2_events[k].key, &v);
+		if (v > w->ev[k] && v2_events[k].level > level)
+			level = v2_events[k].level;
+		w->ev[k] = v;
+	}
+	return level;
+}
+
+/* v2: watch memory.events of the group whose limit leaves the least headroom
+ * (the process's own or an ancestor: a limit reached up there counts there). */
+static int v2_events_open(struct vmo__psi *w)
+{
+	char buf[8192], d[PATH_MAX];
+	uint64_t u, r, lim, head;
+	if (cg_usage(g.usage_fd, g.stat_fd, buf, sizeof buf, &u, &r))
+		return -ENODATA;
+	v2_walk(u - r, buf, sizeof buf, &lim, &head, d);
+	if (!d[0])
+		return -ENOENT; /* no limit up the tree: none to reach */
+	int fd = open_ro(d, "memory.events");
+	if (fd < 0)
+		return -errno;
+	w->fd[SRC_CG_EV] = fd;
+	if (v2_events_level(w) < 0) { /* the baseline */
+		close(fd);
+		w->fd[SRC_CG_EV] = -1;
+		return -EIO;
+	}
+	vmo__debug("psi: watching %s/memory.events", d);
+	return 0;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 static void *watch_main(void *p)
 {
 	struct vmo__psi *w = p;
 	struct pollfd pf[SRC_MAX];
+	/* Ticks keep their period whatever wakes the thread in between. */
+	uint64_t next_tick = now_ms() + w->o.poll_ms, last_cb = 0;
+	unsigned ev_wakes = 0; /* memory.events wake-ups since the last tick */
 	for (;;) {
 		int n = 0, map[SRC_MAX];
 		for (int i = 0; i < SRC_MAX; i++) {
 			if (w->fd[i] < 0)
 				continue;
 			pf[n].fd = w->fd[i];
-			pf[n].events = (i == SRC_PSI || i == SRC_CG_PSI) ? POLLPRI : POLLIN;
+			/* PSI triggers and kernfs files (memory.events) always
+			 * poll readable: only POLLPRI says something happened */
+			pf[n].events = (i == SRC_PSI || i == SRC_CG_PSI || i == SRC_CG_EV) ? POLLPRI : POLLIN;
 			pf[n].revents = 0;
 			map[n++] = i;
 		}
-		int r = poll(pf, (nfds_t)n, (int)w->o.poll_ms);
+		uint64_t t = now_ms();
+		int r = poll(pf, (nfds_t)n, next_tick > t ? (int)(next_tick - t) : 0);
 		if (r < 0 && errno != EINTR) {
 			vmo__warn("psi: poll: %s", strerror(errno));
 			usleep(w->o.poll_ms * 1000u);
@@ -411,6 +533,19 @@ static void *watch_main(void *p)
 			int i = map[k];
 			if (i == SRC_STOP)
 				return NULL;
+			if (i == SRC_CG_EV) {
+				/* the kernel notifies at most every 10 ms: far more
+				 * means that reading does not re-arm it (a busy loop) */
+				int l = ++ev_wakes > 20 * (w->o.poll_ms / 10 + 1) ? -1 : v2_events_level(w);
+				if (l < 0) {
+					vmo__debug("psi: memory.events unreadable or stuck; dropping it");
+					close(w->fd[i]);
+					w->fd[i] = -1;
+				} else if (l > level) {
+					level = l;
+				}
+				continue;
+			}
 			if (pf[k].revents & (POLLERR | POLLNVAL)) {
 				/* a PSI trigger whose file went away (group removed) */
 				vmo__debug("psi: source %d failed; dropping it", i);
@@ -429,13 +564,29 @@ static void *watch_main(void *p)
 			if (l > level)
 				level = l;
 		}
+		t = now_ms();
+		bool tick = t >= next_tick;
+		if (tick) {
+			next_tick = t + w->o.poll_ms;
+			ev_wakes = 0;
+		}
 		/* Every wake-up (event or tick) also looks at the headroom itself. */
 		uint64_t h = vmo__mem_headroom();
 		int hl = h < w->o.margin / 2 ? VMO__PRESSURE_CRITICAL
 			 : h < w->o.margin   ? VMO__PRESSURE_LOW
 					     : VMO__PRESSURE_NONE;
+		if (!tick && level == VMO__PRESSURE_NONE) {
+			/* Only woken (memory.events "max"/"high", EINTR): report a
+			 * short headroom at once, but not more often than every
+			 * quarter tick (at its limit a group notifies every 10 ms);
+			 * with the headroom fine (page cache at the limit) it is
+			 * no tick. */
+			if (hl == VMO__PRESSURE_NONE || t - last_cb < w->o.poll_ms / 4)
+				continue;
+		}
 		if (hl > level)
 			level = hl;
+		last_cb = t;
 		w->cb(w->arg, level);
 	}
 }
@@ -487,6 +638,13 @@ int vmo__psi_watch(const struct vmo__psi_opts *o, void (*cb)(void *arg, int leve
 				w->sources |= VMO__PSI_SRC_CG_PSI;
 			}
 		}
+	}
+	if (!(w->o.flags & VMO__PSI_NO_CGROUP) && g.version == 2) {
+		int err = v2_events_open(w);
+		if (!err)
+			w->sources |= VMO__PSI_SRC_CG_EVENTS;
+		else
+			vmo__debug("psi: no v2 memory.events: %s", strerror(-err));
 	}
 	if (!(w->o.flags & VMO__PSI_NO_CGROUP) && g.version == 1) {
 		struct vmo__mem m;

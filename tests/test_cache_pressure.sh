@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # test_cache_pressure.sh BUILD_DIR - a process yields 4 GiB into a yield cache
-# inside a cgroup v1 memory group limited to 1 GiB, with a memory hog beside
-# it in the same group.  The cache must shrink so that nothing is OOM-killed:
-# both processes exit 0, the group's oom_kill counter stays 0, the cache held
-# a good part of the limit at some point and gave most of the 4 GiB back.
+# inside a memory cgroup (v1 or v2, tests/memcg.sh) limited to 1 GiB, with a
+# memory hog beside it in the same group.  The cache must shrink so that
+# nothing is OOM-killed: both processes exit 0, the group's oom_kill counter
+# stays 0, the cache held a good part of the limit at some point and gave most
+# of the 4 GiB back.
 set -u
 build=${1:?usage: $0 BUILD_DIR}
 prog=$build/tests/prog_cache_pressure
@@ -30,12 +31,13 @@ cat "$out"
 echo "--- hog"
 cat "$hogout"
 oom_kill=$(memcg_oom_kills)
-maxu=$(cat "$cg/memory.max_usage_in_bytes")
-echo "--- group: oom_kill=${oom_kill:-?} max_usage=$((maxu >> 20))MiB failcnt=$(cat "$cg/memory.failcnt")"
+maxu=$(memcg_max_usage)
+[ -n "$maxu" ] && maxu="$((maxu >> 20))MiB" || maxu="?"
+echo "--- group (cgroup v$memcg_v): oom_kill=${oom_kill:-?} max_usage=$maxu failcnt=$(memcg_failcnt)"
 
 fail=0
-[ "$hold_rc" -eq 0 ] || { echo "FAIL: the cache process exited with status $hold_rc"; fail=1; }
-[ "$hog_rc" -eq 0 ] || { echo "FAIL: the hog exited with status $hog_rc"; fail=1; }
+[ "$hold_rc" -eq 0 ] || { echo "FAIL: the cache process exited with $(memcg_status $hold_rc)"; fail=1; }
+[ "$hog_rc" -eq 0 ] || { echo "FAIL: the hog exited with $(memcg_status $hog_rc)"; fail=1; }
 [ "${oom_kill:-1}" -eq 0 ] || { echo "FAIL: the OOM killer ran $oom_kill time(s) in the group"; fail=1; }
 grep -q "^hog: done" "$hogout" || { echo "FAIL: the hog did not finish"; fail=1; }
 val() { awk -F= -v k="$1" '$1 == k { print $2 }' "$out"; }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # test_pressure.sh BUILD_DIR - memory pressure shrinks an engine's budget.
-# An engine with no budget reads through a 2 GiB object inside a cgroup v1
-# memory group limited to 768 MiB, with a memory hog growing beside it in the
-# same group.  Pressure (PSI, the cgroup's headroom) must cap the engine:
-# nothing is OOM-killed, both exit 0, the engine was capped and evicted.
+# An engine with no budget reads through a 2 GiB object inside a memory cgroup
+# (v1 or v2, tests/memcg.sh) limited to 768 MiB, with a memory hog growing
+# beside it in the same group.  Pressure (PSI, the cgroup's headroom) must cap
+# the engine: nothing is OOM-killed, both exit 0, the engine was capped and
+# evicted.
 set -u
 build=${1:?usage: $0 BUILD_DIR}
 prog=$build/tests/prog_pressure
@@ -34,11 +35,13 @@ pids=()
 echo "--- engine"; cat "$out"
 echo "--- hog"; cat "$hogout"
 oom_kill=$(memcg_oom_kills)
-echo "--- group: oom_kill=${oom_kill:-?} max_usage=$(( $(cat "$cg/memory.max_usage_in_bytes") >> 20 ))MiB"
+maxu=$(memcg_max_usage)
+[ -n "$maxu" ] && maxu="$((maxu >> 20))MiB" || maxu="?"
+echo "--- group (cgroup v$memcg_v): oom_kill=${oom_kill:-?} max_usage=$maxu failcnt=$(memcg_failcnt)"
 val() { awk -F= -v k="$1" '$1 == k { print $2 }' "$out"; }
 fail=0
-[ "$rc" -eq 0 ] || { echo "FAIL: the engine process exited with status $rc"; fail=1; }
-[ "$hog_rc" -eq 0 ] || { echo "FAIL: the hog exited with status $hog_rc"; fail=1; }
+[ "$rc" -eq 0 ] || { echo "FAIL: the engine process exited with $(memcg_status $rc)"; fail=1; }
+[ "$hog_rc" -eq 0 ] || { echo "FAIL: the hog exited with $(memcg_status $hog_rc)"; fail=1; }
 [ "${oom_kill:-1}" -eq 0 ] || { echo "FAIL: the OOM killer ran in the group"; fail=1; }
 cap=$(val min_cap_mib); ev=$(val evictions); mx=$(val max_resident_mib)
 [ -n "$cap" ] && [ "$cap" -gt 0 ] || { echo "FAIL: pressure never capped the engine"; fail=1; }

@@ -333,6 +333,7 @@ static void case_churn(void)
 int main(void)
 {
 	alarm(240); /* a hang is a failure (SIGALRM), not a CI timeout */
+	setvbuf(stdout, NULL, _IOLBF, 0); /* progress survives an abort */
 	struct vmo_engine *eng = t_engine(2);
 	if (!(vmo_engine_features(eng) & VMO_FEAT_EVENTS))
 		t_skip("the kernel reports no UNMAP/REMAP events (or VMO_DISABLE=events)");
