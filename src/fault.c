@@ -344,13 +344,15 @@ static void fill(struct fault *f)
 		vmo__account(o, f->pg + i, -(long)(n - i), st);
 		if (i == 0 && (rc == -ENOENT || rc == -ESRCH))
 			vmo__uffd_wake(&f->eng->u, (void *)f->paddr, o->page_size);
-		if (i == 0 && rc == -ENOMEM) {
+		if (i == 0 && (rc == -ENOMEM || rc == -EAGAIN)) {
 			if (in)
 				view_exit(f);
 			fail_transient(f, f->pg, n, rc);
 			return;
 		}
 		if (i == 0 && rc != -ENOENT && rc != -ESRCH) {
+			vmo__warn("supplying page %#llx: UFFDIO_COPY: %s; the page is marked failed",
+				  (unsigned long long)(f->pg << o->page_shift), strerror(-rc));
 			vmo__set_error(o, f->pg, rc);
 			ps_set(o, f->pg, PS_ERROR);
 			vmo__wake_waiters(o, f->pg, 1);

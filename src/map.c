@@ -171,15 +171,20 @@ VMO_API int vmo_unmap(struct vmo_object *obj, void *addr, size_t len)
 	if (!obj || !addr || !len)
 		return -EINVAL;
 	struct vmo_engine *eng = obj->eng;
+	/* Under space_lock: an event the kernel has handed over (the program's
+	 * munmap has returned) is applied before we look. */
+	pthread_rwlock_rdlock(&eng->space_lock);
 	pthread_rwlock_wrlock(&eng->maps_lock);
 	struct vmo_map *m = find_view(eng, (uintptr_t)addr);
 	if (!m || m->addr != (uintptr_t)addr || m->len != len || m->obj != obj) {
 		pthread_rwlock_unlock(&eng->maps_lock);
+		pthread_rwlock_unlock(&eng->space_lock);
 		return -EINVAL;
 	}
 	vmo__vtree_remove(&eng->maps, &m->anode);
 	atomic_store(&m->dead, true);
 	pthread_rwlock_unlock(&eng->maps_lock);
+	pthread_rwlock_unlock(&eng->space_lock);
 	/* No worker can find it now; wait for those that already have. */
 	while (atomic_load_explicit(&m->refs, memory_order_acquire) > 1)
 		sched_yield();

@@ -440,8 +440,11 @@ VMO_API int vmo_object_stats(struct vmo_object *obj, struct vmo_stats *st)
 	st->errors = atomic_load(&obj->st.errors);
 	st->write_errors = atomic_load(&obj->st.write_errors);
 	st->budget = (uint64_t)atomic_load(&obj->budget_hi) << obj->page_shift;
+	/* Views the program unmapped (an event already read) are counted out. */
+	pthread_rwlock_rdlock(&obj->eng->space_lock);
 	pthread_mutex_lock(&obj->mu);
 	st->mappings = (uint64_t)obj->nmaps;
 	pthread_mutex_unlock(&obj->mu);
+	pthread_rwlock_unlock(&obj->eng->space_lock);
 	return 0;
 }

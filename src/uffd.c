@@ -16,7 +16,25 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define EAGAIN_RETRIES 1000
+/* EAGAIN: the mm is changing under an event not yet read.  The kernel
+ * raises that flag when a munmap/mremap begins and queues the event only when
+ * the call is nearly done, so the wait can be as long as the unmap itself
+ * (milliseconds for a large range): retry for up to 10 s, yielding first,
+ * then sleeping 100 us a try. */
+#define EAGAIN_YIELDS 200
+#define EAGAIN_NS (10ull * 1000 * 1000 * 1000)
+
+static bool eagain_again(int *tries, uint64_t *t0)
+{
+	if (*tries == 0)
+		*t0 = vmo__now_ns();
+	if (++*tries > EAGAIN_YIELDS) {
+		if (vmo__now_ns() - *t0 > EAGAIN_NS)
+			return false;
+		usleep(100);
+	}
+	return true;
+}
 
 static int uffd_syscall(int flags)
 {
@@ -342,6 +360,7 @@ static int fill_loop(struct vmo__uffd *u, const struct fill_op *op, size_t len, 
 	size_t off = 0;
 	int ret = 0;
 	bool skipped = false;
+	uint64_t t0 = 0;
 	for (int tries = 0; off < len;) {
 		union {
 			struct uffdio_copy copy;
@@ -379,7 +398,7 @@ static int fill_loop(struct vmo__uffd *u, const struct fill_op *op, size_t len, 
 		if (rc == 0)
 			continue;
 		int err = errno;
-		if (err == EAGAIN && tries++ < EAGAIN_RETRIES) {
+		if (err == EAGAIN && eagain_again(&tries, &t0)) {
 			if (*progress <= 0 && drain(u)) {
 				ret = -ENOENT;
 				break;
@@ -443,10 +462,11 @@ int vmo__uffd_writeprotect(struct vmo__uffd *u, void *addr, size_t len, bool wp,
 					 /* the kernel takes DONTWAKE only when unprotecting */
 					 .mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP
 						    : (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE) };
-	for (int tries = 0;; tries++) {
+	uint64_t t0 = 0;
+	for (int tries = 0;;) {
 		if (ioctl(u->fd, UFFDIO_WRITEPROTECT, &w) == 0)
 			return 0;
-		if (errno != EAGAIN || tries >= EAGAIN_RETRIES)
+		if (errno != EAGAIN || !eagain_again(&tries, &t0))
 			return -errno;
 		if (drain(u))
 			return -ENOENT;

@@ -287,8 +287,13 @@ static void *churn_reader(void *arg)
 		CHECK_OK(vmo_discard(c->o, VMO_WAIT));
 		for (uint64_t pg = 0; pg < 64; pg++) {
 			uint64_t x = 0;
-			if (t_probe_read(&c->v[pg * PG / 8 + 2], &x, NULL) || x != t_pattern(pg * PG + 16))
-				c->bad++;
+			struct t_sig si;
+			int sig = t_probe_read(&c->v[pg * PG / 8 + 2], &x, &si);
+			if (sig || x != t_pattern(pg * PG + 16)) {
+				if (!c->bad++)
+					fprintf(stderr, "churn: page %llu: signal %d (code %d, addr %p), value %#llx\n",
+						(unsigned long long)pg, sig, si.code, si.addr, (unsigned long long)x);
+			}
 			c->reads++;
 		}
 	}
@@ -334,6 +339,7 @@ int main(void)
 {
 	alarm(240); /* a hang is a failure (SIGALRM), not a CI timeout */
 	setvbuf(stdout, NULL, _IOLBF, 0); /* progress survives an abort */
+	setenv("VMO_LOG", "warn", 0);     /* vmo's warnings explain a failure */
 	struct vmo_engine *eng = t_engine(2);
 	if (!(vmo_engine_features(eng) & VMO_FEAT_EVENTS))
 		t_skip("the kernel reports no UNMAP/REMAP events (or VMO_DISABLE=events)");
