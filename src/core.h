@@ -181,6 +181,7 @@ struct vmo_engine {
 	struct uffd_msg *stash;
 	size_t nstash, stash_cap;
 	_Atomic size_t stashed;
+	int stash_efd; /* an eventfd in the workers' poll set: stashed messages */
 	/* a fault at an address no view covers, seen again and again */
 	_Atomic uintptr_t unknown_addr;
 	_Atomic int unknown_count;
@@ -254,14 +255,14 @@ void vmo__worker_buf_free(void);
 struct vmo_map *vmo__map_lookup_get(struct vmo_engine *eng, uintptr_t addr);
 void vmo__map_put(struct vmo_map *m);
 /* Read and apply pending events, keeping fault messages for the workers
- * (the EAGAIN hook of the supply ioctls); true if the view the calling
- * thread acts on (vmo__tl_view) went meanwhile. */
+ * (the EAGAIN hook of the supply ioctls); true if the caller must give up:
+ * it held space_lock for reading (vmo__space_enter), which was let go
+ * meanwhile, and its view went (or it acts on no view). */
 bool vmo__space_drain(void *eng);
-/* The view this thread is acting on with space_lock held for reading (see
- * fault.c, view_enter), or NULL. */
-extern _Thread_local struct vmo_map *vmo__tl_view;
-/* Set in the engine's worker threads. */
-extern _Thread_local bool vmo__tl_worker;
+/* Act on view m's addresses (m NULL: on an address no view covers) with
+ * space_lock held for reading: false if m is gone.  Never nested. */
+bool vmo__space_enter(struct vmo_engine *eng, struct vmo_map *m);
+void vmo__space_exit(struct vmo_engine *eng);
 /* Read up to n messages and apply the events among them, under space_lock;
  * the fault messages are left in msgs (compacted); returns their count, or
  * 0 / -errno as vmo__uffd_read. */

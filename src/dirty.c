@@ -23,7 +23,8 @@
 /* Write-protect [pg, pg+n) in every writable view.  The views are taken
  * (referenced) under obj->mu and protected after it is released: a protect
  * that meets a pending event (EAGAIN) may have to apply it, and applying
- * events takes obj->mu.  0, or the first error other than "the view went". */
+ * events takes obj->mu.  Each under space_lock, if the view is still there.
+ * 0, or the first error other than "the view went". */
 static int protect_run(struct vmo_object *o, uint64_t pg, uint64_t n)
 {
 	uint64_t lo = pg << o->page_shift, hi = (pg + n) << o->page_shift;
@@ -53,7 +54,11 @@ static int protect_run(struct vmo_object *o, uint64_t pg, uint64_t n)
 	for (size_t i = 0; i < k; i++) {
 		m = v[i];
 		uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;
-		int rc = vmo__uffd_writeprotect(&o->eng->u, (void *)(m->addr + (a - m->off)), b - a, true, false);
+		int rc = -ENOENT; /* a view unmapped meanwhile needs no protecting */
+		if (vmo__space_enter(o->eng, m)) {
+			rc = vmo__uffd_writeprotect(&o->eng->u, (void *)(m->addr + (a - m->off)), b - a, true, false);
+			vmo__space_exit(o->eng);
+		}
 		if (rc && rc != -ENOENT && !err) {
 			vmo__warn("writeback: protecting %#llx: %s", (unsigned long long)a, strerror(-rc));
 			err = rc;
@@ -77,8 +82,8 @@ int vmo__write_pages(struct vmo_object *o, uint64_t pg, uint64_t n, void *buf)
 	uint64_t off = pg << o->page_shift;
 	/* Only pages in memory are written: a hole would read as zeros, and
 	 * zeros the program never wrote must not reach the store. */
-	off_t hole = lseek(o->memfd, (off_t)off, SEEK_HOLE);
-	if (hole >= 0 && (uint64_t)hole < off + len) {
+	uint64_t hole = 0;
+	if (vmo__memfd_hole(o->memfd, off, len, &hole) == 1) {
 		vmo__err("writeback of %#llx+%zu: page %#llx is not in memory; not written",
 			 (unsigned long long)off, len, (unsigned long long)hole);
 		atomic_fetch_add(&o->st.write_errors, 1);

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,6 @@ static void *worker_main(void *arg)
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 	pthread_cleanup_push(worker_cleanup, NULL);
 	vmo__worker_buf_init();
-	vmo__tl_worker = true;
 	for (;;) {
 		int n = take_stash(eng, msgs, MSGS_PER_READ);
 		if (n) {
@@ -72,12 +72,18 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		/* Cancellation (engine stop) is allowed only while blocked in poll. */
-		struct pollfd pfd = { .fd = eng->u.fd, .events = POLLIN };
+		struct pollfd pfd[2] = { { .fd = eng->u.fd, .events = POLLIN }, { .fd = eng->stash_efd, .events = POLLIN } };
 		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
-		int pr = poll(&pfd, 1, -1);
+		int pr = poll(pfd, 2, -1);
 		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 		if (pr <= 0)
 			continue;
+		if (pfd[1].revents & POLLIN) {
+			uint64_t v;
+			if (read(eng->stash_efd, &v, sizeof v) < 0 && errno != EAGAIN)
+				vmo__debug("stash eventfd: %s", strerror(errno));
+			continue; /* the stash, at the top */
+		}
 		n = vmo__space_read(eng, msgs, MSGS_PER_READ);
 		if (n < 0 && n != -EINTR) {
 			vmo__err("worker: reading userfaultfd: %s", strerror(-n));
@@ -178,6 +184,7 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 	 * is a SIGBUS sent to the faulting thread. */
 	uint64_t need = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_THREAD_ID;
 	eng->pagemap_fd = -1;
+	eng->stash_efd = -1;
 	if (opts->flags & VMO_ENGINE_DIRTY_ASYNC) {
 		need |= UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP |
 			UFFD_FEATURE_MINOR_SHMEM;
@@ -217,6 +224,11 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 	pthread_rwlock_init(&eng->space_lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&eng->stash_mu, NULL);
+	eng->stash_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (eng->stash_efd < 0) {
+		rc = -errno;
+		goto fail;
+	}
 	eng->u.drain = vmo__space_drain;
 	eng->u.drain_arg = eng;
 	pthread_mutex_init(&eng->wmu, NULL);
@@ -244,6 +256,8 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 fail:
 	if (eng->pagemap_fd >= 0)
 		close(eng->pagemap_fd);
+	if (eng->stash_efd >= 0)
+		close(eng->stash_efd);
 	vmo__uffd_close(&eng->u);
 	free(eng->threads);
 	free(eng);
@@ -276,6 +290,7 @@ VMO_API int vmo_engine_destroy(struct vmo_engine *eng)
 	pthread_cond_destroy(&eng->wcv);
 	pthread_mutex_destroy(&eng->objs_mu);
 	free(eng->stash);
+	close(eng->stash_efd);
 	free(eng->threads);
 	free(eng);
 	return 0;

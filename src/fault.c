@@ -69,19 +69,12 @@ struct fault {
  * the event being applied first (core.h).  Never nested. */
 static bool view_enter(struct fault *f)
 {
-	pthread_rwlock_rdlock(&f->eng->space_lock);
-	if (atomic_load(&f->m->dead)) {
-		pthread_rwlock_unlock(&f->eng->space_lock);
-		return false;
-	}
-	vmo__tl_view = f->m;
-	return true;
+	return vmo__space_enter(f->eng, f->m);
 }
 
 static void view_exit(struct fault *f)
 {
-	vmo__tl_view = NULL;
-	pthread_rwlock_unlock(&f->eng->space_lock);
+	vmo__space_exit(f->eng);
 }
 
 /* Without poison, every fault message of a failed page is answered with a
@@ -138,10 +131,18 @@ static bool recently_signalled(struct vmo_engine *eng, pid_t tid, uintptr_t addr
  * SIGBUS queued to it, then is woken: never left waiting. */
 static void fail_page(struct fault *f)
 {
+	struct vmo_object *o = f->obj;
 	struct vmo__uffd *u = &f->eng->u;
-	size_t len = f->obj->page_size;
-	if (!view_enter(f)) {
-		vmo__uffd_wake(u, (void *)f->paddr, len); /* the view went: fault again */
+	size_t len = o->page_size;
+	/* Under the page's stripe, the page still failed (vmo_clear_error
+	 * re-arms it under the stripe): the unprotect below must never meet a
+	 * page refilled meanwhile, which would be left writable while clean. */
+	pthread_mutex_t *lk = vmo__wplock(o, f->pg);
+	pthread_mutex_lock(lk);
+	uint8_t s = ps_get(o, f->pg);
+	if (!(s == PS_ERROR || (s == PS_ABSENT && atomic_load(&o->dead))) || !view_enter(f)) {
+		pthread_mutex_unlock(lk);
+		vmo__uffd_wake(u, (void *)f->paddr, len); /* refilled, or the view went: fault again */
 		return;
 	}
 	int rc = vmo__uffd_poison(u, (void *)f->paddr, len);
@@ -150,6 +151,7 @@ static void fail_page(struct fault *f)
 		rc = vmo__uffd_poison(u, (void *)f->paddr, len);
 	}
 	view_exit(f);
+	pthread_mutex_unlock(lk);
 	if (rc == 0)
 		return;
 	if (rc == -EEXIST) {
@@ -396,7 +398,7 @@ static void map_present(struct fault *f)
 		vmo__uffd_wake(u, (void *)f->paddr, o->page_size);
 		return;
 	}
-	uint8_t s = ps_get(o, f->pg);
+	uint8_t s = ps_get(o, f->pg), s0 = s;
 	int rc = -EAGAIN;
 	if (ps_resident(s)) {
 		bool wp = f->m->wp && s != PS_DIRTY;
@@ -420,7 +422,9 @@ static void map_present(struct fault *f)
 			 * page is fetched again; a dirty one is gone: say so rather
 			 * than invent it. */
 			vmo__warn("page %#llx vanished from memory", (unsigned long long)(f->pg << o->page_shift));
-			uint8_t to = s == PS_CLEAN ? PS_ABSENT : PS_ERROR;
+			/* (s0: a clean page made dirty above for the fallback
+			 * was clean: fetch it again) */
+			uint8_t to = s0 == PS_CLEAN ? PS_ABSENT : PS_ERROR;
 			if (ps_cas(o, f->pg, s, to)) {
 				vmo__account(o, f->pg, -1, s == PS_CLEAN ? PS_CLEAN : PS_DIRTY);
 				if (to == PS_ERROR)
@@ -563,10 +567,11 @@ static void fault_unknown(struct vmo_engine *eng, uintptr_t addr, pid_t tid)
 	uintptr_t page = addr & ~(uintptr_t)(VMO_PAGE - 1);
 	/* Under space_lock, which vmo_map holds to make a view: no view can
 	 * appear here between our look and the poison. */
-	pthread_rwlock_rdlock(&eng->space_lock);
+	vmo__space_enter(eng, NULL);
 	struct vmo_map *m = vmo__map_lookup_get(eng, addr);
+	/* (a poison that meets a pending event gives up: -ENOENT, wake) */
 	int rc = m ? -EAGAIN : vmo__uffd_poison(&eng->u, (void *)page, VMO_PAGE);
-	pthread_rwlock_unlock(&eng->space_lock);
+	vmo__space_exit(eng);
 	if (m) {
 		vmo__map_put(m);
 		vmo__uffd_wake(&eng->u, (void *)page, VMO_PAGE); /* a view now: fault again */

@@ -181,6 +181,9 @@ VMO_API int vmo_unmap(struct vmo_object *obj, void *addr, size_t len)
 		pthread_rwlock_unlock(&eng->space_lock);
 		return -EINVAL;
 	}
+	/* Inaccessible first: from here a touch is SIGSEGV, never a fault at an
+	 * address no view covers (which would be SIGBUS). */
+	mprotect(addr, len, PROT_NONE);
 	vmo__vtree_remove(&eng->maps, &m->anode);
 	atomic_store(&m->dead, true);
 	pthread_rwlock_unlock(&eng->maps_lock);
@@ -195,12 +198,12 @@ VMO_API int vmo_unmap(struct vmo_object *obj, void *addr, size_t len)
 	view_unlink_obj(m);
 	/* Out of the userfaultfd before the munmap, so that our own munmap is
 	 * not an UNMAP event (which would wait for a worker to read it).  The
-	 * range is made inaccessible first: between the unregister and the
+	 * range was made inaccessible first: between the unregister and the
 	 * munmap a touch would otherwise put a zero page into the memfd (silent
 	 * zeros in every other view).  The unregister wakes whoever waits on the
 	 * range; they fault again on an inaccessible, then unmapped, range
-	 * (SIGSEGV). */
-	mprotect(addr, len, PROT_NONE);
+	 * (SIGSEGV).  Whoever still acts on the view (protecting it for
+	 * writeback) holds a reference, waited for above, or finds it dead. */
 	vmo__uffd_unregister(&eng->u, addr, len);
 	munmap(addr, len);
 	vmo__map_put(m);
@@ -383,6 +386,9 @@ static void stash(struct vmo_engine *eng, const struct uffd_msg *msgs, int r)
 		memcpy(eng->stash + eng->nstash, msgs, (size_t)r * sizeof *msgs);
 		eng->nstash += (size_t)r;
 		atomic_store(&eng->stashed, eng->nstash);
+		uint64_t one = 1;
+		if (write(eng->stash_efd, &one, sizeof one) < 0) /* wake a worker in poll */
+			vmo__debug("stash eventfd: %s", strerror(errno));
 	} else {
 		/* No memory to keep them: wake the threads, they fault again. */
 		for (int i = 0; i < r; i++)
@@ -392,35 +398,54 @@ static void stash(struct vmo_engine *eng, const struct uffd_msg *msgs, int r)
 	pthread_mutex_unlock(&eng->stash_mu);
 }
 
-_Thread_local struct vmo_map *vmo__tl_view;
-_Thread_local bool vmo__tl_worker;
+/* What this thread holds space_lock for reading for: a view, or an address
+ * no view covers (tl_in without tl_view). */
+static _Thread_local bool tl_in;
+static _Thread_local struct vmo_map *tl_view;
+
+bool vmo__space_enter(struct vmo_engine *eng, struct vmo_map *m)
+{
+	pthread_rwlock_rdlock(&eng->space_lock);
+	if (m && atomic_load(&m->dead)) {
+		pthread_rwlock_unlock(&eng->space_lock);
+		return false;
+	}
+	tl_in = true;
+	tl_view = m;
+	return true;
+}
+
+void vmo__space_exit(struct vmo_engine *eng)
+{
+	tl_in = false;
+	tl_view = NULL;
+	pthread_rwlock_unlock(&eng->space_lock);
+}
 
 bool vmo__space_drain(void *arg)
 {
 	struct vmo_engine *eng = arg;
 	struct uffd_msg msgs[16];
-	struct vmo_map *v = vmo__tl_view;
-	/* Only a worker reads here: it serves the fault messages it reads (the
-	 * stash) when it is back in its loop.  Any other thread leaves the
-	 * event to the workers, whom it wakes up (the descriptor is readable). */
-	if (!vmo__tl_worker) {
-		sched_yield();
-		return false;
-	}
-	/* A supply ioctl holds space_lock for reading: let go of it, so that
-	 * the event can be read and applied (by us or by another worker), then
-	 * take it again and see whether our view survived.  Without it, if the
-	 * lock is taken, whoever holds it is reading already (or acting on
-	 * views, and will let a reader in next): just give it the CPU. */
-	if (v)
+	bool in = tl_in;
+	struct vmo_map *v = tl_view;
+	/* Any thread may read and apply events here, whatever locks it holds
+	 * (applying takes only maps_lock and obj->mu, which no ioctl caller
+	 * holds): it may be the one the workers wait for.  The fault messages it
+	 * reads go to the workers (stash).  A caller acting on a view holds
+	 * space_lock for reading: let go of it, so that the event can be applied
+	 * (by us or another thread), then take it again and see whether the view
+	 * survived; one acting on an address no view covered gives up (its look
+	 * is stale).  Without it, if the lock is taken, whoever holds it is
+	 * reading already or will let a reader in next: give it the CPU. */
+	if (in)
 		pthread_rwlock_unlock(&eng->space_lock);
-	int r = read_apply(eng, msgs, 16, v != NULL);
+	int r = read_apply(eng, msgs, 16, in);
 	if (r > 0)
 		stash(eng, msgs, r);
 	else
 		sched_yield();
-	if (!v)
+	if (!in)
 		return false;
 	pthread_rwlock_rdlock(&eng->space_lock);
-	return atomic_load(&v->dead);
+	return !v || atomic_load(&v->dead);
 }

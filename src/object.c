@@ -336,6 +336,10 @@ VMO_API int vmo_clear_error(struct vmo_object *obj, uint64_t off)
 		return -EINVAL;
 	uint64_t pg = off >> obj->page_shift, po = pg << obj->page_shift;
 	struct vmo_map *m;
+	/* The stripe: a fault failing this page (fail_page) sees it either still
+	 * failed or already re-armed, never refilled in between. */
+	pthread_mutex_t *lk = vmo__wplock(obj, pg);
+	pthread_mutex_lock(lk);
 	pthread_rwlock_rdlock(&obj->eng->space_lock); /* madvise: only on views */
 	pthread_mutex_lock(&obj->mu);
 	struct vmo__err *e = find_err(obj, pg);
@@ -348,6 +352,7 @@ VMO_API int vmo_clear_error(struct vmo_object *obj, uint64_t off)
 	ps_cas(obj, pg, PS_ERROR, PS_ABSENT);
 	pthread_mutex_unlock(&obj->mu);
 	pthread_rwlock_unlock(&obj->eng->space_lock);
+	pthread_mutex_unlock(lk);
 	return 0;
 }
 

@@ -503,6 +503,44 @@ int vmo__pagemap_collect_written(int pagemap_fd, uintptr_t start, uintptr_t end,
 	return 0;
 }
 
+/* cachestat(2) (6.5): how many pages of a file range are in the page cache,
+ * in time proportional to the range.  lseek(SEEK_HOLE) answers the same
+ * question but walks from off to the first hole: to the end of a memfd that
+ * is all resident, which made each writeback run cost the object's size. */
+#ifndef SYS_cachestat
+#define SYS_cachestat 451
+#endif
+struct cs_range {
+	uint64_t off, len;
+};
+struct cs {
+	uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+static _Atomic int cachestat_ok = 1;
+
+int vmo__memfd_hole(int fd, uint64_t off, uint64_t len, uint64_t *hole)
+{
+	if (atomic_load_explicit(&cachestat_ok, memory_order_relaxed)) {
+		struct cs_range r = { off, len };
+		struct cs c;
+		if (syscall(SYS_cachestat, fd, &r, &c, 0) == 0) {
+			if (c.nr_cache * VMO_PAGE == len)
+				return 0; /* every page there */
+			/* fewer: a hole (found below); more: a large folio counted
+			 * past the range, so ask exactly */
+		} else if (errno == ENOSYS || errno == EPERM) {
+			atomic_store(&cachestat_ok, 0);
+		}
+	}
+	off_t h = lseek(fd, (off_t)off, SEEK_HOLE);
+	if (h < 0)
+		return -errno;
+	if ((uint64_t)h >= off + len)
+		return 0;
+	*hole = (uint64_t)h;
+	return 1;
+}
+
 int vmo__uffd_read(struct vmo__uffd *u, struct uffd_msg *msgs, int n)
 {
 	ssize_t r = read(u->fd, msgs, sizeof(*msgs) * (size_t)n);

@@ -144,6 +144,9 @@ int vmo__uffd_move(struct vmo__uffd *u, void *dst, void *src, size_t len, bool a
  * (the kernel counts them as "written").  Returns 0 or -errno. */
 int vmo__pagemap_collect_written(int pagemap_fd, uintptr_t start, uintptr_t end,
 				 void (*cb)(void *arg, uintptr_t s, uintptr_t e), void *arg);
+/* Does [off, off+len) of file fd have a page missing from memory?  1 (and
+ * the first such offset in *hole), 0, or -errno. */
+int vmo__memfd_hole(int fd, uint64_t off, uint64_t len, uint64_t *hole);
 /* Read up to n messages; returns the count, 0 if none (nonblocking), -errno. */
 int vmo__uffd_read(struct vmo__uffd *u, struct uffd_msg *msgs, int n);
 
