@@ -265,8 +265,8 @@ bool vmo__space_enter(struct vmo_engine *eng, struct vmo_map *m);
 void vmo__space_exit(struct vmo_engine *eng);
 /* Read up to n messages and apply the events among them, under space_lock;
  * the fault messages are left in msgs (compacted); returns their count, or
- * 0 / -errno as vmo__uffd_read. */
-int vmo__space_read(struct vmo_engine *eng, struct uffd_msg *msgs, int n);
+ * 0 / -errno as vmo__uffd_read; -EBUSY if !wait and the lock is taken. */
+int vmo__space_read(struct vmo_engine *eng, struct uffd_msg *msgs, int n, bool wait);
 
 /* object.c */
 /* Add the counters of s (not resident, dirty, mappings, budget) to g. */

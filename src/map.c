@@ -363,9 +363,9 @@ static int read_apply(struct vmo_engine *eng, struct uffd_msg *msgs, int n, bool
 	return r < 0 ? r : k;
 }
 
-int vmo__space_read(struct vmo_engine *eng, struct uffd_msg *msgs, int n)
+int vmo__space_read(struct vmo_engine *eng, struct uffd_msg *msgs, int n, bool wait)
 {
-	return read_apply(eng, msgs, n, true);
+	return read_apply(eng, msgs, n, wait);
 }
 
 /* Keep fault messages read while draining, for the workers. */
