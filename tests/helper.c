@@ -76,13 +76,7 @@ uint64_t t_now_ns(void)
 
 int t_fork_run(void (*fn)(void *), void *arg)
 {
-	fflush(NULL);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		fn(arg);
-		_exit(0);
-	}
+	pid_t pid = t_fork_start(fn, arg);
 	int st;
 	while (waitpid(pid, &st, 0) < 0)
 		CHECK(errno == EINTR);
