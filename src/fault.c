@@ -93,9 +93,8 @@ static struct {
 	unsigned next;
 } recent = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
-static bool recently_signalled(struct vmo_engine *eng, pid_t tid, uintptr_t addr)
+static bool recently_signalled(pid_t tid, uintptr_t addr)
 {
-	(void)eng;
 	uint64_t now = vmo__now_ns();
 	bool hit = false;
 	pthread_mutex_lock(&recent.mu);
@@ -158,7 +157,7 @@ static void fail_page(struct fault *f)
 		vmo__uffd_wake(u, (void *)f->paddr, len);
 		return;
 	}
-	if (recently_signalled(f->eng, f->tid, f->paddr)) {
+	if (recently_signalled(f->tid, f->paddr)) {
 		/* A second message for one access (the thread was woken early and
 		 * faulted again before the first was served): it has its SIGBUS. */
 		vmo__uffd_wake(u, (void *)f->paddr, len);
