@@ -86,19 +86,34 @@ static inline uint32_t *make_perm(size_t n, uint64_t seed)
 	return v;
 }
 
-/* An object over the memory pager serving npages of src, mapped read-write
- * at *base; dies on any error. */
-static inline struct vmo_object *bench_mem_object(struct vmo_engine *eng, char *src, size_t npages,
-						  const struct vmo_object_opts *oo, void **base)
+/* An object over the memory pager serving npages of src; untracked (the
+ * pager without its write callback) unless tracked.  Dies on any error. */
+static inline struct vmo_object *bench_mem_create(struct vmo_engine *eng, char *src, size_t npages,
+						  const struct vmo_object_opts *oo, bool tracked)
 {
+	static struct vmo_pager_ops untracked;
 	const struct vmo_pager_ops *ops;
 	void *ctx;
 	struct vmo_object *o;
 	int rc = vmo_pager_mem(src, npages * PG, &ops, &ctx);
 	if (rc)
 		die("vmo_pager_mem", rc);
+	if (!tracked) {
+		untracked = *ops;
+		untracked.write = NULL;
+		ops = &untracked;
+	}
 	if ((rc = vmo_object_create(eng, ops, ctx, oo, &o)))
-		die("vmo_object_create", rc);
+		die(vmo_last_error_detail(), rc);
+	return o;
+}
+
+/* The same, tracked, mapped read-write at *base. */
+static inline struct vmo_object *bench_mem_object(struct vmo_engine *eng, char *src, size_t npages,
+						  const struct vmo_object_opts *oo, void **base)
+{
+	struct vmo_object *o = bench_mem_create(eng, src, npages, oo, true);
+	int rc;
 	*base = NULL;
 	if ((rc = vmo_map(o, 0, npages * PG, VMO_PROT_READ | VMO_PROT_WRITE, base)))
 		die("vmo_map", rc);

@@ -42,7 +42,6 @@ static size_t npages; /* the object's size in pages (= views) */
 static char *src;     /* the memory pager's buffer */
 static uint32_t *page_of; /* view i maps object page page_of[i] */
 static struct vmo_engine *eng;
-static struct vmo_pager_ops ro_ops; /* the memory pager without write */
 
 static uint64_t word(size_t pg, size_t w)
 {
@@ -51,21 +50,8 @@ static uint64_t word(size_t pg, size_t w)
 
 static struct vmo_object *make_object(bool tracked)
 {
-	const struct vmo_pager_ops *ops;
-	void *ctx;
-	struct vmo_object *o;
-	int rc = vmo_pager_mem(src, npages * PG, &ops, &ctx);
-	if (rc)
-		die("vmo_pager_mem", rc);
-	if (!tracked) {
-		ro_ops = *ops;
-		ro_ops.write = NULL;
-		ops = &ro_ops;
-	}
 	struct vmo_object_opts oo = { .size = npages * PG };
-	if ((rc = vmo_object_create(eng, ops, ctx, &oo, &o)))
-		die(vmo_last_error_detail(), rc);
-	return o;
+	return bench_mem_create(eng, src, npages, &oo, tracked);
 }
 
 static void map_failed(const char *what, uint64_t off, int rc)

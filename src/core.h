@@ -313,4 +313,16 @@ static inline void ps_set(struct vmo_object *o, uint64_t pg, uint8_t to)
 	atomic_store_explicit(&o->state[pg], to, memory_order_seq_cst);
 }
 
+/* A page found written without a trap (async tracking collected it, or a
+ * view that knew it went): DIRTY from CLEAN, CLEANING (writeback must not
+ * mark it clean) or FILLING (installed, not yet marked clean: the filler's
+ * FILLING -> CLEAN then fails); counted if it was not dirty before. */
+static inline void ps_mark_written(struct vmo_object *o, uint64_t pg)
+{
+	if (ps_cas(o, pg, PS_CLEAN, PS_DIRTY) || ps_cas(o, pg, PS_FILLING, PS_DIRTY))
+		atomic_fetch_add(&o->dirty_pages, 1);
+	else
+		ps_cas(o, pg, PS_CLEANING, PS_DIRTY);
+}
+
 #endif

@@ -118,16 +118,11 @@ static void mark_written(void *arg, uintptr_t s, uintptr_t e)
 	struct vmo_object *o = c->o;
 	uint64_t pg0 = (s - c->m->addr + c->m->off) >> o->page_shift;
 	uint64_t pg1 = (e - c->m->addr + c->m->off + o->page_size - 1) >> o->page_shift;
-	for (uint64_t pg = pg0; pg < pg1; pg++) {
-		/* FILLING: the worker has installed the page (the scan saw it
-		 * mapped and written: only the copy maps a FILLING page) and woken
-		 * the writer, but not yet marked it clean; the worker's
-		 * FILLING -> CLEAN then fails and the page stays dirty. */
-		if (ps_cas(o, pg, PS_CLEAN, PS_DIRTY) || ps_cas(o, pg, PS_FILLING, PS_DIRTY))
-			atomic_fetch_add(&o->dirty_pages, 1);
-		else
-			ps_cas(o, pg, PS_CLEANING, PS_DIRTY);
-	}
+	/* A FILLING page seen mapped and written: the worker's copy has
+	 * installed it (only the copy maps a FILLING page) and woken the
+	 * writer, but not yet marked it clean. */
+	for (uint64_t pg = pg0; pg < pg1; pg++)
+		ps_mark_written(o, pg);
 }
 
 static void collect_run(struct vmo_object *o, uint64_t pg0, uint64_t pg1)

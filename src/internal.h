@@ -34,6 +34,8 @@ static inline bool vmo__add_ok(uint64_t a, uint64_t b, uint64_t *r) { return !__
 
 /* pread until len bytes or end of file (EINTR retried): bytes read, or -errno. */
 long vmo__pread_full(int fd, void *buf, size_t len, uint64_t off);
+/* The number a file such as /proc/sys/vm/max_map_count holds, or dflt. */
+long vmo__read_long(const char *path, long dflt);
 /* pwrite all len bytes (EINTR retried): 0, or -errno (-EIO if nothing more
  * can be written). */
 int vmo__pwrite_full(int fd, const void *buf, size_t len, uint64_t off);

@@ -126,6 +126,18 @@ int vmo__pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+long vmo__read_long(const char *path, long dflt)
+{
+	long v = dflt;
+	FILE *f = fopen(path, "re");
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = dflt;
+		fclose(f);
+	}
+	return v;
+}
+
 uint64_t vmo__now_ns(void)
 {
 	struct timespec ts;

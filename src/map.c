@@ -74,13 +74,7 @@ static void view_unlink_obj(struct vmo_map *m)
  * mappings: each view is one. */
 static int map_enomem(void)
 {
-	long max = -1;
-	FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
-	if (f) {
-		if (fscanf(f, "%ld", &max) != 1)
-			max = -1;
-		fclose(f);
-	}
+	long max = vmo__read_long("/proc/sys/vm/max_map_count", -1);
 	vmo__set_detail("out of memory for a new mapping: most often the process is at vm.max_map_count "
 			"(%ld mappings; each view is one): unmap views, or raise it (sysctl -w "
 			"vm.max_map_count=N)",
@@ -248,10 +242,7 @@ static struct vmo_map *view_piece(struct vmo_map *m, uintptr_t a, uintptr_t b, i
 static void dirty_all(struct vmo_object *o, uint64_t off, uint64_t len)
 {
 	for (uint64_t pg = off >> o->page_shift; pg < (off + len) >> o->page_shift; pg++)
-		if (ps_cas(o, pg, PS_CLEAN, PS_DIRTY) || ps_cas(o, pg, PS_FILLING, PS_DIRTY))
-			atomic_fetch_add(&o->dirty_pages, 1);
-		else
-			ps_cas(o, pg, PS_CLEANING, PS_DIRTY);
+		ps_mark_written(o, pg);
 }
 
 /* Views retired under space_lock, released after it: the last reference
@@ -342,7 +333,7 @@ static void space_event(struct vmo_engine *eng, const struct uffd_msg *msg, stru
 
 /* Read up to n messages under space_lock and apply the events among them in
  * order; the faults are compacted to the front and counted. */
-static int read_apply(struct vmo_engine *eng, struct uffd_msg *msgs, int n, bool wait_lock)
+int vmo__space_read(struct vmo_engine *eng, struct uffd_msg *msgs, int n, bool wait_lock)
 {
 	struct retired ret = { 0 };
 	if (!wait_lock) {
@@ -361,11 +352,6 @@ static int read_apply(struct vmo_engine *eng, struct uffd_msg *msgs, int n, bool
 	pthread_rwlock_unlock(&eng->space_lock);
 	release_retired(&ret);
 	return r < 0 ? r : k;
-}
-
-int vmo__space_read(struct vmo_engine *eng, struct uffd_msg *msgs, int n, bool wait)
-{
-	return read_apply(eng, msgs, n, wait);
 }
 
 /* Keep fault messages read while draining, for the workers. */
@@ -439,7 +425,7 @@ bool vmo__space_drain(void *arg)
 	 * reading already or will let a reader in next: give it the CPU. */
 	if (in)
 		pthread_rwlock_unlock(&eng->space_lock);
-	int r = read_apply(eng, msgs, 16, in);
+	int r = vmo__space_read(eng, msgs, 16, in);
 	if (r > 0)
 		stash(eng, msgs, r);
 	else

@@ -96,13 +96,7 @@ static int open_raw(bool nonblock, bool user_only, bool *dev, bool *user_mode_on
 		fd = uffd_dev(flags);
 	}
 	int dev_err = fd;
-	long unpriv = -1;
-	FILE *f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "re");
-	if (f) {
-		if (fscanf(f, "%ld", &unpriv) != 1)
-			unpriv = -1;
-		fclose(f);
-	}
+	long unpriv = vmo__read_long("/proc/sys/vm/unprivileged_userfaultfd", -1);
 	vmo__set_detail("userfaultfd is not available: the userfaultfd() syscall failed (%s) and "
 			"/dev/userfaultfd failed (%s); vm.unprivileged_userfaultfd=%ld. Fix: run as a user "
 			"with access to /dev/userfaultfd (e.g. chmod/ACL or group on the device), or "

@@ -74,6 +74,16 @@ uint64_t t_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+long t_max_map_count(void)
+{
+	long v = 0;
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+	if (!f || fscanf(f, "%ld", &v) != 1)
+		t_skip("cannot read vm.max_map_count");
+	fclose(f);
+	return v;
+}
+
 int t_fork_run(void (*fn)(void *), void *arg)
 {
 	pid_t pid = t_fork_start(fn, arg);

@@ -55,6 +55,8 @@ static inline uint64_t t_rand(uint64_t *s)
 	return *s = x;
 }
 uint64_t t_now_ns(void);
+/* vm.max_map_count, or a skip (exit 77) where it cannot be read. */
+long t_max_map_count(void);
 /* Run fn(arg) in a forked child; return its wait status. */
 int t_fork_run(void (*fn)(void *), void *arg);
 /* Start fn(arg) in a forked child (stdio flushed first) and return its pid

@@ -26,11 +26,7 @@ static const struct vmo_pager_ops ops = { .read = rd };
 int main(void)
 {
 	alarm(300); /* a hang is a failure */
-	long maxmap = 0;
-	FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
-	if (!f || fscanf(f, "%ld", &maxmap) != 1)
-		t_skip("cannot read vm.max_map_count");
-	fclose(f);
+	long maxmap = t_max_map_count();
 	if (maxmap > 200000)
 		t_skip("vm.max_map_count is %ld: too many views to make in a test", maxmap);
 	struct vmo_engine *eng = t_engine(2);

@@ -66,11 +66,7 @@ int main(void)
 	 * limit it aborts before vmo is reached. */
 	t_skip("needs all of vm.max_map_count, which ASan's own mappings cannot do without");
 #endif
-	long maxmap = 0;
-	FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
-	if (!f || fscanf(f, "%ld", &maxmap) != 1)
-		t_skip("cannot read vm.max_map_count");
-	fclose(f);
+	long maxmap = t_max_map_count();
 	if (maxmap > 1000000)
 		t_skip("vm.max_map_count is %ld: too many mappings to exhaust in a test", maxmap);
 
