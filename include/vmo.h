@@ -175,8 +175,10 @@ VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops
 			      const struct vmo_object_opts *opts, struct vmo_object **out);
 VMO_API void vmo_object_ref(struct vmo_object *obj);
 /* Drop a reference.  The last one (mappings hold one each) writes dirty
- * pages back (as vmo_object_shutdown), then calls release; if vmo itself
- * holds a reference at that moment, this happens on vmo's thread soon after. */
+ * pages back (as vmo_object_shutdown), then calls release.  The program's
+ * last one, with no view left, waits for vmo's short-lived references (a
+ * fault in flight, the evictor) so that this happens on the calling thread:
+ * on return nothing of vmo touches ctx again. */
 VMO_API void vmo_object_unref(struct vmo_object *obj);
 /* Refuse further paging (libpager's pager_shutdown): writes dirty pages back
  * (returning that error, if any), waits for callbacks in flight, then every

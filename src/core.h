@@ -86,7 +86,11 @@ struct vmo_object {
 	struct vmo_engine *eng;
 	const struct vmo_pager_ops *ops;
 	void *ctx;
+	/* refs: every reference (the program's, each view's, vmo's short-lived
+	 * ones); urefs: the program's alone (vmo_object_create, vmo_object_ref).
+	 * The program's last unref waits for vmo's to go (vmo__object_put). */
 	_Atomic long refs;
+	_Atomic long urefs;
 	uint64_t size;   /* bytes, a multiple of page_size */
 	uint64_t npages;
 	uint32_t page_size;
@@ -214,6 +218,16 @@ static inline bool vmo__object_tryref(struct vmo_object *o)
 			return true;
 	return false;
 }
+
+/* A reference for vmo's own use (a view's) while one is held. */
+static inline void vmo__object_get(struct vmo_object *o)
+{
+	atomic_fetch_add(&o->refs, 1);
+}
+
+/* Drop a reference vmo took for itself (a view's, the evictor's): the last
+ * one frees the object on this thread.  Never under obj->mu. */
+void vmo__object_put(struct vmo_object *o);
 
 /* dirty.c: run the background work queued on obj. */
 void vmo__run_bg(struct vmo_object *obj);

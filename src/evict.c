@@ -285,7 +285,7 @@ static void reclaim(struct vmo_engine *e, struct vmo_object *only, uint64_t extr
 				break;
 		}
 		for (long i = 0; i < k; i++)
-			vmo_object_unref(v[i]);
+			vmo__object_put(v[i]);
 		free(v);
 	}
 	pthread_mutex_unlock(&e->evict_mu);
@@ -317,7 +317,7 @@ static void run_background(struct vmo_engine *e)
 	pthread_mutex_unlock(&e->objs_mu);
 	for (long i = 0; i < k; i++) {
 		vmo__run_bg(v[i]);
-		vmo_object_unref(v[i]);
+		vmo__object_put(v[i]);
 	}
 	free(v);
 }

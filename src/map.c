@@ -35,7 +35,7 @@ void vmo__map_put(struct vmo_map *m)
 		return;
 	struct vmo_object *obj = m->obj;
 	free(m);
-	vmo_object_unref(obj);
+	vmo__object_put(obj);
 }
 
 /* Put m in the engine's and the object's trees (it holds a reference on
@@ -148,7 +148,7 @@ VMO_API int vmo_map(struct vmo_object *obj, uint64_t off, size_t len, unsigned f
 	}
 	/* Pages already in memory (another view touched them): with MINOR faults
 	 * they are mapped on first touch, write-protected while clean. */
-	vmo_object_ref(obj);
+	vmo__object_get(obj);
 	view_link(m);
 	pthread_rwlock_unlock(&eng->space_lock);
 	*addr = p;
@@ -232,7 +232,7 @@ static struct vmo_map *view_piece(struct vmo_map *m, uintptr_t a, uintptr_t b, i
 	n->flags = m->flags;
 	n->wp = m->wp;
 	n->ra_window = 1;
-	vmo_object_ref(m->obj);
+	vmo__object_get(m->obj);
 	return n;
 }
 

@@ -62,6 +62,7 @@ VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops
 	o->ops = ops;
 	o->ctx = ctx;
 	o->refs = 1;
+	o->urefs = 1;
 	o->page_size = psz;
 	o->page_shift = (uint32_t)__builtin_ctz(psz);
 	o->size = vmo__align_up(size, psz);
@@ -160,8 +161,10 @@ fail:
 
 VMO_API void vmo_object_ref(struct vmo_object *obj)
 {
-	if (obj)
+	if (obj) {
 		atomic_fetch_add(&obj->refs, 1);
+		atomic_fetch_add(&obj->urefs, 1);
+	}
 }
 
 void vmo__stats_add(struct vmo_stats *g, const struct vmo_stats *s)
@@ -178,10 +181,45 @@ void vmo__stats_add(struct vmo_stats *g, const struct vmo_stats *s)
 	g->write_errors += s->write_errors;
 }
 
+static void object_free(struct vmo_object *obj);
+
+/* Every drop of a reference but the program's own: under mu, so that the
+ * program's last unref, waiting below, is woken by each. */
+void vmo__object_put(struct vmo_object *obj)
+{
+	pthread_mutex_lock(&obj->mu);
+	bool last = atomic_fetch_sub(&obj->refs, 1) == 1;
+	if (!last)
+		pthread_cond_broadcast(&obj->cv);
+	pthread_mutex_unlock(&obj->mu);
+	if (last)
+		object_free(obj);
+}
+
+/* The program's last reference, with no view left in its address space
+ * (none mapped, or all unmapped by vmo_unmap or by the program itself):
+ * wait until vmo's short-lived references are gone (a view the program
+ * unmapped, released by the worker that read the event; a fault in flight
+ * on it; the evictor's reclaim or queued writeback), so that the writeback
+ * and release run here and the program may free what ctx points to as soon
+ * as this returns.  Before, they could run on vmo's thread just after:
+ * a pager whose store the program freed after its unref was written to
+ * after the free.  Bounded by those operations (a pager callback at most). */
 VMO_API void vmo_object_unref(struct vmo_object *obj)
 {
-	if (!obj || atomic_fetch_sub(&obj->refs, 1) != 1)
+	if (!obj)
 		return;
+	if (atomic_fetch_sub(&obj->urefs, 1) == 1) {
+		pthread_mutex_lock(&obj->mu);
+		while (obj->nmaps == 0 && atomic_load(&obj->refs) > 1)
+			pthread_cond_wait(&obj->cv, &obj->mu);
+		pthread_mutex_unlock(&obj->mu);
+	}
+	vmo__object_put(obj);
+}
+
+static void object_free(struct vmo_object *obj)
+{
 	int rc = vmo_object_shutdown(obj); /* writes dirty pages back */
 	long lost = atomic_load(&obj->dirty_pages);
 	if (rc && obj->ops->write)

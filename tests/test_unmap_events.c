@@ -8,7 +8,12 @@
  *  - a view moved with mremap: it pages at its new address, and vmo_unmap
  *    takes the new range;
  *  - a view grown in place with mremap: the new part gives SIGBUS, no hang;
- *  - MADV_DONTNEED on a view: nothing lost, pages come back.
+ *  - MADV_DONTNEED on a view: nothing lost, pages come back;
+ *  - the program's last vmo_object_unref after it unmapped the views itself
+ *    returns only after writeback and release, even while a fault on the
+ *    unmapped view is still in the pager (before: release ran on vmo's
+ *    thread after the unref returned, and the pager wrote to a store the
+ *    program had freed).
  * Every case is bounded by alarm(): a hang is a failure. */
 #include "helper.h"
 
@@ -270,7 +275,111 @@ static void case_dontneed(struct vmo_engine *eng)
 	printf("MADV_DONTNEED on a view: ok\n");
 }
 
-/* 6. one worker, faults in flight while the program unmaps other views:
+/* 6. the last unref waits for vmo's own references. */
+struct slow {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int in_read, go, released, writes;
+	uint64_t *v;
+	_Atomic int unref_done;
+	struct vmo_object *o;
+};
+
+static int slow_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
+{
+	struct slow *s = ctx;
+	(void)flags;
+	pthread_mutex_lock(&s->mu);
+	s->in_read = 1;
+	pthread_cond_broadcast(&s->cv);
+	while (!s->go)
+		pthread_cond_wait(&s->cv, &s->mu);
+	pthread_mutex_unlock(&s->mu);
+	for (size_t i = 0; i < len / 8; i++)
+		((uint64_t *)buf)[i] = t_pattern(off + i * 8);
+	return 0;
+}
+
+static int slow_write(void *ctx, uint64_t off, const void *buf, size_t len)
+{
+	struct slow *s = ctx;
+	(void)off, (void)buf, (void)len;
+	pthread_mutex_lock(&s->mu);
+	s->writes++;
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+static void slow_release(void *ctx)
+{
+	struct slow *s = ctx;
+	pthread_mutex_lock(&s->mu);
+	s->released++;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static const struct vmo_pager_ops slow_ops = { .read = slow_read, .write = slow_write, .release = slow_release };
+
+static void *slow_toucher(void *arg)
+{
+	struct slow *s = arg;
+	uint64_t x;
+	/* the view goes away under the fault: SIGSEGV when it is retried */
+	int sig = t_probe_read(&s->v[3 * PG / 8], &x, NULL);
+	CHECK(sig == SIGSEGV || sig == 0);
+	return NULL;
+}
+
+static void *slow_unref(void *arg)
+{
+	struct slow *s = arg;
+	vmo_object_unref(s->o);
+	s->unref_done = 1;
+	return NULL;
+}
+
+static void case_unref_waits(struct vmo_engine *eng)
+{
+	struct slow s = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+	struct vmo_object_opts oo = { .size = 16 * PG, .flags = VMO_OBJ_NO_READAHEAD };
+	CHECK_OK(vmo_object_create(eng, &slow_ops, &s, &oo, &s.o));
+	CHECK_OK(vmo_map(s.o, 0, 16 * PG, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&s.v));
+	pthread_mutex_lock(&s.mu);
+	s.go = 1; /* page 0 read at once, then written: a dirty page to write back */
+	pthread_mutex_unlock(&s.mu);
+	s.v[1] = 42;
+	pthread_mutex_lock(&s.mu);
+	s.go = 0;
+	s.in_read = 0;
+	pthread_mutex_unlock(&s.mu);
+	pthread_t toucher, unref;
+	CHECK_OK(pthread_create(&toucher, NULL, slow_toucher, &s));
+	pthread_mutex_lock(&s.mu);
+	while (!s.in_read)
+		pthread_cond_wait(&s.cv, &s.mu);
+	pthread_mutex_unlock(&s.mu);
+	/* A fault is in the pager; the program unmaps the view itself. */
+	CHECK_OK(munmap(s.v, 16 * PG));
+	CHECK_EQ(mappings(s.o), 0);
+	CHECK_OK(pthread_create(&unref, NULL, slow_unref, &s));
+	usleep(100 * 1000);
+	CHECK_EQ(s.unref_done, 0); /* the fault in flight holds the view: unref waits */
+	pthread_mutex_lock(&s.mu);
+	CHECK_EQ(s.released, 0);
+	s.go = 1;
+	pthread_cond_broadcast(&s.cv);
+	pthread_mutex_unlock(&s.mu);
+	pthread_join(unref, NULL);
+	/* returned: written back and released, on the unref's thread */
+	pthread_mutex_lock(&s.mu);
+	CHECK_EQ(s.released, 1);
+	CHECK(s.writes >= 1);
+	pthread_mutex_unlock(&s.mu);
+	pthread_join(toucher, NULL);
+	printf("last unref with a fault in flight on a view the program unmapped: waits, then releases: ok\n");
+}
+
+/* 7. one worker, faults in flight while the program unmaps other views:
  * supplies meet pending events (EAGAIN) and the worker must apply them
  * itself (no other reader), never fail a page or hang. */
 struct churn {
@@ -349,6 +458,7 @@ int main(void)
 	case_partial(eng);
 	case_mremap(eng);
 	case_dontneed(eng);
+	case_unref_waits(eng);
 	CHECK_OK(vmo_engine_destroy(eng));
 	case_churn();
 	printf("ok\n");
