@@ -9,9 +9,20 @@
  *               thread runs; dirty pages are collected later with PAGEMAP_SCAN
  *               (+ re-protect), per page, over a dirty and a clean region
  * Env: VMO_BENCH_PAGES (8192), VMO_BENCH_REPS (5). */
-#include "common.h"
+#include "lib/common.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #ifndef UFFD_FEATURE_WP_ASYNC
 #define UFFD_FEATURE_WP_ASYNC (1 << 15)

@@ -3,7 +3,7 @@
  *   random_read      random reads over a working set 4x the object's budget
  *   random_rw        the same with half the accesses writes
  *                    -> ns per fault (every kind: missing, minor, write) and
- *                       the ratio to the floor (bench/common.h: a minimal
+ *                       the ratio to the floor (bench/lib/common.h: a minimal
  *                       userfaultfd handler serving random first touches)
  *   evict            cost per page of dropping clean pages (vmo_return of a
  *                    fully resident object), in batches of a chunk
@@ -11,7 +11,13 @@
  *                    dirty object over the file pager, on this disk, against
  *                    plain pwrite + fdatasync of the same bytes
  * Env: VMO_BENCH_PAGES (16384), VMO_BENCH_REPS (3), VMO_BENCH_WB_MB (128). */
-#include "common.h"
+#include "lib/common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static size_t npages;
 static char *src;

@@ -1,6 +1,6 @@
 /* bench/fault: cost of first touches, vmo against the floor of the mechanism.
  *
- *   floor   a minimal userfaultfd handler (bench/common.h): one thread,
+ *   floor   a minimal userfaultfd handler (bench/lib/common.h): one thread,
  *           blocking read, UFFDIO_COPY of one page from RAM, nothing else
  *   vmo     an object over the memory pager (pages served from RAM)
  *   kernel  mmap of the same data in a file already in the page cache
@@ -10,7 +10,14 @@
  * Each figure is the median of REPS runs, interleaved; ratios are taken
  * within this run.  Env: VMO_BENCH_PAGES (32768), VMO_BENCH_REPS (5),
  * VMO_BENCH_WORKERS (engine default). */
-#include "common.h"
+#include "lib/common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static size_t npages;
 static char *src;

@@ -34,7 +34,13 @@
  * not.  Env: VMO_BENCH_VIEWS (60000, or argv[1]), VMO_BENCH_SEQ_VIEWS
  * (VIEWS/4), VMO_BENCH_UNTRACKED_VIEWS (VIEWS; 0 skips), VMO_BENCH_DIRTY_EVERY
  * (8), VMO_BENCH_WORKERS (engine default), VMO_BENCH_ENGINE_FLAGS (0). */
-#include "common.h"
+#include "lib/common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define MAP_MARGIN 1024 /* VMAs left for the library, threads, allocations */
 

@@ -131,7 +131,10 @@ VMO_API unsigned vmo_engine_features(const struct vmo_engine *eng);
  * run at once.
  * They must not touch the object's own mappings.  They return 0 or -errno. */
 struct vmo_pager_ops {
-	/* Fill buf[0..len) with the data at off.  Required. */
+	/* Fill buf[0..len) with the data at off.  Required.  Or answer
+	 * -EINPROGRESS: the range will be given later, from any thread, with
+	 * vmo_object_supply (or failed with vmo_object_supply_error); buf is
+	 * then not looked at.  Needs VMO_FEAT_MINOR. */
 	int (*read)(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags);
 	/* Store buf[0..len) at off.  NULL: the object's data is never written
 	 * back (dirty pages are kept until discarded). */
@@ -189,6 +192,20 @@ VMO_API int vmo_object_shutdown(struct vmo_object *obj);
 VMO_API uint64_t vmo_object_size(const struct vmo_object *obj);
 VMO_API size_t vmo_object_page_size(const struct vmo_object *obj);
 VMO_API void *vmo_object_ctx(const struct vmo_object *obj);
+
+/* Asynchronous supply (Mach's memory_object_data_supply, Hurd's
+ * pager_offer_page): give the data of [off, off+len) that a read answered
+ * -EINPROGRESS for, from any thread.  Pages of the range not waiting for a
+ * supply (in memory, never asked for, supplied already) are left as they
+ * are.  flags: VMO_READ_WRITELOCK, as a read's.  off and len: multiples of
+ * the page size.  0, -EINVAL, -VMO_ESHUTDOWN (the object was shut down:
+ * the data is not kept), or -errno of writing it into memory (the waiting
+ * threads then fault again: a new read). */
+VMO_API int vmo_object_supply(struct vmo_object *obj, uint64_t off, size_t len, const void *buf, unsigned flags);
+/* Fail the pages of [off, off+len) waiting for a supply with err (a
+ * negative errno), as a failed read: SIGBUS to the threads that touch
+ * them, vmo_get_error() says err, until vmo_clear_error. */
+VMO_API int vmo_object_supply_error(struct vmo_object *obj, uint64_t off, size_t len, int err);
 
 /* The pager's errno for the page at off if its last read (or unlock) failed,
  * 0 if none, -EINVAL if off is past the end. */

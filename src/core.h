@@ -4,6 +4,7 @@
 #define VMO_CORE_H
 
 #include "internal.h"
+#include "space.h"
 #include "uffd.h"
 #include "vtree.h"
 
@@ -16,6 +17,9 @@
  *                                                     CLEANING --write--> DIRTY (writeback must not
  *                                                                          mark it clean)
  *   CLEAN/DIRTY --evict--> EVICTING --> ABSENT
+ *   FILLING --before the read--> PENDING --read returns 0--> FILLING (installed by the worker)
+ *                                PENDING --vmo_object_supply--> FILLING --> CLEAN (into the memfd)
+ *                                PENDING --vmo_object_supply_error--> ERROR;  --shutdown--> ABSENT
  *
  * RESIDENT(state) <=> the page is in the object's memfd.  A page whose data
  * cannot be written back (no write callback, or tracking off) is DIRTY from
@@ -28,31 +32,10 @@ enum vmo__pstate {
 	PS_CLEANING,
 	PS_EVICTING,
 	PS_ERROR,
+	PS_PENDING, /* claimed for a pager read that may answer later (supply) */
 };
 
 static inline bool ps_resident(int s) { return s == PS_CLEAN || s == PS_DIRTY || s == PS_CLEANING; }
-
-/* A view: [addr, addr+len) of the address space shows object bytes
- * [off, off+len).  Its address, length and offset never change: when the
- * program unmaps or moves part of a view (UNMAP/REMAP events), the view is
- * retired and new ones made for the pieces. */
-struct vmo_map {
-	struct vmo_object *obj;
-	uintptr_t addr;
-	size_t len;
-	uint64_t off; /* object offset of addr */
-	unsigned flags;
-	bool wp;      /* registered with WP: first writes trap */
-	/* One reference while the view is in the tables, one per worker using
-	 * it (vmo__map_lookup_get .. vmo__map_put); freed with the last. */
-	_Atomic int refs;
-	_Atomic bool dead; /* out of the tables */
-	/* read-ahead: where a sequential access would fault next, and the window */
-	_Atomic uint64_t ra_next;
-	_Atomic uint32_t ra_window;
-	struct vmo__vnode anode; /* engine's tree, by address (eng->maps_lock) */
-	struct vmo__vnode onode; /* object's tree, by offset (obj->mu) */
-};
 
 /* Every view m of object o overlapping object bytes [lo, hi), under o->mu. */
 #define vmo__for_each_view(o, m, lo, hi)                                                           \
@@ -63,6 +46,7 @@ struct vmo_map {
 /* A fault waiting for a page another worker is filling or evicting. */
 struct vmo__waiter {
 	uint64_t pg;
+	struct vmo__space *sp;
 	uintptr_t addr; /* page address in the faulting mapping */
 	struct vmo__waiter *next;
 };
@@ -142,6 +126,12 @@ struct vmo_object {
 	int nmaps;
 	int nwmaps;      /* of which writable and tracked (m->wp) */
 	int inflight;    /* pager callbacks running */
+	/* Ranges a read answered -EINPROGRESS for (pages PENDING until
+	 * supplied): what shutdown gives up; pruned as they are supplied. */
+	struct vmo__pend {
+		uint64_t pg, n;
+	} *pend;
+	size_t npend, pend_cap;
 	_Atomic int dead; /* shut down: faults get SIGBUS */
 
 	struct vmo__ostats st;
@@ -149,11 +139,13 @@ struct vmo_object {
 };
 
 struct vmo_engine {
-	struct vmo__uffd u;
-	unsigned features; /* VMO_FEAT_* */
+	/* Address spaces: the local one, and those adopted from other
+	 * processes (space.h); the workers wait on all of them (epoll). */
+	struct vmo__spaces spaces;
+	struct vmo__space *local;
+	unsigned features; /* VMO_FEAT_* of the local space */
 	uint32_t flags;
 	bool async;        /* VMO_ENGINE_DIRTY_ASYNC: WP_ASYNC + PAGEMAP_SCAN */
-	int pagemap_fd;    /* /proc/self/pagemap, for async dirty collection */
 
 	/* budget and reclaim (evict.c) */
 	_Atomic uint64_t resident;            /* bytes over all objects */
@@ -167,28 +159,6 @@ struct vmo_engine {
 	bool kick;
 	struct vmo__psi *psi;
 	uint64_t rr; /* round-robin position over objects */
-
-	/* views by address, for fault lookup */
-	pthread_rwlock_t maps_lock;
-	struct vmo__vtree maps;
-	/* The address space changes under us only through events (a view
-	 * unmapped or moved by the program), and the kernel counts an event as
-	 * handled once it is read.  So reading the userfaultfd and applying its
-	 * events happen under space_lock held for writing, and whatever acts on
-	 * view addresses the kernel would not check for us (madvise, and
-	 * PAGEMAP_SCAN) holds it for reading: it never acts on a range the
-	 * program has unmapped and perhaps mapped again. */
-	pthread_rwlock_t space_lock;
-	/* Fault messages read while draining events (a supply ioctl saw
-	 * EAGAIN): served by the workers next (under stash_mu). */
-	pthread_mutex_t stash_mu;
-	struct uffd_msg *stash;
-	size_t nstash, stash_cap;
-	_Atomic size_t stashed;
-	int stash_efd; /* an eventfd in the workers' poll set: stashed messages */
-	/* a fault at an address no view covers, seen again and again */
-	_Atomic uintptr_t unknown_addr;
-	_Atomic int unknown_count;
 
 	/* workers */
 	pthread_mutex_t wmu;
@@ -249,8 +219,9 @@ uint64_t vmo__evict_clean(struct vmo_object *obj, uint64_t pg0, uint64_t pg1, bo
 
 /* dirty.c: write back dirty pages of [pg0, pg1); first error or 0. */
 /* Async tracking: mark DIRTY every page of [pg0, pg1) written since the last
- * collection (and protect it again). */
-void vmo__collect_written(struct vmo_object *obj, uint64_t pg0, uint64_t pg1);
+ * collection (and protect it again); in every view, or only in view `only`
+ * (one vmo_unmap is closing). */
+void vmo__collect_written(struct vmo_object *obj, uint64_t pg0, uint64_t pg1, struct vmo_map *only);
 /* Copy [pg, pg+n) out of the memfd and through the pager's write callback. */
 int vmo__write_pages(struct vmo_object *obj, uint64_t pg, uint64_t n, void *buf);
 int vmo__writeback(struct vmo_object *obj, uint64_t pg0, uint64_t pg1);
@@ -260,27 +231,26 @@ static inline pthread_mutex_t *vmo__wplock(struct vmo_object *o, uint64_t pg)
 }
 
 /* fault.c */
-void vmo__handle_fault(struct vmo_engine *eng, const struct uffd_msg *m);
+void vmo__handle_fault(struct vmo_engine *eng, struct vmo__space *sp, const struct uffd_msg *m);
 /* A worker's supply buffer: reserve it when the worker starts; free it. */
 void vmo__worker_buf_init(void);
 void vmo__worker_buf_free(void);
 
-/* map.c: find the view holding addr, with a reference (NULL if none). */
-struct vmo_map *vmo__map_lookup_get(struct vmo_engine *eng, uintptr_t addr);
-void vmo__map_put(struct vmo_map *m);
-/* Read and apply pending events, keeping fault messages for the workers
- * (the EAGAIN hook of the supply ioctls); true if the caller must give up:
- * it held space_lock for reading (vmo__space_enter), which was let go
- * meanwhile, and its view went (or it acts on no view). */
-bool vmo__space_drain(void *eng);
-/* Act on view m's addresses (m NULL: on an address no view covers) with
- * space_lock held for reading: false if m is gone.  Never nested. */
-bool vmo__space_enter(struct vmo_engine *eng, struct vmo_map *m);
-void vmo__space_exit(struct vmo_engine *eng);
-/* Read up to n messages and apply the events among them, under space_lock;
- * the fault messages are left in msgs (compacted); returns their count, or
- * 0 / -errno as vmo__uffd_read; -EBUSY if !wait and the lock is taken. */
-int vmo__space_read(struct vmo_engine *eng, struct uffd_msg *msgs, int n, bool wait);
+/* map.c: views of objects (the object's side; space.h has the space's).
+ * The hooks the spaces call when a view comes or goes. */
+extern const struct vmo__view_hooks vmo__obj_view_hooks;
+/* Call fn on every view of o overlapping object bytes [lo, hi) (only those
+ * trapping writes, with wp_only), with the view's space's lock held for
+ * reading; a view unmapped meanwhile is skipped.  addr/len: the overlap in
+ * the view.  Not under o->mu.  Returns the first nonzero fn returned (all
+ * views are still visited). */
+int vmo__views_each(struct vmo_object *o, uint64_t lo, uint64_t hi, bool wp_only,
+		    int (*fn)(struct vmo_map *m, uintptr_t addr, size_t len, void *arg), void *arg);
+
+/* supply.c: a read answered -EINPROGRESS for [pg, pg+n) (now PENDING). */
+void vmo__pending_add(struct vmo_object *obj, uint64_t pg, uint64_t n);
+/* Shutdown: every PENDING page back to ABSENT, its waiters woken. */
+void vmo__pending_abandon(struct vmo_object *obj);
 
 /* object.c */
 /* Add the counters of s (not resident, dirty, mappings, budget) to g. */
@@ -293,11 +263,12 @@ bool vmo__callback_begin(struct vmo_object *obj);
 void vmo__callback_end(struct vmo_object *obj);
 /* Wake (UFFDIO_WAKE) every waiter on pages [pg, pg+n). */
 void vmo__wake_waiters(struct vmo_object *obj, uint64_t pg, uint64_t n);
-/* Park a fault at addr on page pg until the page leaves its transient state
- * (returns false if it already has: handle the fault again). */
-bool vmo__add_waiter(struct vmo_object *obj, uint64_t pg, uintptr_t addr);
-/* Deliver SIGBUS for addr to thread tid (when UFFDIO_POISON can't). */
-void vmo__sigbus(struct vmo_engine *eng, pid_t tid, uintptr_t addr, size_t len);
+/* Park a fault at addr of sp on page pg until the page leaves its transient
+ * state (returns false if it already has: handle the fault again). */
+bool vmo__add_waiter(struct vmo_object *obj, uint64_t pg, struct vmo__space *sp, uintptr_t addr);
+/* Deliver SIGBUS for addr to thread tid of sp (when UFFDIO_POISON can't),
+ * then wake it. */
+void vmo__sigbus(struct vmo__space *sp, pid_t tid, uintptr_t addr, size_t len);
 
 static inline void wlock_set(struct vmo_object *o, uint64_t pg, uint64_t n, bool on)
 {

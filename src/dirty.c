@@ -20,54 +20,24 @@
 
 #define WB_MAX_BYTES (1u << 20)
 
-/* Write-protect [pg, pg+n) in every writable view.  The views are taken
- * (referenced) under obj->mu and protected after it is released: a protect
- * that meets a pending event (EAGAIN) may have to apply it, and applying
- * events takes obj->mu.  Each under space_lock, if the view is still there.
- * 0, or the first error other than "the view went". */
+/* Write-protect [pg, pg+n) in every writable view (the view iterator: each
+ * under its space's lock, never under obj->mu, since a protect that meets
+ * a pending event (EAGAIN) may have to apply it, and applying events takes
+ * obj->mu).  0, or the first error other than "the view went". */
+static int protect_view(struct vmo_map *m, uintptr_t addr, size_t len, void *arg)
+{
+	(void)arg;
+	int rc = m->space->ops->protect(m->space, (void *)addr, len, true, false);
+	if (rc == -ENOENT || rc == -ESRCH)
+		return 0; /* a view unmapped meanwhile needs no protecting */
+	if (rc)
+		vmo__warn("writeback: protecting %#lx: %s", (unsigned long)addr, strerror(-rc));
+	return rc;
+}
+
 static int protect_run(struct vmo_object *o, uint64_t pg, uint64_t n)
 {
-	uint64_t lo = pg << o->page_shift, hi = (pg + n) << o->page_shift;
-	struct vmo_map *m, *few[8], **v = few;
-	size_t k = 0, cap = VMO_ARRAY_SIZE(few);
-	int err = 0;
-	pthread_mutex_lock(&o->mu);
-	vmo__for_each_view(o, m, lo, hi) {
-		if (!m->wp)
-			continue;
-		if (k == cap) {
-			struct vmo_map **nv = malloc(2 * cap * sizeof *nv);
-			if (!nv) {
-				err = -ENOMEM;
-				break;
-			}
-			memcpy(nv, v, k * sizeof *nv);
-			if (v != few)
-				free(v);
-			v = nv;
-			cap *= 2;
-		}
-		atomic_fetch_add(&m->refs, 1);
-		v[k++] = m;
-	}
-	pthread_mutex_unlock(&o->mu);
-	for (size_t i = 0; i < k; i++) {
-		m = v[i];
-		uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;
-		int rc = -ENOENT; /* a view unmapped meanwhile needs no protecting */
-		if (vmo__space_enter(o->eng, m)) {
-			rc = vmo__uffd_writeprotect(&o->eng->u, (void *)(m->addr + (a - m->off)), b - a, true, false);
-			vmo__space_exit(o->eng);
-		}
-		if (rc && rc != -ENOENT && !err) {
-			vmo__warn("writeback: protecting %#llx: %s", (unsigned long long)a, strerror(-rc));
-			err = rc;
-		}
-		vmo__map_put(m);
-	}
-	if (v != few)
-		free(v);
-	return err;
+	return vmo__views_each(o, pg << o->page_shift, (pg + n) << o->page_shift, true, protect_view, NULL);
 }
 
 static int read_memfd(struct vmo_object *o, void *buf, size_t len, uint64_t off)
@@ -107,17 +77,12 @@ int vmo__write_pages(struct vmo_object *o, uint64_t pg, uint64_t n, void *buf)
 	return rc;
 }
 
-struct collect {
-	struct vmo_object *o;
-	struct vmo_map *m;
-};
-
 static void mark_written(void *arg, uintptr_t s, uintptr_t e)
 {
-	struct collect *c = arg;
-	struct vmo_object *o = c->o;
-	uint64_t pg0 = (s - c->m->addr + c->m->off) >> o->page_shift;
-	uint64_t pg1 = (e - c->m->addr + c->m->off + o->page_size - 1) >> o->page_shift;
+	struct vmo_map *m = arg;
+	struct vmo_object *o = m->obj;
+	uint64_t pg0 = (s - m->addr + m->off) >> o->page_shift;
+	uint64_t pg1 = (e - m->addr + m->off + o->page_size - 1) >> o->page_shift;
 	/* A FILLING page seen mapped and written: the worker's copy has
 	 * installed it (only the copy maps a FILLING page) and woken the
 	 * writer, but not yet marked it clean. */
@@ -125,22 +90,13 @@ static void mark_written(void *arg, uintptr_t s, uintptr_t e)
 		ps_mark_written(o, pg);
 }
 
-static void collect_run(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
+static int collect_view(struct vmo_map *m, uintptr_t addr, size_t len, void *arg)
 {
-	uint64_t lo = pg0 << o->page_shift, hi = pg1 << o->page_shift;
-	struct vmo_map *m;
-	vmo__for_each_view(o, m, lo, hi) {
-		if (!m->wp)
-			continue;
-		uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;
-		if (a >= b)
-			continue;
-		struct collect c = { o, m };
-		int rc = vmo__pagemap_collect_written(o->eng->pagemap_fd, m->addr + (a - m->off), m->addr + (b - m->off),
-						      mark_written, &c);
-		if (rc)
-			vmo__warn("collecting dirty pages: PAGEMAP_SCAN: %s", strerror(-rc));
-	}
+	(void)arg;
+	int rc = m->space->ops->scan_written(m->space, addr, addr + len, mark_written, m);
+	if (rc && rc != -ESRCH)
+		vmo__warn("collecting dirty pages: PAGEMAP_SCAN: %s", strerror(-rc));
+	return 0;
 }
 
 /* Scan only runs of pages that are in memory (or being filled): with
@@ -148,11 +104,10 @@ static void collect_run(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
  * kernel a later fault through such a protected hole in a WP_ASYNC view puts
  * a zero page into the memfd without a MISSING fault (vmo would then never
  * be asked: invented data).  So holes are never scanned. */
-void vmo__collect_written(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
+void vmo__collect_written(struct vmo_object *o, uint64_t pg0, uint64_t pg1, struct vmo_map *only)
 {
-	/* PAGEMAP_SCAN protects what it finds: only on ranges that are views. */
-	pthread_rwlock_rdlock(&o->eng->space_lock);
-	pthread_mutex_lock(&o->mu);
+	/* PAGEMAP_SCAN protects what it finds: only on ranges that are views
+	 * (the iterator holds each view's space lock). */
 	for (uint64_t pg = pg0; pg < pg1;) {
 		uint64_t c = pg >> o->chunk_shift;
 		if (!atomic_load_explicit(&o->chunk_res[c], memory_order_relaxed)) {
@@ -171,11 +126,23 @@ void vmo__collect_written(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
 				break;
 			end++;
 		}
-		collect_run(o, pg, end);
+		if (only) {
+			/* A view vmo_unmap has taken out of its space (dead to
+			 * faults) but not yet unmapped: its range is still ours. */
+			uint64_t a = pg << o->page_shift, b = end << o->page_shift;
+			if (a < only->off)
+				a = only->off;
+			if (b > only->off + only->len)
+				b = only->off + only->len;
+			if (a < b && vmo__space_enter(only->space, NULL)) {
+				collect_view(only, only->addr + (uintptr_t)(a - only->off), (size_t)(b - a), NULL);
+				vmo__space_exit(only->space);
+			}
+		} else {
+			vmo__views_each(o, pg << o->page_shift, end << o->page_shift, true, collect_view, NULL);
+		}
 		pg = end;
 	}
-	pthread_mutex_unlock(&o->mu);
-	pthread_rwlock_unlock(&o->eng->space_lock);
 }
 
 /* Pages [pg, pg+n) are CLEANING and protected: write them to the pager. */
@@ -210,7 +177,7 @@ int vmo__writeback(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
 	int first = 0;
 	pthread_mutex_lock(&o->wb_mu);
 	if (o->eng->async)
-		vmo__collect_written(o, pg0, pg1); /* writes since the last look */
+		vmo__collect_written(o, pg0, pg1, NULL); /* writes since the last look */
 	for (uint64_t pg = pg0; pg < pg1;) {
 		uint64_t c = pg >> o->chunk_shift;
 		uint64_t cend = (c + 1) << o->chunk_shift;

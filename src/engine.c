@@ -3,8 +3,7 @@
 #include "core.h"
 
 #include <fcntl.h>
-#include <poll.h>
-#include <sys/eventfd.h>
+#include <sys/epoll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +19,9 @@ static void worker_cleanup(void *arg)
 	vmo__worker_buf_free();
 }
 
-/* Serve fault messages: with the inhibit count respected, as libpager's
- * workers. */
-static void serve_batch(struct vmo_engine *eng, struct uffd_msg *msgs, int n)
+/* Serve fault messages of sp: with the inhibit count respected, as
+ * libpager's workers. */
+static void serve_batch(struct vmo_engine *eng, struct vmo__space *sp, struct uffd_msg *msgs, int n)
 {
 	pthread_mutex_lock(&eng->wmu);
 	while (eng->inhibit)
@@ -31,7 +30,7 @@ static void serve_batch(struct vmo_engine *eng, struct uffd_msg *msgs, int n)
 	pthread_mutex_unlock(&eng->wmu);
 
 	for (int i = 0; i < n; i++)
-		vmo__handle_fault(eng, &msgs[i]);
+		vmo__handle_fault(eng, sp, &msgs[i]);
 
 	pthread_mutex_lock(&eng->wmu);
 	if (--eng->active == 0)
@@ -39,23 +38,29 @@ static void serve_batch(struct vmo_engine *eng, struct uffd_msg *msgs, int n)
 	pthread_mutex_unlock(&eng->wmu);
 }
 
-/* Fault messages another worker read while draining events. */
-static int take_stash(struct vmo_engine *eng, struct uffd_msg *msgs, int max)
+/* Fault messages another thread read while draining events. */
+static bool serve_stash(struct vmo_engine *eng)
 {
-	if (!atomic_load_explicit(&eng->stashed, memory_order_relaxed))
-		return 0;
-	pthread_mutex_lock(&eng->stash_mu);
-	int n = eng->nstash < (size_t)max ? (int)eng->nstash : max;
-	memcpy(msgs, eng->stash + eng->nstash - (size_t)n, (size_t)n * sizeof *msgs);
-	eng->nstash -= (size_t)n;
-	atomic_store(&eng->stashed, eng->nstash);
-	pthread_mutex_unlock(&eng->stash_mu);
-	return n;
+	struct vmo__stashed st[MSGS_PER_READ];
+	int n = vmo__space_take_stash(&eng->spaces, st, MSGS_PER_READ);
+	for (int i = 0; i < n;) {
+		struct uffd_msg msgs[MSGS_PER_READ];
+		struct vmo__space *sp = st[i].sp;
+		int k = 0;
+		for (; i < n && st[i].sp == sp; i++)
+			msgs[k++] = st[i].msg;
+		serve_batch(eng, sp, msgs, k);
+	}
+	return n > 0;
 }
 
-/* A worker waits in poll(2), then reads without blocking under space_lock
- * (see core.h: an event counts as handled once read, so it is applied
- * before anyone acts on view addresses again). */
+/* A worker waits in epoll_wait on every space's userfaultfd (one-shot: the
+ * one handed a descriptor reads what is there, arms it again for the next
+ * worker, then serves what it read), every adopted process's pidfd (its
+ * exit), and the stash eventfd.  Reading happens under the space's lock
+ * (space.h: an event counts as handled once read, so it is applied before
+ * anyone acts on view addresses again).  Worker count does not grow with
+ * the number of spaces. */
 static void *worker_main(void *arg)
 {
 	struct vmo_engine *eng = arg;
@@ -65,44 +70,38 @@ static void *worker_main(void *arg)
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 	pthread_cleanup_push(worker_cleanup, NULL);
 	vmo__worker_buf_init();
-	int busy = 0;
 	for (;;) {
-		int n = take_stash(eng, msgs, MSGS_PER_READ);
-		if (n) {
-			serve_batch(eng, msgs, n);
+		if (serve_stash(eng))
 			continue;
-		}
-		/* Cancellation (engine stop) is allowed only while blocked in poll. */
-		struct pollfd pfd[2] = { { .fd = eng->u.fd, .events = POLLIN }, { .fd = eng->stash_efd, .events = POLLIN } };
+		/* Cancellation (engine stop) is allowed only while blocked here. */
+		int timeout = vmo__spaces_run_late(&eng->spaces);
+		struct epoll_event ev;
 		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
-		int pr = poll(pfd, 2, -1);
+		int pr = epoll_wait(eng->spaces.epfd, &ev, 1, timeout);
 		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 		if (pr <= 0)
 			continue;
-		if (pfd[1].revents & POLLIN) {
+		struct vmo__source *src = ev.data.ptr;
+		if (src->kind == VMO__SRC_STASH) {
 			uint64_t v;
-			if (read(eng->stash_efd, &v, sizeof v) < 0 && errno != EAGAIN)
+			if (read(eng->spaces.stash_efd, &v, sizeof v) < 0 && errno != EAGAIN)
 				vmo__debug("stash eventfd: %s", strerror(errno));
 			continue; /* the stash, at the top */
 		}
-		/* poll wakes every worker for one message: the ones that find
-		 * the lock taken (another is reading) go back to wait rather than
-		 * queue behind it (measured: that queue cost random first touches
-		 * a few percent); a few times in a row, and they wait for it (the
-		 * holder may be a long view walk). */
-		n = vmo__space_read(eng, msgs, MSGS_PER_READ, busy >= 4);
-		if (n == -EBUSY) {
-			busy++;
-			sched_yield();
+		struct vmo__space *sp = src->sp;
+		if (src->kind == VMO__SRC_PIDFD) {
+			vmo__space_reap(sp);
 			continue;
 		}
-		busy = 0;
+		int n = vmo__space_read(sp, msgs, MSGS_PER_READ);
+		if (!atomic_load(&sp->dead) && vmo__space_rearm(sp) < 0)
+			vmo__err("worker: arming the userfaultfd again: %s", strerror(errno));
 		if (n < 0 && n != -EINTR) {
 			vmo__err("worker: reading userfaultfd: %s", strerror(-n));
 			usleep(1000);
 		}
 		if (n > 0)
-			serve_batch(eng, msgs, n);
+			serve_batch(eng, sp, msgs, n);
 	}
 	pthread_cleanup_pop(1);
 	return NULL;
@@ -142,32 +141,6 @@ static int start_workers(struct vmo_engine *eng)
 	return 0;
 }
 
-static unsigned features_of(const struct vmo__uffd *u)
-{
-	unsigned f = 0;
-	if (u->features & UFFD_FEATURE_MINOR_SHMEM)
-		f |= VMO_FEAT_MINOR;
-	if ((u->features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM) && (u->features & UFFD_FEATURE_PAGEFAULT_FLAG_WP))
-		f |= VMO_FEAT_WP;
-	if (u->features & UFFD_FEATURE_POISON)
-		f |= VMO_FEAT_POISON;
-	if (u->features & UFFD_FEATURE_MOVE)
-		f |= VMO_FEAT_MOVE;
-	if (vmo__uffd_kernel_features() & UFFD_FEATURE_WP_ASYNC)
-		f |= VMO_FEAT_WP_ASYNC;
-	if (vmo__pagemap_scan_supported())
-		f |= VMO_FEAT_PAGEMAP_SCAN;
-	if (u->features & UFFD_FEATURE_THREAD_ID)
-		f |= VMO_FEAT_THREAD_ID;
-	if (!u->user_mode_only)
-		f |= VMO_FEAT_KERNEL_FAULTS;
-	if ((f & VMO_FEAT_MINOR) && (f & VMO_FEAT_WP) && vmo__uffd_continue_wp_supported())
-		f |= VMO_FEAT_CONTINUE_WP;
-	if ((u->features & UFFD_FEATURE_EVENT_UNMAP) && (u->features & UFFD_FEATURE_EVENT_REMAP))
-		f |= VMO_FEAT_EVENTS;
-	return f;
-}
-
 VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_engine **out)
 {
 	static const struct vmo_engine_opts defaults;
@@ -195,8 +168,8 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 	/* THREAD_ID: a refused first write (and, without POISON, a failed read)
 	 * is a SIGBUS sent to the faulting thread. */
 	uint64_t need = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_THREAD_ID;
-	eng->pagemap_fd = -1;
-	eng->stash_efd = -1;
+	int pagemap_fd = -1;
+	struct vmo__uffd u;
 	if (opts->flags & VMO_ENGINE_DIRTY_ASYNC) {
 		need |= UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP |
 			UFFD_FEATURE_MINOR_SHMEM;
@@ -206,43 +179,44 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 			free(eng);
 			return -EOPNOTSUPP;
 		}
-		eng->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-		if (eng->pagemap_fd < 0) {
+		pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		if (pagemap_fd < 0) {
 			int err = -errno;
 			free(eng);
 			return err;
 		}
 		eng->async = true;
 	}
-	int rc = vmo__uffd_open(&eng->u, want, need,
+	int rc = vmo__uffd_open(&u, want, need,
 				VMO__UFFD_NONBLOCK | ((opts->flags & VMO_ENGINE_USER_MODE_ONLY) ? VMO__UFFD_USER_ONLY : 0));
 	if (rc) {
-		if (eng->pagemap_fd >= 0)
-			close(eng->pagemap_fd);
+		if (pagemap_fd >= 0)
+			close(pagemap_fd);
 		free(eng);
 		return rc;
 	}
-	eng->features = features_of(&eng->u);
+	rc = vmo__spaces_init(&eng->spaces, &vmo__obj_view_hooks, eng->async);
+	if (rc) {
+		vmo__uffd_close(&u);
+		if (pagemap_fd >= 0)
+			close(pagemap_fd);
+		free(eng);
+		return rc;
+	}
+	rc = vmo__space_local(&eng->spaces, &u, pagemap_fd, &eng->local);
+	if (rc) {
+		vmo__spaces_fini(&eng->spaces);
+		vmo__uffd_close(&u);
+		if (pagemap_fd >= 0)
+			close(pagemap_fd);
+		free(eng);
+		return rc;
+	}
+	eng->features = eng->local->features;
 	eng->flags = opts->flags;
 	eng->budget_hi = opts->budget;
 	eng->budget_lo = opts->budget_low ? opts->budget_low : opts->budget - opts->budget / 8;
 	eng->nworkers = opts->workers ? opts->workers : DEFAULT_WORKERS;
-	pthread_rwlock_init(&eng->maps_lock, NULL);
-	/* Writer-preferring: readers of the userfaultfd (writers here) must not
-	 * wait behind a stream of view walks. */
-	pthread_rwlockattr_t ra;
-	pthread_rwlockattr_init(&ra);
-	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&eng->space_lock, &ra);
-	pthread_rwlockattr_destroy(&ra);
-	pthread_mutex_init(&eng->stash_mu, NULL);
-	eng->stash_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (eng->stash_efd < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	eng->u.drain = vmo__space_drain;
-	eng->u.drain_arg = eng;
 	pthread_mutex_init(&eng->wmu, NULL);
 	pthread_cond_init(&eng->wcv, NULL);
 	pthread_mutex_init(&eng->objs_mu, NULL);
@@ -261,16 +235,13 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 			goto fail;
 		}
 	}
-	vmo__debug("engine: uffd fd %d%s, features %#llx, %u workers", eng->u.fd,
-		   eng->u.dev ? " (/dev/userfaultfd)" : "", (unsigned long long)eng->u.features, eng->nworkers);
+	vmo__debug("engine: uffd fd %d%s, features %#llx, %u workers", eng->local->u.fd,
+		   eng->local->u.dev ? " (/dev/userfaultfd)" : "", (unsigned long long)eng->local->u.features,
+		   eng->nworkers);
 	*out = eng;
 	return 0;
 fail:
-	if (eng->pagemap_fd >= 0)
-		close(eng->pagemap_fd);
-	if (eng->stash_efd >= 0)
-		close(eng->stash_efd);
-	vmo__uffd_close(&eng->u);
+	vmo__spaces_fini(&eng->spaces); /* and the local space's descriptors */
 	free(eng->threads);
 	free(eng);
 	return rc;
@@ -292,17 +263,10 @@ VMO_API int vmo_engine_destroy(struct vmo_engine *eng)
 	if (eng->running)
 		stop_workers(eng);
 	vmo__evictor_stop(eng);
-	if (eng->pagemap_fd >= 0)
-		close(eng->pagemap_fd);
-	vmo__uffd_close(&eng->u);
-	pthread_rwlock_destroy(&eng->maps_lock);
-	pthread_rwlock_destroy(&eng->space_lock);
-	pthread_mutex_destroy(&eng->stash_mu);
+	vmo__spaces_fini(&eng->spaces);
 	pthread_mutex_destroy(&eng->wmu);
 	pthread_cond_destroy(&eng->wcv);
 	pthread_mutex_destroy(&eng->objs_mu);
-	free(eng->stash);
-	close(eng->stash_efd);
 	free(eng->threads);
 	free(eng);
 	return 0;

@@ -109,21 +109,23 @@ static void punch(struct vmo_object *o, uint64_t pg, uint64_t n, long dirty)
  * dirty pages were last collected, and the kernel did not tell us.  Unmap it
  * from the writable views (later accesses fault to us and wait), then write
  * it back whatever it holds.  false: the write failed, keep the pages. */
+static int zap_view(struct vmo_map *m, uintptr_t addr, size_t len, void *arg)
+{
+	(void)arg;
+	/* Another process's view on a kernel whose process_madvise cannot
+	 * zap keeps its entries: its accesses are not seen (aging only). */
+	m->space->ops->zap(m->space, (void *)addr, len);
+	return 0;
+}
+
 static bool async_flush(struct vmo_object *o, uint64_t pg, uint64_t n)
 {
 	uint64_t lo = pg << o->page_shift, hi = (pg + n) << o->page_shift;
-	struct vmo_map *m;
-	pthread_rwlock_rdlock(&o->eng->space_lock); /* madvise: only on views */
 	pthread_mutex_lock(&o->mu);
 	int nw = o->nwmaps;
-	if (nw)
-		vmo__for_each_view(o, m, lo, hi) {
-			uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;
-			if (m->wp && a < b)
-				madvise((void *)(m->addr + (a - m->off)), b - a, MADV_DONTNEED);
-		}
 	pthread_mutex_unlock(&o->mu);
-	pthread_rwlock_unlock(&o->eng->space_lock);
+	if (nw)
+		vmo__views_each(o, lo, hi, true, zap_view, NULL);
 	if (!nw || !o->ops->write)
 		return true;
 	size_t len = (size_t)n << o->page_shift;
@@ -196,16 +198,7 @@ static void unmap_chunk(struct vmo_object *o, uint64_t c)
 	if (o->eng->async)
 		return; /* unmapping a written page would erase its written bit:
 			 * async tracking keeps the supply-time reference only */
-	struct vmo_map *m;
-	pthread_rwlock_rdlock(&o->eng->space_lock); /* madvise: only on views */
-	pthread_mutex_lock(&o->mu);
-	vmo__for_each_view(o, m, lo, hi) {
-		uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;
-		if (a < b)
-			madvise((void *)(m->addr + (a - m->off)), b - a, MADV_DONTNEED);
-	}
-	pthread_mutex_unlock(&o->mu);
-	pthread_rwlock_unlock(&o->eng->space_lock);
+	vmo__views_each(o, lo, hi, false, zap_view, NULL);
 }
 
 /* Advance obj's CLOCK hand until `want` pages are freed or two sweeps made. */

@@ -56,6 +56,7 @@ static void unclaim(struct vmo_object *o, uint64_t pg, uint64_t n);
 
 struct fault {
 	struct vmo_engine *eng;
+	struct vmo__space *sp; /* the view's space: every kernel operation */
 	struct vmo_map *m;
 	struct vmo_object *obj;
 	uint64_t pg;     /* object page index */
@@ -69,12 +70,12 @@ struct fault {
  * the event being applied first (core.h).  Never nested. */
 static bool view_enter(struct fault *f)
 {
-	return vmo__space_enter(f->eng, f->m);
+	return vmo__space_enter(f->sp, f->m);
 }
 
 static void view_exit(struct fault *f)
 {
-	vmo__space_exit(f->eng);
+	vmo__space_exit(f->sp);
 }
 
 /* Without poison, every fault message of a failed page is answered with a
@@ -131,7 +132,7 @@ static bool recently_signalled(pid_t tid, uintptr_t addr)
 static void fail_page(struct fault *f)
 {
 	struct vmo_object *o = f->obj;
-	struct vmo__uffd *u = &f->eng->u;
+	struct vmo__space *sp = f->sp;
 	size_t len = o->page_size;
 	/* Under the page's stripe, the page still failed (vmo_clear_error
 	 * re-arms it under the stripe): the unprotect below must never meet a
@@ -141,29 +142,29 @@ static void fail_page(struct fault *f)
 	uint8_t s = ps_get(o, f->pg);
 	if (!(s == PS_ERROR || (s == PS_ABSENT && atomic_load(&o->dead))) || !view_enter(f)) {
 		pthread_mutex_unlock(lk);
-		vmo__uffd_wake(u, (void *)f->paddr, len); /* refilled, or the view went: fault again */
+		sp->ops->wake(sp, (void *)f->paddr, len); /* refilled, or the view went: fault again */
 		return;
 	}
-	int rc = vmo__uffd_poison(u, (void *)f->paddr, len);
+	int rc = sp->ops->poison(sp, (void *)f->paddr, len);
 	if (rc == -EEXIST && f->m->wp) {
-		vmo__uffd_writeprotect(u, (void *)f->paddr, len, false, false);
-		rc = vmo__uffd_poison(u, (void *)f->paddr, len);
+		sp->ops->protect(sp, (void *)f->paddr, len, false, false);
+		rc = sp->ops->poison(sp, (void *)f->paddr, len);
 	}
 	view_exit(f);
 	pthread_mutex_unlock(lk);
 	if (rc == 0)
 		return;
 	if (rc == -EEXIST) {
-		vmo__uffd_wake(u, (void *)f->paddr, len);
+		sp->ops->wake(sp, (void *)f->paddr, len);
 		return;
 	}
 	if (recently_signalled(f->tid, f->paddr)) {
 		/* A second message for one access (the thread was woken early and
 		 * faulted again before the first was served): it has its SIGBUS. */
-		vmo__uffd_wake(u, (void *)f->paddr, len);
+		sp->ops->wake(sp, (void *)f->paddr, len);
 		return;
 	}
-	vmo__sigbus(f->eng, f->tid, f->paddr, len);
+	vmo__sigbus(f->sp, f->tid, f->paddr, len);
 }
 
 /* A failure of vmo's own resources (no buffer, the kernel short of memory
@@ -175,7 +176,7 @@ static void fail_transient(struct fault *f, uint64_t pg, uint64_t n, int err)
 	vmo__warn("page %#llx: %s; this fault fails, the page is not marked failed",
 		  (unsigned long long)(f->pg << f->obj->page_shift), strerror(-err));
 	unclaim(f->obj, pg, n);
-	vmo__sigbus(f->eng, f->tid, f->paddr, f->obj->page_size);
+	vmo__sigbus(f->sp, f->tid, f->paddr, f->obj->page_size);
 }
 
 /* Retry a transient failure a few times, a little longer each time (about
@@ -192,7 +193,7 @@ static uint8_t supplied_state(struct vmo_object *o, struct vmo_map *m)
 	if (o->track)
 		return PS_CLEAN;
 	/* Untracked: a page that can be written without a trap may be dirty. */
-	if ((m->flags & VMO_PROT_WRITE) || !(o->eng->features & VMO_FEAT_MINOR))
+	if ((m->flags & VMO_PROT_WRITE) || !(m->space->features & VMO_FEAT_MINOR))
 		return PS_DIRTY;
 	return PS_CLEAN;
 }
@@ -242,6 +243,15 @@ static void unclaim(struct vmo_object *o, uint64_t pg, uint64_t n)
 	vmo__wake_waiters(o, pg, n);
 }
 
+/* Pages of a read that are not ours after all (supplied, or failed, by the
+ * pager meanwhile): those still PENDING go back to ABSENT. */
+static void unclaim_pending(struct vmo_object *o, uint64_t pg, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (ps_cas(o, pg + i, PS_PENDING, PS_ABSENT))
+			vmo__wake_waiters(o, pg + i, 1);
+}
+
 static void fill(struct fault *f)
 {
 	struct vmo_object *o = f->obj;
@@ -268,11 +278,46 @@ static void fill(struct fault *f)
 			return;
 		}
 		rflags = 0;
+		/* PENDING during the read: the pager may hand the range to
+		 * another thread, which may supply it before read returns. */
+		for (uint64_t i = 0; i < n; i++)
+			ps_set(o, f->pg + i, PS_PENDING);
 		rc = o->ops->read(o->ctx, f->pg << o->page_shift, buf, len, &rflags);
 		vmo__callback_end(o);
 		if (rc > 0)
 			rc = -EIO; /* a read callback returns 0 or -errno */
 		atomic_fetch_add(&o->st.pages_read, n);
+		if (rc == -EINPROGRESS && (f->sp->features & VMO_FEAT_MINOR)) {
+			/* Answered later (vmo_object_supply): the thread waits for
+			 * the page like any fault on a page being filled; the
+			 * supply wakes it, and its next fault maps the page. */
+			vmo__pending_add(o, f->pg, n);
+			atomic_fetch_add(&o->st.readahead, n - 1);
+			if (!vmo__add_waiter(o, f->pg, f->sp, f->paddr))
+				f->sp->ops->wake(f->sp, (void *)f->paddr, o->page_size);
+			return;
+		}
+		if (rc == -EINPROGRESS) {
+			/* A supply lands in the memfd, and only a MINOR fault maps
+			 * it into a view that trapped the first touch. */
+			vmo__warn("pager read answered -EINPROGRESS, but supplying later needs MINOR faults "
+				  "(VMO_FEAT_MINOR, Linux 5.13); the page is marked failed");
+			rc = -EOPNOTSUPP;
+		}
+		/* Ours again to install (or fail); a page the pager supplied
+		 * meanwhile (it answered and supplied both) is left alone. */
+		uint64_t k = 0;
+		while (k < n && ps_cas(o, f->pg + k, PS_PENDING, PS_FILLING))
+			k++;
+		if (k < n) {
+			unclaim_pending(o, f->pg + k, n - k);
+			if (k == 0) {
+				f->sp->ops->wake(f->sp, (void *)f->paddr, o->page_size);
+				return;
+			}
+			n = k;
+			len = (size_t)n << o->page_shift;
+		}
 		if (rc == 0 || n == 1)
 			break;
 		/* A cluster failed: give back the read-ahead pages and ask for the
@@ -308,7 +353,7 @@ static void fill(struct fault *f)
 	while (i < n) {
 		size_t done = 0;
 		size_t off = (size_t)i << o->page_shift;
-		rc = in ? vmo__uffd_copy(&f->eng->u, (void *)(f->paddr + off), (char *)buf + off, len - off, wp, &done)
+		rc = in ? f->sp->ops->copy(f->sp, (void *)(f->paddr + off), (char *)buf + off, len - off, wp, &done)
 			: -ENOENT;
 		uint64_t k = done >> o->page_shift;
 		/* A CAS: async dirty collection may already have found the page
@@ -328,7 +373,7 @@ static void fill(struct fault *f)
 				atomic_fetch_add(&o->dirty_pages, 1);
 			/* The copy that would have woken whoever waits on it did not
 			 * happen: wake them (the faulting thread, if i == 0). */
-			vmo__uffd_wake(&f->eng->u, (void *)(f->paddr + ((size_t)i << o->page_shift)), o->page_size);
+			f->sp->ops->wake(f->sp, (void *)(f->paddr + ((size_t)i << o->page_shift)), o->page_size);
 			i++;
 			continue;
 		}
@@ -344,7 +389,7 @@ static void fill(struct fault *f)
 		 * rest stays absent; whoever waits faults again. */
 		vmo__account(o, f->pg + i, -(long)(n - i), st);
 		if (i == 0 && (rc == -ENOENT || rc == -ESRCH))
-			vmo__uffd_wake(&f->eng->u, (void *)f->paddr, o->page_size);
+			f->sp->ops->wake(f->sp, (void *)f->paddr, o->page_size);
 		if (i == 0 && (rc == -ENOMEM || rc == -EAGAIN)) {
 			if (in)
 				view_exit(f);
@@ -383,10 +428,10 @@ static void fill(struct fault *f)
 static void map_present(struct fault *f)
 {
 	struct vmo_object *o = f->obj;
-	struct vmo__uffd *u = &f->eng->u;
-	if (!(f->eng->features & VMO_FEAT_MINOR)) {
+	struct vmo__space *sp = f->sp;
+	if (!(f->sp->features & VMO_FEAT_MINOR)) {
 		/* No MINOR faults: the kernel maps page-cache pages by itself. */
-		vmo__uffd_wake(u, (void *)f->paddr, o->page_size);
+		sp->ops->wake(sp, (void *)f->paddr, o->page_size);
 		return;
 	}
 	atomic_store_explicit(&o->chunk_ref[f->pg >> o->chunk_shift], 1, memory_order_relaxed);
@@ -394,14 +439,14 @@ static void map_present(struct fault *f)
 	pthread_mutex_lock(lk);
 	if (!view_enter(f)) {
 		pthread_mutex_unlock(lk);
-		vmo__uffd_wake(u, (void *)f->paddr, o->page_size);
+		sp->ops->wake(sp, (void *)f->paddr, o->page_size);
 		return;
 	}
 	uint8_t s = ps_get(o, f->pg), s0 = s;
 	int rc = -EAGAIN;
 	if (ps_resident(s)) {
 		bool wp = f->m->wp && s != PS_DIRTY;
-		if (wp && !(f->eng->features & VMO_FEAT_CONTINUE_WP)) {
+		if (wp && !(f->sp->features & VMO_FEAT_CONTINUE_WP)) {
 			/* Dirty before it is mapped writable: no window in which a
 			 * write could land on a page marked clean. */
 			if (ps_cas(o, f->pg, PS_CLEAN, PS_DIRTY))
@@ -411,7 +456,7 @@ static void map_present(struct fault *f)
 			s = PS_DIRTY;
 			wp = false;
 		}
-		rc = vmo__uffd_continue(u, (void *)f->paddr, o->page_size, wp, false, NULL);
+		rc = sp->ops->cont(sp, (void *)f->paddr, o->page_size, wp, false, NULL);
 		if ((rc == 0 || rc == -EEXIST) && !o->track && (f->m->flags & VMO_PROT_WRITE) &&
 		    ps_cas(o, f->pg, PS_CLEAN, PS_DIRTY))
 			atomic_fetch_add(&o->dirty_pages, 1);
@@ -439,7 +484,7 @@ static void map_present(struct fault *f)
 			vmo__warn("mapping page %#llx: UFFDIO_CONTINUE: %s", (unsigned long long)(f->pg << o->page_shift),
 				  strerror(-rc));
 			vmo__set_error(o, f->pg, rc);
-			vmo__sigbus(f->eng, f->tid, f->paddr, o->page_size);
+			vmo__sigbus(f->sp, f->tid, f->paddr, o->page_size);
 			return;
 		}
 	}
@@ -447,7 +492,7 @@ static void map_present(struct fault *f)
 	pthread_mutex_unlock(lk);
 	/* Mapped: let the thread go.  Anything else: it faults again and meets
 	 * the page's new state. */
-	vmo__uffd_wake(u, (void *)f->paddr, o->page_size);
+	sp->ops->wake(sp, (void *)f->paddr, o->page_size);
 }
 
 /* A missing or minor fault: one state machine serves both. */
@@ -470,7 +515,8 @@ static void serve(struct fault *f)
 			return;
 		case PS_FILLING:
 		case PS_EVICTING:
-			if (vmo__add_waiter(o, f->pg, f->paddr))
+		case PS_PENDING:
+			if (vmo__add_waiter(o, f->pg, f->sp, f->paddr))
 				return;
 			continue;
 		case PS_CLEAN:
@@ -490,20 +536,20 @@ static void serve(struct fault *f)
 static void write_fault(struct fault *f)
 {
 	struct vmo_object *o = f->obj;
-	struct vmo__uffd *u = &f->eng->u;
+	struct vmo__space *sp = f->sp;
 	bool unlocked = false;
 	for (;;) {
 		uint8_t s = ps_get(o, f->pg);
 		if (s == PS_CLEAN && o->wlock && !unlocked && wlock_get(o, f->pg)) {
 			if (!vmo__callback_begin(o)) {
-				vmo__sigbus(f->eng, f->tid, f->paddr, o->page_size);
+				vmo__sigbus(f->sp, f->tid, f->paddr, o->page_size);
 				return;
 			}
 			int rc = o->ops->unlock(o->ctx, f->pg << o->page_shift, o->page_size);
 			vmo__callback_end(o);
 			if (rc) {
 				vmo__set_error(o, f->pg, rc > 0 ? -EIO : rc);
-				vmo__sigbus(f->eng, f->tid, f->paddr, o->page_size);
+				vmo__sigbus(f->sp, f->tid, f->paddr, o->page_size);
 				return;
 			}
 			unlocked = true;
@@ -529,24 +575,24 @@ static void write_fault(struct fault *f)
 		} else {
 			/* Not the page the fault saw any more: fault again. */
 			pthread_mutex_unlock(lk);
-			vmo__uffd_wake(u, (void *)f->paddr, o->page_size);
+			sp->ops->wake(sp, (void *)f->paddr, o->page_size);
 			return;
 		}
 		if (go) {
 			int rc = -ENOENT;
 			if (view_enter(f)) {
-				rc = vmo__uffd_writeprotect(u, (void *)f->paddr, o->page_size, false, true);
+				rc = sp->ops->protect(sp, (void *)f->paddr, o->page_size, false, true);
 				view_exit(f);
 			}
 			pthread_mutex_unlock(lk);
 			if (rc == -ENOENT) {
-				vmo__uffd_wake(u, (void *)f->paddr, o->page_size); /* the view went */
+				sp->ops->wake(sp, (void *)f->paddr, o->page_size); /* the view went */
 			} else if (rc) {
 				/* Not unprotected, so not woken: fail the write
 				 * rather than leave the thread waiting. */
 				vmo__warn("unprotecting %#lx: %s", (unsigned long)f->paddr, strerror(-rc));
 				vmo__set_error(o, f->pg, rc);
-				vmo__sigbus(f->eng, f->tid, f->paddr, o->page_size);
+				vmo__sigbus(f->sp, f->tid, f->paddr, o->page_size);
 			}
 			return;
 		}
@@ -561,53 +607,57 @@ static void write_fault(struct fault *f)
  * tells the two apart (the kernel refuses it on a range not registered
  * with us): SIGBUS there.  Without poison, an address that comes back with
  * no view several times in a row gets a queued SIGBUS instead of a loop. */
-static void fault_unknown(struct vmo_engine *eng, uintptr_t addr, pid_t tid)
+static void fault_unknown(struct vmo__space *sp, uintptr_t addr, pid_t tid)
 {
 	uintptr_t page = addr & ~(uintptr_t)(VMO_PAGE - 1);
 	/* Under space_lock, which vmo_map holds to make a view: no view can
 	 * appear here between our look and the poison. */
-	vmo__space_enter(eng, NULL);
-	struct vmo_map *m = vmo__map_lookup_get(eng, addr);
+	bool in = vmo__space_enter(sp, NULL);
+	struct vmo_map *m = vmo__map_lookup_get(sp, addr);
 	/* (a poison that meets a pending event gives up: -ENOENT, wake) */
-	int rc = m ? -EAGAIN : vmo__uffd_poison(&eng->u, (void *)page, VMO_PAGE);
-	vmo__space_exit(eng);
+	int rc = m ? -EAGAIN : !in ? -ESRCH : sp->ops->poison(sp, (void *)page, VMO_PAGE);
+	if (in)
+		vmo__space_exit(sp);
 	if (m) {
 		vmo__map_put(m);
-		vmo__uffd_wake(&eng->u, (void *)page, VMO_PAGE); /* a view now: fault again */
+		sp->ops->wake(sp, (void *)page, VMO_PAGE); /* a view now: fault again */
 		return;
 	}
+	if (rc == -ESRCH)
+		return; /* the process is gone */
 	if (rc == 0) {
 		vmo__warn("fault at %#lx: no view there (grown with mremap?): SIGBUS", (unsigned long)addr);
 		return;
 	}
 	if (rc == -EOPNOTSUPP) {
-		if (atomic_exchange(&eng->unknown_addr, page) == page) {
-			if (atomic_fetch_add(&eng->unknown_count, 1) >= 3) {
-				atomic_store(&eng->unknown_count, 0);
+		if (atomic_exchange(&sp->unknown_addr, page) == page) {
+			if (atomic_fetch_add(&sp->unknown_count, 1) >= 3) {
+				atomic_store(&sp->unknown_count, 0);
 				vmo__warn("fault at %#lx: no view there (grown with mremap?): SIGBUS", (unsigned long)addr);
-				vmo__sigbus(eng, tid, page, VMO_PAGE);
+				vmo__sigbus(sp, tid, page, VMO_PAGE);
 				return;
 			}
 		} else {
-			atomic_store(&eng->unknown_count, 1);
+			atomic_store(&sp->unknown_count, 1);
 		}
 	}
-	vmo__uffd_wake(&eng->u, (void *)page, VMO_PAGE);
+	sp->ops->wake(sp, (void *)page, VMO_PAGE);
 }
 
-void vmo__handle_fault(struct vmo_engine *eng, const struct uffd_msg *msg)
+void vmo__handle_fault(struct vmo_engine *eng, struct vmo__space *sp, const struct uffd_msg *msg)
 {
 	uintptr_t addr = (uintptr_t)msg->arg.pagefault.address;
 	uint64_t flags = msg->arg.pagefault.flags;
-	struct vmo_map *m = vmo__map_lookup_get(eng, addr);
+	struct vmo_map *m = vmo__map_lookup_get(sp, addr);
 	if (!m) {
-		fault_unknown(eng, addr, (pid_t)msg->arg.pagefault.feat.ptid);
+		fault_unknown(sp, addr, (pid_t)msg->arg.pagefault.feat.ptid);
 		return;
 	}
 	struct vmo_object *o = m->obj;
 	uint64_t objoff = addr - m->addr + m->off;
 	struct fault f = {
 		.eng = eng,
+		.sp = sp,
 		.m = m,
 		.obj = o,
 		.pg = objoff >> o->page_shift,

@@ -247,6 +247,7 @@ static void object_free(struct vmo_object *obj)
 		munmap((void *)obj->wlock, obj->wlock_len);
 	vmo__chunks_free(obj);
 	free(obj->errs);
+	free(obj->pend);
 	pthread_mutex_destroy(&obj->mu);
 	pthread_cond_destroy(&obj->cv);
 	pthread_mutex_destroy(&obj->wb_mu);
@@ -270,8 +271,10 @@ VMO_API int vmo_object_shutdown(struct vmo_object *obj)
 	while (obj->inflight)
 		pthread_cond_wait(&obj->cv, &obj->mu);
 	pthread_mutex_unlock(&obj->mu);
-	/* Faults parked on pages that were being filled: let them fault again
-	 * and meet the shut-down object (SIGBUS). */
+	/* Reads the pager would answer later are given up (a supply now gets
+	 * -VMO_ESHUTDOWN).  Faults parked on pages that were being filled: let
+	 * them fault again and meet the shut-down object (SIGBUS). */
+	vmo__pending_abandon(obj);
 	vmo__wake_waiters(obj, 0, obj->npages);
 	return rc;
 }
@@ -368,40 +371,47 @@ VMO_API int vmo_get_error(struct vmo_object *obj, uint64_t off)
 	return err;
 }
 
+static int zap_view(struct vmo_map *m, uintptr_t addr, size_t len, void *arg)
+{
+	(void)arg;
+	int rc = m->space->ops->zap(m->space, (void *)addr, len);
+	if (rc && rc != -ESRCH)
+		vmo__warn("clear_error: removing the poison at %#lx (%s space): %s", (unsigned long)addr,
+			  m->space->ops->kind, strerror(-rc));
+	return 0;
+}
+
 VMO_API int vmo_clear_error(struct vmo_object *obj, uint64_t off)
 {
 	if (!obj || off >= obj->size)
 		return -EINVAL;
 	uint64_t pg = off >> obj->page_shift, po = pg << obj->page_shift;
-	struct vmo_map *m;
 	/* The stripe: a fault failing this page (fail_page) sees it either still
 	 * failed or already re-armed, never refilled in between. */
 	pthread_mutex_t *lk = vmo__wplock(obj, pg);
 	pthread_mutex_lock(lk);
-	pthread_rwlock_rdlock(&obj->eng->space_lock); /* madvise: only on views */
 	pthread_mutex_lock(&obj->mu);
 	struct vmo__err *e = find_err(obj, pg);
 	if (e)
 		*e = obj->errs[--obj->nerrs];
+	pthread_mutex_unlock(&obj->mu);
 	/* Remove the poison markers from every view so that the page faults
 	 * again, then let the next fault ask the pager. */
-	vmo__for_each_view(obj, m, po, po + obj->page_size)
-		madvise((void *)(m->addr + (po - m->off)), obj->page_size, MADV_DONTNEED);
+	vmo__views_each(obj, po, po + obj->page_size, false, zap_view, NULL);
 	ps_cas(obj, pg, PS_ERROR, PS_ABSENT);
-	pthread_mutex_unlock(&obj->mu);
-	pthread_rwlock_unlock(&obj->eng->space_lock);
 	pthread_mutex_unlock(lk);
 	return 0;
 }
 
 /* ---- waiters -------------------------------------------------------------- */
 
-bool vmo__add_waiter(struct vmo_object *obj, uint64_t pg, uintptr_t addr)
+bool vmo__add_waiter(struct vmo_object *obj, uint64_t pg, struct vmo__space *sp, uintptr_t addr)
 {
 	struct vmo__waiter *w = malloc(sizeof *w);
 	if (!w)
 		return false; /* handle it again: costs a spin, never a hang */
 	w->pg = pg;
+	w->sp = sp;
 	w->addr = addr;
 	pthread_mutex_lock(&obj->mu);
 	w->next = obj->waiters;
@@ -410,7 +420,7 @@ bool vmo__add_waiter(struct vmo_object *obj, uint64_t pg, uintptr_t addr)
 	/* Re-check after publishing: the filler stores the final state and then
 	 * looks at nwaiters, so one of the two sees the other. */
 	uint8_t s = ps_get(obj, pg);
-	if (s != PS_FILLING && s != PS_EVICTING) {
+	if (s != PS_FILLING && s != PS_EVICTING && s != PS_PENDING) {
 		obj->waiters = w->next;
 		atomic_fetch_sub(&obj->nwaiters, 1);
 		pthread_mutex_unlock(&obj->mu);
@@ -443,24 +453,24 @@ void vmo__wake_waiters(struct vmo_object *obj, uint64_t pg, uint64_t n)
 		struct vmo__waiter *w = wake;
 		wake = w->next;
 		/* The woken thread faults again and meets the page's new state. */
-		vmo__uffd_wake(&obj->eng->u, (void *)w->addr, obj->page_size);
+		w->sp->ops->wake(w->sp, (void *)w->addr, obj->page_size);
 		free(w);
 	}
 }
 
-void vmo__sigbus(struct vmo_engine *eng, pid_t tid, uintptr_t addr, size_t len)
+void vmo__sigbus(struct vmo__space *sp, pid_t tid, uintptr_t addr, size_t len)
 {
-	siginfo_t si;
-	memset(&si, 0, sizeof si);
-	si.si_signo = SIGBUS;
-	/* The kernel lets a thread queue a positive (kernel-like) si_code only
-	 * to itself: SI_QUEUE it is, with si_addr carrying the address. */
-	si.si_code = SI_QUEUE;
-	si.si_addr = (void *)addr;
-	if (tid > 0)
-		syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS, &si);
-	/* Let the thread run its handler; if it returns, the access faults again. */
-	vmo__uffd_wake(&eng->u, (void *)addr, len);
+	int rc = sp->ops->sigbus(sp, tid, addr);
+	if (rc && rc != -ESRCH)
+		vmo__warn("SIGBUS to thread %d at %#lx: %s", (int)tid, (unsigned long)addr, strerror(-rc));
+	/* The signal ends the thread's wait (an interruptible one: every
+	 * user-mode fault); its handler runs, and if it returns the access
+	 * faults again.  A wait the signal cannot end is woken later (space.h);
+	 * so is one whose signal could not be sent. */
+	if (rc)
+		sp->ops->wake(sp, (void *)addr, len);
+	else
+		vmo__space_wake_later(sp, addr, len);
 }
 
 /* ---- stats ---------------------------------------------------------------- */
@@ -484,10 +494,9 @@ VMO_API int vmo_object_stats(struct vmo_object *obj, struct vmo_stats *st)
 	st->write_errors = atomic_load(&obj->st.write_errors);
 	st->budget = (uint64_t)atomic_load(&obj->budget_hi) << obj->page_shift;
 	/* Views the program unmapped (an event already read) are counted out. */
-	pthread_rwlock_rdlock(&obj->eng->space_lock);
+	vmo__spaces_barrier(&obj->eng->spaces);
 	pthread_mutex_lock(&obj->mu);
 	st->mappings = (uint64_t)obj->nmaps;
 	pthread_mutex_unlock(&obj->mu);
-	pthread_rwlock_unlock(&obj->eng->space_lock);
 	return 0;
 }

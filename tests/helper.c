@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -20,6 +21,237 @@ void t_skip(const char *fmt, ...)
 	fprintf(stdout, "\n");
 	va_end(ap);
 	exit(77);
+}
+
+/* ---- named cases -------------------------------------------------------------- */
+
+static const struct t_case *t_cur;     /* the running case, or NULL */
+static pid_t t_cur_pid;                 /* ... in this process */
+static pthread_t t_cur_thread;          /* ... on this thread */
+static sigjmp_buf t_case_jb;            /* t_skip_case jumps back here */
+static struct vmo_engine *t_shared_eng; /* t_shared_engine */
+static unsigned t_shared_workers;
+
+void t_abort(void)
+{
+	const struct t_case *c = t_cur;
+	if (c)
+		fprintf(stderr, "case %s: FAILED\n", c->name);
+	abort();
+}
+
+const char *t_case_name(void)
+{
+	const struct t_case *c = t_cur;
+	return c ? c->name : NULL;
+}
+
+static void t_usage(FILE *f, const char *prog)
+{
+	fprintf(f,
+		"usage: %s [--list] [NAME...]\n"
+		"  --list   print the names of the cases, one a line\n"
+		"  NAME     run only the cases of that name, or matching that glob ('a-*');\n"
+		"           without NAME, $T_CASES (globs separated by commas) selects, else every case\n",
+		prog);
+}
+
+static bool t_name_ok(const char *name)
+{
+	if (!name || !*name)
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      strchr("-_./+=:", *p)))
+			return false;
+	return true;
+}
+
+size_t t_select(int argc, char **argv, const char *const *names, size_t n, bool *sel)
+{
+	const char *prog = argc > 0 ? argv[0] : "test";
+	for (size_t i = 0; i < n; i++) {
+		if (!t_name_ok(names[i])) {
+			fprintf(stderr, "%s: bad case name '%s' (letters, digits, -_./+=: only)\n", prog,
+				names[i] ? names[i] : "(null)");
+			abort();
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(names[i], names[j]) == 0) {
+				fprintf(stderr, "%s: two cases named '%s'\n", prog, names[i]);
+				abort();
+			}
+	}
+	bool list = false;
+	int npat = 0;
+	for (int a = 1; a < argc; a++) {
+		if (strcmp(argv[a], "--list") == 0 || strcmp(argv[a], "-l") == 0) {
+			list = true;
+		} else if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0) {
+			t_usage(stdout, prog);
+			exit(0);
+		} else if (argv[a][0] == '-') {
+			fprintf(stderr, "%s: unknown option %s\n", prog, argv[a]);
+			t_usage(stderr, prog);
+			exit(2);
+		} else {
+			npat++;
+		}
+	}
+	if (list) {
+		for (size_t i = 0; i < n; i++)
+			printf("%s\n", names[i]);
+		fflush(stdout);
+		exit(0);
+	}
+	size_t k = 0;
+	if (npat) {
+		for (size_t i = 0; i < n; i++)
+			sel[i] = false;
+		for (int a = 1; a < argc; a++) {
+			bool any = false;
+			for (size_t i = 0; i < n; i++)
+				if (strcmp(argv[a], names[i]) == 0 || fnmatch(argv[a], names[i], 0) == 0) {
+					any = true;
+					sel[i] = true;
+				}
+			if (!any) {
+				fprintf(stderr, "%s: no case matches '%s' (--list lists them)\n", prog, argv[a]);
+				exit(2);
+			}
+		}
+	} else {
+		const char *env = getenv("T_CASES");
+		for (size_t i = 0; i < n; i++)
+			sel[i] = !env || !*env;
+		if (env && *env) {
+			char *copy = strdup(env), *save = NULL;
+			CHECK(copy);
+			for (char *g = strtok_r(copy, ",", &save); g; g = strtok_r(NULL, ",", &save))
+				for (size_t i = 0; i < n; i++)
+					if (strcmp(g, names[i]) == 0 || fnmatch(g, names[i], 0) == 0)
+						sel[i] = true;
+			free(copy);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		k += sel[i];
+	if (k == 0) {
+		printf("SKIP: no case matches T_CASES=%s\n", getenv("T_CASES"));
+		fflush(stdout);
+		exit(77);
+	}
+	return k;
+}
+
+/* Run one case; false if it was skipped (t_skip_case jumped back). */
+static bool t_run_one(const struct t_case *c)
+{
+	t_cur_pid = getpid();
+	t_cur_thread = pthread_self();
+	t_cur = c;
+	if (sigsetjmp(t_case_jb, 1)) {
+		t_cur = NULL;
+		return false;
+	}
+	c->fn();
+	t_cur = NULL;
+	return true;
+}
+
+int t_main(int argc, char **argv, const struct t_case *cases, size_t n)
+{
+	const char **names = calloc(n ? n : 1, sizeof *names);
+	bool *sel = calloc(n ? n : 1, sizeof *sel);
+	CHECK(names && sel);
+	for (size_t i = 0; i < n; i++)
+		names[i] = cases[i].name;
+	size_t k = t_select(argc, argv, names, n, sel);
+	size_t passed = 0, skipped = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!sel[i])
+			continue;
+		if (t_run_one(&cases[i])) {
+			printf("case %s: ok\n", cases[i].name);
+			passed++;
+		} else {
+			skipped++;
+		}
+		fflush(stdout);
+	}
+	if (t_shared_eng) {
+		CHECK_OK(vmo_engine_destroy(t_shared_eng));
+		t_shared_eng = NULL;
+	}
+	free(names);
+	free(sel);
+	printf("%zu case%s: %zu ok, %zu skipped\n", k, k == 1 ? "" : "s", passed, skipped);
+	fflush(stdout);
+	return passed ? 0 : 77;
+}
+
+void t_skip_case(const char *fmt, ...)
+{
+	char why[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	const struct t_case *c = t_cur;
+	if (!c || getpid() != t_cur_pid || !pthread_equal(pthread_self(), t_cur_thread))
+		t_skip("%s", why);
+	printf("case %s: skipped (%s)\n", c->name, why);
+	fflush(stdout);
+	siglongjmp(t_case_jb, 1);
+}
+
+static const struct {
+	unsigned bit;
+	const char *name;
+} t_features[] = {
+	{ VMO_FEAT_MINOR, "minor" },
+	{ VMO_FEAT_WP, "wp" },
+	{ VMO_FEAT_POISON, "poison" },
+	{ VMO_FEAT_MOVE, "move" },
+	{ VMO_FEAT_WP_ASYNC, "wp-async" },
+	{ VMO_FEAT_PAGEMAP_SCAN, "pagemap-scan" },
+	{ VMO_FEAT_THREAD_ID, "thread-id" },
+	{ VMO_FEAT_KERNEL_FAULTS, "kernel-faults" },
+	{ VMO_FEAT_CONTINUE_WP, "continue-wp" },
+	{ VMO_FEAT_EVENTS, "events" },
+};
+
+const char *t_feature_names(unsigned mask)
+{
+	static _Thread_local char buf[256];
+	size_t len = 0;
+	buf[0] = 0;
+	for (size_t i = 0; i < sizeof t_features / sizeof t_features[0]; i++)
+		if (mask & t_features[i].bit) {
+			len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%s", len ? " " : "", t_features[i].name);
+			mask &= ~t_features[i].bit;
+		}
+	if (mask)
+		snprintf(buf + len, sizeof buf - len, "%s%#x", len ? " " : "", mask);
+	return buf;
+}
+
+void t_require_features(struct vmo_engine *eng, unsigned mask)
+{
+	unsigned missing = mask & ~vmo_engine_features(eng);
+	if (missing)
+		t_skip_case("the engine lacks kernel feature%s %s (not in this kernel, or VMO_DISABLE)",
+			    (missing & (missing - 1)) ? "s" : "", t_feature_names(missing));
+}
+
+struct vmo_engine *t_shared_engine(unsigned workers)
+{
+	if (!t_shared_eng) {
+		t_shared_eng = t_engine(workers);
+		t_shared_workers = workers;
+	}
+	CHECK_EQ(workers, t_shared_workers);
+	return t_shared_eng;
 }
 
 void t_require_uffd(void)

@@ -323,23 +323,19 @@ static void engine_state_args(struct vmo_engine *eng, struct vmo_object *obj, vo
 	CHECK_EQ(view[5 * PG / 8 + 2], t_pattern(5 * PG + 16));
 }
 
-int main(void)
+static void case_strerror(void)
 {
-	alarm(60);
-	setvbuf(stdout, NULL, _IONBF, 0);
-	/* One malloc arena: a background thread of vmo (the pressure watcher's
-	 * first fopen, a worker's first malloc) would otherwise map an arena of
-	 * its own whenever it first allocates, and the count of mappings, which
-	 * no bad call may change, would move for that.  Seen on a slow VM. */
-	mallopt(M_ARENA_MAX, 1);
-	engine_args();
-	pager_args();
 	CHECK(vmo_strerror(-EINVAL) != NULL && vmo_strerror(0) != NULL && vmo_strerror(123456) != NULL);
 	CHECK(vmo_strerror(-VMO_ESHUTDOWN) != NULL && vmo_last_error_detail() != NULL);
+}
 
-	struct vmo_engine *eng = t_engine(2);
-	object_create_args(eng);
+static void case_object_create_args(void) { object_create_args(t_shared_engine(2)); }
 
+/* An object with a view (two pages in memory): bad calls on it, its views
+ * and its engine change nothing. */
+static void case_live_object_args(void)
+{
+	struct vmo_engine *eng = t_shared_engine(2);
 	struct vmo_object_opts oo = { .flags = VMO_OBJ_NO_READAHEAD, .size = SIZE };
 	struct vmo_object *obj, *obj64k;
 	CHECK_OK(vmo_object_create(eng, &ops_ok, NULL, &oo, &obj));
@@ -369,7 +365,19 @@ int main(void)
 	vmo_object_unref(obj);
 	vmo_object_unref(obj64k);
 	CHECK_EQ(releases, r0 + 2);
-	CHECK_OK(vmo_engine_destroy(eng));
-	printf("ok\n");
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	alarm(60);
+	setvbuf(stdout, NULL, _IONBF, 0);
+	/* One malloc arena: a background thread of vmo (the pressure watcher's
+	 * first fopen, a worker's first malloc) would otherwise map an arena of
+	 * its own whenever it first allocates, and the count of mappings, which
+	 * no bad call may change, would move for that.  Seen on a slow VM. */
+	mallopt(M_ARENA_MAX, 1);
+	return t_main(argc, argv,
+		      T_CASES({ "engine-args", engine_args }, { "pager-args", pager_args }, { "strerror", case_strerror },
+			      { "object-create-args", case_object_create_args },
+			      { "live-object-args", case_live_object_args }));
 }

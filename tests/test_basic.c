@@ -5,7 +5,7 @@
 
 #include <sys/mman.h>
 
-int main(void)
+static void case_two_views(void)
 {
 	struct vmo_engine *eng = t_engine(2);
 	const size_t size = 4 << 20;
@@ -50,6 +50,9 @@ int main(void)
 	vmo_object_unref(obj);
 	CHECK_OK(vmo_engine_destroy(eng));
 	free(data);
-	printf("ok\n");
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	return t_main(argc, argv, T_CASES({ "two-views", case_two_views }));
 }

@@ -32,7 +32,7 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int main(void)
+static void case_64g_sparse(void)
 {
 	alarm(60);
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -122,6 +122,9 @@ int main(void)
 	/* and the page-state table went with the object (~1 page per touched page) */
 	CHECK(rss2 - rss3 >= (long)n * 4 / 2);
 	CHECK_OK(vmo_engine_destroy(eng));
-	printf("ok\n");
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	return t_main(argc, argv, T_CASES({ "64g-sparse", case_64g_sparse }));
 }

@@ -77,7 +77,9 @@ static void *reader(void *arg)
 	return NULL;
 }
 
-int main(void)
+/* An object 4x its budget, random reads from 2 threads; then a lower budget
+ * at run time. */
+static void case_object(void)
 {
 	struct vmo_engine *eng = t_engine(2);
 	const uint64_t budget = NPAGES * PS / 4;
@@ -128,8 +130,13 @@ int main(void)
 	CHECK_OK(vmo_unmap(o, base, NPAGES * PS));
 	vmo_object_unref(o);
 	CHECK_EQ(memfd_bytes(), 0);
+	CHECK_OK(vmo_engine_destroy(eng));
+}
 
-	/* An engine budget shared by two objects. */
+/* An engine budget shared by two objects. */
+static void case_engine(void)
+{
+	struct vmo_engine *eng = t_engine(2);
 	CHECK_OK(vmo_engine_set_budget(eng, 8u << 20, 0));
 	struct vmo_object *a, *b;
 	struct vmo_object_opts o2 = { .size = 32u << 20 };
@@ -160,9 +167,15 @@ int main(void)
 	vmo_object_unref(a);
 	vmo_object_unref(b);
 	CHECK_OK(vmo_engine_destroy(eng));
+}
 
-	/* Large pages with read-ahead on: the budget holds too (a read-ahead
-	 * cluster is never more than a quarter of the budget). */
+/* Large pages with read-ahead on: the budget holds too (a read-ahead
+ * cluster is never more than a quarter of the budget). */
+static void case_large_pages(void)
+{
+	struct vmo_engine *eng;
+	struct vmo_object *a;
+	void *pa;
 	CHECK_OK(vmo_engine_create(NULL, &eng));
 	static const uint32_t sizes[] = { 65536, 2u << 20 };
 	for (int k = 0; k < 2; k++) {
@@ -185,9 +198,15 @@ int main(void)
 		vmo_object_unref(a);
 	}
 	CHECK_OK(vmo_engine_destroy(eng));
+}
 
-	/* The last unref and then destroy, while the evictor works on the
-	 * object: destroy must not see a reference it does not own (-EBUSY). */
+/* The last unref and then destroy, while the evictor works on the
+ * object: destroy must not see a reference it does not own (-EBUSY). */
+static void case_unref_then_destroy(void)
+{
+	struct vmo_engine *eng;
+	struct vmo_object *a;
+	void *pa;
 	for (int i = 0; i < 40; i++) {
 		struct vmo_engine_opts eo = { .budget = 1u << 20 };
 		CHECK_OK(vmo_engine_create(&eo, &eng));
@@ -201,6 +220,11 @@ int main(void)
 		vmo_object_unref(a);
 		CHECK_OK(vmo_engine_destroy(eng));
 	}
-	printf("ok\n");
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	return t_main(argc, argv,
+		      T_CASES({ "object", case_object }, { "engine", case_engine }, { "large-pages", case_large_pages },
+			      { "unref-then-destroy", case_unref_then_destroy }));
 }

@@ -1,9 +1,8 @@
 /* test_cache.c - the yield cache: arguments, semantics, zero-copy and copy
  * paths, budget, memory given back, odd source memory, and a reference model
- * driven from two threads (contents checked byte for byte, never stale). */
+ * driven from two threads (contents checked byte for byte, never stale).
+ * The memory watcher under it is tested on its own by tests/white/test_psi.c. */
 #include "helper.h"
-#include "psi.h"
-#include "uffd.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -14,7 +13,27 @@
 
 #define PG 4096u
 
-static bool kernel_moves(void) { return vmo__uffd_kernel_features() & UFFD_FEATURE_MOVE; }
+/* Whether the cache can move pages here: the kernel offers UFFDIO_MOVE
+ * (VMO_DISABLE=move counts), as an engine's VMO_FEAT_MOVE says.  Asked once. */
+static bool kernel_moves(void)
+{
+	static int mv = -1;
+	if (mv < 0) {
+		struct vmo_engine_opts eo = { .workers = 1, .flags = VMO_ENGINE_NO_PRESSURE };
+		struct vmo_engine *e;
+		int rc = vmo_engine_create(&eo, &e);
+		if (rc != -VMO_ENOUFFD) {
+			CHECK_OK(rc);
+			mv = (vmo_engine_features(e) & VMO_FEAT_MOVE) != 0;
+			CHECK_OK(vmo_engine_destroy(e));
+		} else {
+			mv = 0;
+		}
+		if (!mv)
+			printf("note: this kernel has no UFFDIO_MOVE; only the copy path is tested\n");
+	}
+	return mv;
+}
 
 static void *map_anon(size_t len)
 {
@@ -589,78 +608,9 @@ static void test_pressure_watch(void)
 	munmap(a, 1 << 20);
 }
 
-/* The memory watcher on its own: figures that make sense, ticks that come,
- * a PSI trigger that can be had (also as an unprivileged user). */
-static _Atomic int ticks;
-static void tick_cb(void *arg, int level)
-{
-	(void)arg;
-	CHECK(level >= VMO__PRESSURE_NONE && level <= VMO__PRESSURE_CRITICAL);
-	atomic_fetch_add(&ticks, 1);
-}
-
-static void psi_child(void *arg)
-{
-	(void)arg;
-	if (setgid(65534) || setuid(65534))
-		_exit(3);
-	struct vmo__psi *w;
-	struct vmo__psi_opts o = { .poll_ms = 20 };
-	if (vmo__psi_watch(&o, tick_cb, NULL, &w))
-		_exit(4);
-	unsigned src = vmo__psi_sources(w);
-	vmo__psi_stop(w);
-	_exit(src & VMO__PSI_SRC_PSI ? 0 : 5);
-}
-
-static void test_psi(void)
-{
-	struct vmo__mem m;
-	CHECK_OK(vmo__mem_query(&m));
-	CHECK(m.avail > 0 && m.avail != UINT64_MAX);
-	CHECK(m.headroom <= m.avail);
-	if (m.cg_version) {
-		CHECK(m.cg_usage > 0);
-		CHECK(m.cg_reclaim <= m.cg_usage);
-		if (m.cg_limit != UINT64_MAX)
-			CHECK(m.headroom <= m.cg_limit);
-	}
-	uint64_t mg = vmo__mem_default_margin();
-	CHECK(mg >= (64u << 20) && mg <= (1u << 30));
-	printf("memory: avail %llu MiB, cgroup v%d '%s' limit %lld MiB usage %llu MiB, headroom %llu MiB\n",
-	       (unsigned long long)(m.avail >> 20), m.cg_version, vmo__mem_cgroup_dir(),
-	       m.cg_limit == UINT64_MAX ? -1ll : (long long)(m.cg_limit >> 20),
-	       (unsigned long long)(m.cg_usage >> 20), (unsigned long long)(m.headroom >> 20));
-
-	struct vmo__psi *w;
-	struct vmo__psi_opts o = { .poll_ms = 20 };
-	atomic_store(&ticks, 0);
-	CHECK_OK(vmo__psi_watch(&o, tick_cb, NULL, &w));
-	unsigned src = vmo__psi_sources(w);
-	usleep(300 * 1000);
-	vmo__psi_stop(w);
-	int n = atomic_load(&ticks);
-	CHECK(n >= 5 && n <= 40);
-	printf("watcher: sources %#x, %d ticks in 300 ms\n", src, n);
-	bool psi_here = access("/proc/pressure/memory", R_OK) == 0;
-	if (psi_here)
-		CHECK(src & VMO__PSI_SRC_PSI);
-	if (psi_here && geteuid() == 0) {
-		int st = t_fork_run(psi_child, NULL);
-		CHECK(WIFEXITED(st));
-		CHECK_EQ(WEXITSTATUS(st), 0);
-	}
-	CHECK_EQ(vmo__psi_watch(NULL, NULL, NULL, &w), -EINVAL);
-	vmo__psi_stop(NULL);
-}
-
-int main(void)
+static void case_semantics(void)
 {
 	bool mv = kernel_moves();
-	if (!mv)
-		printf("note: this kernel has no UFFDIO_MOVE; only the copy path is tested\n");
-	test_psi();
-	test_args();
 	for (size_t i = 0; i < 3; i++) {
 		size_t len = (size_t[]){ PG, 64 * 1024, 1 << 20 }[i];
 		test_semantics(VMO_CACHE_COPY, 0, len, false);
@@ -668,22 +618,43 @@ int main(void)
 		test_semantics(0, 0, len, false); /* the default copies */
 		test_semantics(0, 1 << 20, len, mv && len >= (1 << 20));
 	}
-	test_odd_sources();
+}
+
+static void case_budget(void)
+{
 	test_budget(0);
 	test_budget(PG);
+}
+
+static void case_memory_returned(void)
+{
 	test_memory_returned(VMO_CACHE_COPY, 0);
 	test_memory_returned(0, PG);
+}
+
+static void case_same_id_race(void)
+{
 	test_same_id_race(0);
 	test_same_id_race(PG);
 	test_same_id_race(UINT64_MAX);
-	/* moves cost a TLB shoot-down to the other CPU per page: fewer rounds */
+}
+
+/* moves cost a TLB shoot-down to the other CPU per page: fewer rounds */
+static void case_model(void)
+{
 	run_model(0, 0, 0, 8000, 1);
 	run_model(VMO_CACHE_COPY, 0, 0, 8000, 2);
 	run_model(0, 0, PG, 3000, 3);
 	run_model(0, 0, 64 * 1024, 5000, 4);
 	run_model(0, 512 * 1024, 0, 8000, 5);
 	run_model(0, 512 * 1024, PG, 3000, 6);
-	test_pressure_watch();
-	printf("test_cache: ok\n");
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	return t_main(argc, argv,
+		      T_CASES({ "args", test_args }, { "semantics", case_semantics }, { "odd-sources", test_odd_sources },
+			      { "budget", case_budget }, { "memory-returned", case_memory_returned },
+			      { "same-id-race", case_same_id_race }, { "model", case_model },
+			      { "pressure-watch", test_pressure_watch }));
 }

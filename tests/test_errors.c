@@ -214,15 +214,13 @@ static void test_readahead(struct vmo_engine *eng)
 	vmo_object_unref(obj);
 }
 
-int main(void)
+static void case_no_readahead(void) { test_no_readahead(t_shared_engine(2)); }
+static void case_readahead(void) { test_readahead(t_shared_engine(2)); }
+
+int main(int argc, char **argv)
 {
 	alarm(60);
 	setvbuf(stdout, NULL, _IONBF, 0);
 	t_sig_install();
-	struct vmo_engine *eng = t_engine(2);
-	test_no_readahead(eng);
-	test_readahead(eng);
-	CHECK_OK(vmo_engine_destroy(eng));
-	printf("ok\n");
-	return 0;
+	return t_main(argc, argv, T_CASES({ "no-readahead", case_no_readahead }, { "readahead", case_readahead }));
 }

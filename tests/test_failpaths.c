@@ -49,9 +49,12 @@
  * views) or a successful unlock; after shutdown, even a discard leaves the
  * page failing.
  *
- * Usage: test_failpaths [substring ...] runs the cases whose name contains
- * one of the substrings.  VMO_FP_JOBS sets how many cases run at once
- * (default 6: on a broken build, the hung cases then cost 10 s per 6). */
+ * Cases are named size/left/failure/view[/4-threads], for instance
+ * "64k/discard-after-written/read-error/rw-view"; `test_failpaths --list`
+ * lists them and `test_failpaths '*discard*'` runs those matching (names or
+ * globs, or T_CASES: tests/README.md), each still in its own child.
+ * VMO_FP_JOBS sets how many cases run at once (default 6: on a broken build,
+ * the hung cases then cost 10 s per 6). */
 #include "helper.h"
 
 #include <pthread.h>
@@ -678,33 +681,14 @@ static void run_case(void *arg)
 
 /* ---- the parent ------------------------------------------------------------------ */
 
-static bool wanted(const char *name, int argc, char **argv)
-{
-	if (argc < 2)
-		return true;
-	for (int i = 1; i < argc; i++)
-		if (strstr(name, argv[i]))
-			return true;
-	return false;
-}
-
 static const char *size_name(unsigned ps)
 {
-	return ps == 4096 ? "4K" : ps == 65536 ? "64K" : "2M";
+	return ps == 4096 ? "4k" : ps == 65536 ? "64k" : "2m";
 }
 
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
-	t_require_uffd();
-	unsigned feats;
-	{
-		struct vmo_engine *e = t_engine(1);
-		feats = vmo_engine_features(e);
-		CHECK_OK(vmo_engine_destroy(e));
-	}
-	printf("engine: POISON %s, WP %s, MINOR %s\n", feats & VMO_FEAT_POISON ? "yes" : "no",
-	       feats & VMO_FEAT_WP ? "yes" : "no", feats & VMO_FEAT_MINOR ? "yes" : "no");
 
 	static struct tcase cases[512];
 	int n = 0;
@@ -725,14 +709,33 @@ int main(int argc, char **argv)
 							*c = (struct tcase){ .ps = sizes[si], .leave = l, .hist = h, .fail = f,
 									     .view = v, .touchers = k ? NTOUCH : 1 };
 							c->unlock = f == F_UNLOCK || (l != L_NONE && h == H_READ);
-							snprintf(c->name, sizeof c->name, "%s %s%s%s %s %s%s", size_name(c->ps),
-								 leave_name[l], l == L_NONE ? "" : " after ",
+							snprintf(c->name, sizeof c->name, "%s/%s%s%s/%s/%s%s", size_name(c->ps),
+								 leave_name[l], l == L_NONE ? "" : "-after-",
 								 l == L_NONE ? "" : hist_name[h], fail_name[f], view_name[v],
-								 k ? ", " STR(NTOUCH) " threads at once" : "");
-							if (wanted(c->name, argc, argv))
-								n++;
+								 k ? "/" STR(NTOUCH) "-threads" : "");
+							n++;
 						}
-	CHECK(n > 0);
+	/* --list, and the cases named (tests/README.md) */
+	static const char *names[512];
+	static bool sel[512];
+	for (int k = 0; k < n; k++)
+		names[k] = cases[k].name;
+	t_select(argc, argv, names, (size_t)n, sel);
+	int kept = 0;
+	for (int k = 0; k < n; k++)
+		if (sel[k])
+			cases[kept++] = cases[k];
+	n = kept;
+
+	t_require_uffd();
+	unsigned feats;
+	{
+		struct vmo_engine *e = t_engine(1);
+		feats = vmo_engine_features(e);
+		CHECK_OK(vmo_engine_destroy(e));
+	}
+	printf("engine: POISON %s, WP %s, MINOR %s\n", feats & VMO_FEAT_POISON ? "yes" : "no",
+	       feats & VMO_FEAT_WP ? "yes" : "no", feats & VMO_FEAT_MINOR ? "yes" : "no");
 
 	struct result *res = mmap(NULL, sizeof(struct result) * (size_t)n, PROT_READ | PROT_WRITE,
 				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -787,25 +790,25 @@ int main(int argc, char **argv)
 		char what[900];
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
 			passed++;
-			snprintf(what, sizeof what, "PASS %-70s %s %s, get_error %d, %4llu ms", c->name,
+			snprintf(what, sizeof what, "case %s: ok (%s %s, get_error %d, %llu ms)", c->name,
 				 kind_name[c->fail], t_sig_code_name(SIGBUS, r->code), r->geterr,
 				 (unsigned long long)(wall[k] / 1000000));
 		} else if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
 			skipped++;
-			snprintf(what, sizeof what, "SKIP %-70s %s", c->name, r->msg);
+			snprintf(what, sizeof what, "case %s: skipped (%s)", c->name, r->msg);
 		} else if (WIFEXITED(st) && WEXITSTATUS(st) == 3) {
 			failed++;
 			hung++;
-			snprintf(what, sizeof what, "FAIL %-70s HANG: no answer within %d s at step '%s'", c->name,
+			snprintf(what, sizeof what, "case %s: FAILED (HANG: no answer within %d s at step '%s')", c->name,
 				 HANG_S, r->step);
 		} else if (WIFEXITED(st)) {
 			failed++;
-			snprintf(what, sizeof what, "FAIL %-70s at step '%s': %s", c->name, r->step, r->msg);
+			snprintf(what, sizeof what, "case %s: FAILED (at step '%s': %s)", c->name, r->step, r->msg);
 		} else {
 			failed++;
-			snprintf(what, sizeof what, "FAIL %-70s killed by %s at step '%s'%s", c->name,
+			snprintf(what, sizeof what, "case %s: FAILED (killed by %s at step '%s'%s)", c->name,
 				 strsignal(WTERMSIG(st)), r->step,
-				 WTERMSIG(st) == SIGKILL ? " (the watchdog: a hang the alarm did not end)" : "");
+				 WTERMSIG(st) == SIGKILL ? "; the watchdog: a hang the alarm did not end" : "");
 		}
 		printf("%s\n", what);
 	}

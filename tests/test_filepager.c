@@ -207,27 +207,36 @@ static void test_no_growth(struct vmo_engine *eng)
 	close(fd);
 }
 
-int main(void)
+/* The file the first three cases read: 1 MiB + 1000 bytes (not a page
+ * multiple) of t_pattern, through a read-only descriptor (enough); made
+ * once, left open until exit. */
+#define FSIZE ((uint64_t)(1 << 20) + 1000)
+static int shared_fd(void)
+{
+	static int fd = -1;
+	if (fd < 0) {
+		int rw = t_tmpfile(FSIZE, true);
+		char path[64];
+		snprintf(path, sizeof path, "/proc/self/fd/%d", rw);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		CHECK(fd >= 0);
+		close(rw);
+	}
+	return fd;
+}
+
+static void case_extent(void) { test_extent(t_shared_engine(2), shared_fd(), FSIZE); }
+static void case_past_eof(void) { test_past_eof(t_shared_engine(2), shared_fd(), FSIZE); }
+static void case_base(void) { test_base(t_shared_engine(2), shared_fd(), FSIZE); }
+static void case_read_error(void) { test_read_error(t_shared_engine(2)); }
+static void case_no_growth(void) { test_no_growth(t_shared_engine(2)); }
+
+int main(int argc, char **argv)
 {
 	alarm(50);
 	setvbuf(stdout, NULL, _IONBF, 0);
-	struct vmo_engine *eng = t_engine(2);
-	const uint64_t fsize = (1 << 20) + 1000; /* not a page multiple */
-	int rw = t_tmpfile(fsize, true);
-	/* a read-only descriptor is enough */
-	char path[64];
-	snprintf(path, sizeof path, "/proc/self/fd/%d", rw);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	CHECK(fd >= 0);
-	close(rw);
-	test_extent(eng, fd, fsize);
-	test_past_eof(eng, fd, fsize);
-	test_base(eng, fd, fsize);
-	test_bad_fds();
-	test_read_error(eng);
-	test_no_growth(eng);
-	close(fd);
-	CHECK_OK(vmo_engine_destroy(eng));
-	printf("ok\n");
-	return 0;
+	return t_main(argc, argv,
+		      T_CASES({ "extent", case_extent }, { "past-eof", case_past_eof }, { "base", case_base },
+			      { "bad-fds", test_bad_fds }, { "read-error", case_read_error },
+			      { "no-growth", case_no_growth }));
 }

@@ -101,7 +101,7 @@ static void expect_child_segv(volatile uint64_t *p, bool write, bool handler)
 	}
 }
 
-int main(void)
+static void case_dontfork(void)
 {
 	alarm(60);
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -159,6 +159,9 @@ int main(void)
 	CHECK_OK(vmo_unmap(obj, b, 8 * PG));
 	vmo_object_unref(obj);
 	CHECK_OK(vmo_engine_destroy(eng));
-	printf("ok\n");
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	return t_main(argc, argv, T_CASES({ "dontfork", case_dontfork }));
 }

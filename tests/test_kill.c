@@ -39,7 +39,7 @@ static void child(int round)
 		p[((n * 7) % NPAGES) * PS / 8 + 1] = n;
 }
 
-int main(void)
+static void case_killed_after_sync(void)
 {
 	t_require_uffd();
 	snprintf(path, sizeof path, "/tmp/vmo-kill-XXXXXX");
@@ -78,6 +78,9 @@ int main(void)
 	}
 	close(fd);
 	unlink(path);
-	printf("ok\n");
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	return t_main(argc, argv, T_CASES({ "killed-after-sync", case_killed_after_sync }));
 }

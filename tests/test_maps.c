@@ -85,7 +85,7 @@ struct m {
 	unsigned prot;
 };
 
-int main(void)
+static void case_many_views(void)
 {
 	alarm(50);
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -251,6 +251,9 @@ int main(void)
 #ifndef __SANITIZE_ADDRESS__ /* ASan's allocator maps regions of its own */
 	CHECK(maps1 <= maps0 + 16); /* thread stacks, arenas, a PSI watcher may stay; not one per object */
 #endif
-	printf("ok\n");
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	return t_main(argc, argv, T_CASES({ "many-views", case_many_views }));
 }

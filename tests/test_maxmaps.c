@@ -23,12 +23,12 @@ static int rd(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
 
 static const struct vmo_pager_ops ops = { .read = rd };
 
-int main(void)
+static void case_to_the_limit(void)
 {
 	alarm(300); /* a hang is a failure */
 	long maxmap = t_max_map_count();
 	if (maxmap > 200000)
-		t_skip("vm.max_map_count is %ld: too many views to make in a test", maxmap);
+		t_skip_case("vm.max_map_count is %ld: too many views to make in a test", maxmap);
 	struct vmo_engine *eng = t_engine(2);
 	struct vmo_object *o;
 	struct vmo_object_opts oo = { .size = (uint64_t)NPG * PG };
@@ -84,6 +84,9 @@ int main(void)
 	free(v);
 	vmo_object_unref(o);
 	CHECK_OK(vmo_engine_destroy(eng));
-	printf("ok\n");
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	return t_main(argc, argv, T_CASES({ "to-the-limit", case_to_the_limit }));
 }

@@ -149,22 +149,47 @@ static void run(void (*fn)(void *), void *arg, const char *name)
 	}
 }
 
-int main(void)
+/* strerror names the cause in any case */
+static void case_strerror(void)
 {
-	setvbuf(stdout, NULL, _IONBF, 0);
-	if (ARCH == 0)
-		t_skip("no seccomp audit arch known for this CPU");
-	/* strerror names the cause in any case */
 	const char *s = vmo_strerror(-VMO_ENOUFFD);
 	CHECK(strstr(s, "vm.unprivileged_userfaultfd") && strstr(s, "/dev/userfaultfd"));
 	CHECK(strcmp(vmo_strerror(VMO_ENOUFFD), s) == 0);
+}
+
+/* What the children need: a seccomp arch, root, the device. */
+static void require_root_and_device(void)
+{
+	if (ARCH == 0)
+		t_skip_case("no seccomp audit arch known for this CPU");
 	if (geteuid() != 0)
-		t_skip("needs root to drop to uid 65534 (and to open /dev/userfaultfd for the fallback)");
+		t_skip_case("needs root to drop to uid 65534 (and to open /dev/userfaultfd for the fallback)");
 	if (access("/dev/userfaultfd", F_OK) != 0)
-		t_skip("no /dev/userfaultfd on this machine");
+		t_skip_case("no /dev/userfaultfd on this machine");
+}
+
+static void case_blocked(void)
+{
+	require_root_and_device();
 	run(child_blocked, NULL, "blocked");
+}
+
+static void case_fallback_dev(void)
+{
+	require_root_and_device();
 	run(child_fallback, NULL, "fallback to /dev/userfaultfd");
+}
+
+static void case_user_mode_only(void)
+{
+	require_root_and_device();
 	run(child_fallback, "", "unprivileged, UFFD_USER_MODE_ONLY");
-	printf("ok\n");
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IONBF, 0);
+	return t_main(argc, argv,
+		      T_CASES({ "strerror", case_strerror }, { "blocked", case_blocked },
+			      { "fallback-dev", case_fallback_dev }, { "user-mode-only", case_user_mode_only }));
 }

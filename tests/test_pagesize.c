@@ -125,24 +125,29 @@ static void one_size(struct vmo_engine *eng, uint32_t psz, bool readahead)
 	printf("page size %u%s: %d pager calls, all aligned\n", psz, readahead ? " (read-ahead)" : "", pp.calls);
 }
 
-int main(void)
+static void case_4k(void) { one_size(t_shared_engine(2), 4096, false); }
+static void case_4k_readahead(void) { one_size(t_shared_engine(2), 4096, true); }
+static void case_64k(void) { one_size(t_shared_engine(2), 64 * 1024, false); }
+static void case_64k_readahead(void) { one_size(t_shared_engine(2), 64 * 1024, true); }
+static void case_2m(void) { one_size(t_shared_engine(2), 2u << 20, false); }
+static void case_2m_readahead(void) { one_size(t_shared_engine(2), 2u << 20, true); }
+
+/* other legal sizes: 8 KiB .. 1 MiB */
+static void case_other_sizes(void)
 {
-	alarm(50);
-	setvbuf(stdout, NULL, _IONBF, 0);
-	struct vmo_engine *eng = t_engine(2);
-	static const uint32_t sizes[] = { 4096, 64 * 1024, 2u << 20 };
-	for (size_t i = 0; i < 3; i++) {
-		one_size(eng, sizes[i], false);
-		one_size(eng, sizes[i], true);
-	}
-	/* other legal sizes: 8 KiB .. 1 MiB */
+	struct vmo_engine *eng = t_shared_engine(2);
 	for (uint32_t psz = 8192; psz <= (1u << 20); psz <<= 1) {
 		struct vmo_object_opts oo = { .page_size = psz, .size = 4 * (uint64_t)psz };
 		struct vmo_object *obj;
 		CHECK_OK(vmo_object_create(eng, &pp_ops, &(struct ppager){ .psz = psz }, &oo, &obj));
 		vmo_object_unref(obj);
 	}
-	/* an object size that is not a page multiple is rounded up to one */
+}
+
+/* an object size that is not a page multiple is rounded up to one */
+static void case_size_rounded(void)
+{
+	struct vmo_engine *eng = t_shared_engine(2);
 	struct ppager pp = { .psz = 64 * 1024 };
 	struct vmo_object_opts oo = { .page_size = 64 * 1024, .size = 100 * 1024 };
 	struct vmo_object *obj;
@@ -150,7 +155,14 @@ int main(void)
 	CHECK_EQ(vmo_object_size(obj) % (64 * 1024), 0);
 	CHECK(vmo_object_size(obj) >= 100 * 1024);
 	vmo_object_unref(obj);
-	CHECK_OK(vmo_engine_destroy(eng));
-	printf("ok\n");
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	alarm(50);
+	setvbuf(stdout, NULL, _IONBF, 0);
+	return t_main(argc, argv,
+		      T_CASES({ "4k", case_4k }, { "4k-readahead", case_4k_readahead }, { "64k", case_64k },
+			      { "64k-readahead", case_64k_readahead }, { "2m", case_2m }, { "2m-readahead", case_2m_readahead },
+			      { "other-sizes", case_other_sizes }, { "size-rounded", case_size_rounded }));
 }

@@ -265,16 +265,16 @@ static void test_resident_other_view(struct vmo_engine *eng)
 	CHECK_EQ(sp.released, 1);
 }
 
-int main(void)
+static void case_inflight(void) { test_inflight(t_shared_engine(2)); }
+static void case_waiters(void) { test_waiters(t_shared_engine(2)); }
+static void case_resident_other_view(void) { test_resident_other_view(t_shared_engine(2)); }
+
+int main(int argc, char **argv)
 {
 	alarm(45); /* a hang fails the test instead of blocking ctest */
 	setvbuf(stdout, NULL, _IONBF, 0);
 	t_sig_install();
-	struct vmo_engine *eng = t_engine(2);
-	test_inflight(eng);
-	test_waiters(eng);
-	test_resident_other_view(eng);
-	CHECK_OK(vmo_engine_destroy(eng));
-	printf("ok\n");
-	return 0;
+	return t_main(argc, argv,
+		      T_CASES({ "inflight", case_inflight }, { "waiters", case_waiters },
+			      { "resident-other-view", case_resident_other_view }));
 }

@@ -344,14 +344,12 @@ static void test_waiters(struct vmo_engine *eng)
 	free((void *)cp.reads);
 }
 
-int main(void)
+static void case_counting(void) { test_counting(t_shared_engine(4)); }
+static void case_mem(void) { test_mem(t_shared_engine(4)); }
+static void case_waiters(void) { test_waiters(t_shared_engine(4)); }
+
+int main(int argc, char **argv)
 {
 	alarm(120); /* a hang fails the test instead of blocking ctest */
-	struct vmo_engine *eng = t_engine(4);
-	test_counting(eng);
-	test_mem(eng);
-	test_waiters(eng);
-	CHECK_OK(vmo_engine_destroy(eng));
-	printf("ok\n");
-	return 0;
+	return t_main(argc, argv, T_CASES({ "counting", case_counting }, { "mem", case_mem }, { "waiters", case_waiters }));
 }

@@ -509,13 +509,11 @@ static void run_failpaths(unsigned ps)
 	if ((feats & (VMO_FEAT_WP | VMO_FEAT_MINOR)) != (VMO_FEAT_WP | VMO_FEAT_MINOR)) {
 		/* untracked: pages a writable view touched stay dirty, so neither
 		 * a return nor the budget drops them */
-		printf("failing pages, %u KiB pages: skipped, objects are untracked here (no WP or MINOR)\n",
-		       ps / 1024);
 		CHECK_OK(vmo_engine_destroy(eng));
 		free(F.pg.store);
 		free(F.model);
 		alarm(0);
-		return;
+		t_skip_case("objects are untracked here (no %s)", t_feature_names(~feats & (VMO_FEAT_WP | VMO_FEAT_MINOR)));
 	}
 	struct vmo_object_opts oo = { .page_size = ps, .size = size, .budget = size / 4 };
 	CHECK_OK(vmo_object_create(eng, &fp_ops, &F.pg, &oo, &F.obj));
@@ -602,30 +600,49 @@ static void run_failpaths(unsigned ps)
 	alarm(0);
 }
 
-int main(int argc, char **argv)
+static void case_trap(void)
 {
 	t_require_uffd();
-	setvbuf(stdout, NULL, _IONBF, 0);
-	t_sig_install();
-	/* `test_torture failpaths`: only the failing-pages phases */
-	bool only_fp = argc > 1 && strcmp(argv[1], "failpaths") == 0;
-	if (only_fp)
-		goto failpaths;
 	run(0);
+}
+
+static void case_dirty_async(void)
+{
+	t_require_uffd();
 	struct vmo_engine *e;
 	struct vmo_engine_opts eo = { .flags = VMO_ENGINE_DIRTY_ASYNC };
 	int rc = vmo_engine_create(&eo, &e);
-	if (rc == -EOPNOTSUPP) {
-		printf("async dirty tracking not offered by this kernel: %s\n", vmo_last_error_detail());
-	} else {
-		CHECK_OK(rc);
-		CHECK_OK(vmo_engine_destroy(e));
-		run(VMO_ENGINE_DIRTY_ASYNC);
-	}
-failpaths:
+	if (rc == -EOPNOTSUPP)
+		t_skip_case("async dirty tracking not offered by this kernel: %s", vmo_last_error_detail());
+	CHECK_OK(rc);
+	CHECK_OK(vmo_engine_destroy(e));
+	run(VMO_ENGINE_DIRTY_ASYNC);
+}
+
+static void case_failpaths_4k(void)
+{
+	t_require_uffd();
 	run_failpaths(4096);
+}
+
+static void case_failpaths_64k(void)
+{
+	t_require_uffd();
 	run_failpaths(65536);
+}
+
+static void case_failpaths_2m(void)
+{
+	t_require_uffd();
 	run_failpaths(2u << 20);
-	printf("ok\n");
-	return 0;
+}
+
+/* `test_torture 'failpaths-*'`: only the failing-pages phases */
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IONBF, 0);
+	t_sig_install();
+	return t_main(argc, argv,
+		      T_CASES({ "trap", case_trap }, { "dirty-async", case_dirty_async }, { "failpaths-4k", case_failpaths_4k },
+			      { "failpaths-64k", case_failpaths_64k }, { "failpaths-2m", case_failpaths_2m }));
 }

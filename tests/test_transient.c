@@ -59,16 +59,16 @@ static void release(void **v, size_t n)
 		munmap(v[i], PG);
 }
 
-int main(void)
+static void case_map_limit(void)
 {
 #if defined(__SANITIZE_ADDRESS__)
 	/* ASan maps its own shadow and allocator memory on demand: at the map
 	 * limit it aborts before vmo is reached. */
-	t_skip("needs all of vm.max_map_count, which ASan's own mappings cannot do without");
+	t_skip_case("needs all of vm.max_map_count, which ASan's own mappings cannot do without");
 #endif
 	long maxmap = t_max_map_count();
 	if (maxmap > 1000000)
-		t_skip("vm.max_map_count is %ld: too many mappings to exhaust in a test", maxmap);
+		t_skip_case("vm.max_map_count is %ld: too many mappings to exhaust in a test", maxmap);
 
 	alarm(120); /* a hang is a failure (SIGALRM), not a CI timeout */
 	struct vmo_engine *eng = t_engine(2);
@@ -134,6 +134,9 @@ int main(void)
 	vmo_object_unref(o);
 	CHECK_OK(vmo_engine_destroy(eng));
 	free(s);
-	printf("ok\n");
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	return t_main(argc, argv, T_CASES({ "map-limit", case_map_limit }));
 }

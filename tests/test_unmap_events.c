@@ -444,23 +444,35 @@ static void case_churn(void)
 	printf("one worker, %d views unmapped by the program while %ld pages were read: ok\n", n, c.reads);
 }
 
-int main(void)
+/* Every case needs UNMAP/REMAP events (VMO_DISABLE=events takes them away):
+ * the shared engine (2 workers) of cases 1-6, checked for them. */
+static struct vmo_engine *events_engine(void)
+{
+	struct vmo_engine *eng = t_shared_engine(2);
+	t_require_features(eng, VMO_FEAT_EVENTS);
+	return eng;
+}
+
+static void run_clear_error(void) { case_clear_error(events_engine()); }
+static void run_reclaim(void) { case_reclaim(events_engine()); }
+static void run_partial(void) { case_partial(events_engine()); }
+static void run_mremap(void) { case_mremap(events_engine()); }
+static void run_dontneed(void) { case_dontneed(events_engine()); }
+static void run_unref_waits(void) { case_unref_waits(events_engine()); }
+static void run_churn(void)
+{
+	events_engine();
+	case_churn();
+}
+
+int main(int argc, char **argv)
 {
 	alarm(240); /* a hang is a failure (SIGALRM), not a CI timeout */
 	setvbuf(stdout, NULL, _IOLBF, 0); /* progress survives an abort */
 	setenv("VMO_LOG", "warn", 0);     /* vmo's warnings explain a failure */
-	struct vmo_engine *eng = t_engine(2);
-	if (!(vmo_engine_features(eng) & VMO_FEAT_EVENTS))
-		t_skip("the kernel reports no UNMAP/REMAP events (or VMO_DISABLE=events)");
 	t_sig_install();
-	case_clear_error(eng);
-	case_reclaim(eng);
-	case_partial(eng);
-	case_mremap(eng);
-	case_dontneed(eng);
-	case_unref_waits(eng);
-	CHECK_OK(vmo_engine_destroy(eng));
-	case_churn();
-	printf("ok\n");
-	return 0;
+	return t_main(argc, argv,
+		      T_CASES({ "clear-error", run_clear_error }, { "reclaim", run_reclaim }, { "partial", run_partial },
+			      { "mremap", run_mremap }, { "dontneed", run_dontneed }, { "unref-waits", run_unref_waits },
+			      { "churn", run_churn }));
 }

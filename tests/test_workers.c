@@ -353,13 +353,10 @@ static void test_no_workers(void)
 	printf("no workers, then start: ok\n");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	alarm(50);
 	setvbuf(stdout, NULL, _IONBF, 0);
-	test_inhibit();
-	test_counts();
-	test_no_workers();
-	printf("ok\n");
-	return 0;
+	return t_main(argc, argv,
+		      T_CASES({ "inhibit", test_inhibit }, { "counts", test_counts }, { "no-workers", test_no_workers }));
 }

@@ -94,23 +94,31 @@ static void *late_writer(void *arg)
 	return NULL;
 }
 
-int main(void)
+/* Without UFFDIO_CONTINUE_MODE_WP (6.5), unlock callbacks are refused, and
+ * the detail says why. */
+static void case_unlock_refused(void)
 {
-	struct vmo_engine *eng = t_engine(2);
-	if (!(vmo_engine_features(eng) & VMO_FEAT_WP))
-		t_skip("kernel has no userfaultfd write-protect on shmem");
+	struct vmo_engine *eng = t_shared_engine(2);
+	t_require_features(eng, VMO_FEAT_WP);
+	if (vmo_engine_features(eng) & VMO_FEAT_CONTINUE_WP)
+		t_skip_case("the kernel has UFFDIO_CONTINUE_MODE_WP: unlock callbacks are accepted");
+	struct store s = { .size = NPAGES * PS };
+	struct vmo_object_opts oo = { .size = s.size };
+	struct vmo_object *o;
+	CHECK_EQ(vmo_object_create(eng, &store_ops, &s, &oo, &o), -EOPNOTSUPP);
+	CHECK(strstr(vmo_last_error_detail(), "CONTINUE_MODE_WP"));
+}
+
+static void case_writeback(void)
+{
+	struct vmo_engine *eng = t_shared_engine(2);
+	t_require_features(eng, VMO_FEAT_WP | VMO_FEAT_CONTINUE_WP);
 	struct store s = { .size = NPAGES * PS };
 	s.data = calloc(1, s.size);
 	for (size_t i = 0; i < s.size / 8; i++)
 		((uint64_t *)s.data)[i] = t_pattern(i * 8);
 	struct vmo_object_opts oo = { .size = s.size };
 	struct vmo_object *o;
-	if (!(vmo_engine_features(eng) & VMO_FEAT_CONTINUE_WP)) {
-		/* Unlock callbacks need UFFDIO_CONTINUE_MODE_WP: refused, and said why. */
-		CHECK_EQ(vmo_object_create(eng, &store_ops, &s, &oo, &o), -EOPNOTSUPP);
-		CHECK(strstr(vmo_last_error_detail(), "CONTINUE_MODE_WP"));
-		t_skip("kernel lacks UFFDIO_CONTINUE_MODE_WP (6.5): unlock callbacks are refused, as checked");
-	}
 	CHECK_OK(vmo_object_create(eng, &store_ops, &s, &oo, &o));
 	void *a;
 	CHECK_OK(vmo_map(o, 0, s.size, VMO_PROT_READ | VMO_PROT_WRITE, &a));
@@ -281,8 +289,11 @@ int main(void)
 
 	CHECK_OK(vmo_unmap(o, a, s.size));
 	vmo_object_unref(o);
-	CHECK_OK(vmo_engine_destroy(eng));
 	free(s.data);
-	printf("ok\n");
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	return t_main(argc, argv,
+		      T_CASES({ "unlock-refused-without-continue-wp", case_unlock_refused }, { "writeback", case_writeback }));
 }

@@ -6,7 +6,8 @@
  * of the pool says.  A second run keeps the intervals disjoint, as the
  * engine's table of views does, and checks address lookup.  Last, 100,000
  * inserts and removes in random order must take well under 5 s.  Needs no
- * userfaultfd. */
+ * userfaultfd.  White-box: it includes src/vtree.h.  The cases run in this
+ * order share one random sequence (each case alone draws other numbers). */
 #include "helper.h"
 #include "vtree.h"
 
@@ -315,13 +316,15 @@ static void shapes(void)
 	CHECK(tree.root == NULL);
 }
 
-int main(void)
+static void case_random_dense(void) { random_run(100000, 4096, 300, false); } /* many overlaps, equal starts */
+static void case_random_tiny(void) { random_run(40000, 256, 40, false); }     /* mostly equal starts */
+static void case_random_disjoint(void) { random_run(30000, 1u << 20, 4096, true); } /* the engine's case */
+static void case_big(void) { big_run(100000); }
+
+int main(int argc, char **argv)
 {
-	shapes();
-	random_run(100000, 4096, 300, false); /* dense: many overlaps and equal starts */
-	random_run(40000, 256, 40, false);    /* tiny key space: mostly equal starts */
-	random_run(30000, 1u << 20, 4096, true); /* the engine's case */
-	big_run(100000);
-	printf("ok\n");
-	return 0;
+	return t_main(argc, argv,
+		      T_CASES({ "shapes", shapes }, { "random-dense", case_random_dense },
+			      { "random-tiny", case_random_tiny }, { "random-disjoint", case_random_disjoint },
+			      { "big", case_big }));
 }

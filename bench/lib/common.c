@@ -1,45 +1,21 @@
-/* bench/common.h - shared by the benchmarks: timing, medians, data, and the
- * floor: a minimal userfaultfd handler (one thread, blocking read,
- * UFFDIO_COPY of one page from RAM, nothing else). */
-#ifndef VMO_BENCH_COMMON_H
-#define VMO_BENCH_COMMON_H
-
-#include "vmo.h"
+/* bench/lib/common.c - the benchmarks' shared helpers (common.h). */
+#include "common.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <pthread.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
-#define PG 4096ul
-
-static inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static inline void die(const char *what, int err)
+_Noreturn void die(const char *what, int err)
 {
 	fprintf(stderr, "bench: %s: %s\n", what, vmo_strerror(err));
 	exit(1);
-}
-
-static inline uint64_t xorshift(uint64_t *x)
-{
-	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
-	return *x;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -48,20 +24,19 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static inline double median(double *v, int n)
+double median(double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof *v, cmp_double);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-static inline unsigned long env_ul(const char *name, unsigned long def)
+unsigned long env_ul(const char *name, unsigned long def)
 {
 	const char *e = getenv(name);
 	return e && *e ? strtoul(e, NULL, 0) : def;
 }
 
-/* npages of random data in RAM. */
-static inline char *make_data(size_t npages, uint64_t seed)
+char *make_data(size_t npages, uint64_t seed)
 {
 	char *p = mmap(NULL, npages * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (p == MAP_FAILED)
@@ -71,8 +46,7 @@ static inline char *make_data(size_t npages, uint64_t seed)
 	return p;
 }
 
-/* A random permutation of 0..n-1. */
-static inline uint32_t *make_perm(size_t n, uint64_t seed)
+uint32_t *make_perm(size_t n, uint64_t seed)
 {
 	uint32_t *v = malloc(n * sizeof *v);
 	for (size_t i = 0; i < n; i++)
@@ -86,10 +60,8 @@ static inline uint32_t *make_perm(size_t n, uint64_t seed)
 	return v;
 }
 
-/* An object over the memory pager serving npages of src; untracked (the
- * pager without its write callback) unless tracked.  Dies on any error. */
-static inline struct vmo_object *bench_mem_create(struct vmo_engine *eng, char *src, size_t npages,
-						  const struct vmo_object_opts *oo, bool tracked)
+struct vmo_object *bench_mem_create(struct vmo_engine *eng, char *src, size_t npages,
+				    const struct vmo_object_opts *oo, bool tracked)
 {
 	static struct vmo_pager_ops untracked;
 	const struct vmo_pager_ops *ops;
@@ -108,9 +80,8 @@ static inline struct vmo_object *bench_mem_create(struct vmo_engine *eng, char *
 	return o;
 }
 
-/* The same, tracked, mapped read-write at *base. */
-static inline struct vmo_object *bench_mem_object(struct vmo_engine *eng, char *src, size_t npages,
-						  const struct vmo_object_opts *oo, void **base)
+struct vmo_object *bench_mem_object(struct vmo_engine *eng, char *src, size_t npages,
+				    const struct vmo_object_opts *oo, void **base)
 {
 	struct vmo_object *o = bench_mem_create(eng, src, npages, oo, true);
 	int rc;
@@ -147,9 +118,7 @@ static void *floor_handler(void *arg)
 	}
 }
 
-/* Touch (read one word of) pages order[0..n) of a fresh region of npages
- * served by the floor handler from src; returns ns per touch. */
-static inline double run_floor(const char *src, size_t npages, const uint32_t *order, size_t n)
+double run_floor(const char *src, size_t npages, const uint32_t *order, size_t n)
 {
 	struct floor_ctx c = { .src = src };
 	c.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | 1 /* UFFD_USER_MODE_ONLY */);
@@ -177,5 +146,3 @@ static inline double run_floor(const char *src, size_t npages, const uint32_t *o
 	munmap(c.base, len);
 	return (double)(t1 - t0) / (double)n;
 }
-
-#endif

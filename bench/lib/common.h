@@ -1,0 +1,63 @@
+/* bench/lib/common.h - shared by the benchmarks (built once, as the static
+ * library vmo_benchutil, from bench/lib/common.c): timing, medians, data,
+ * and the floor: a minimal userfaultfd handler (one thread, blocking read,
+ * UFFDIO_COPY of one page from RAM, nothing else).
+ *
+ * now_ns and xorshift stay inline here: the benchmarks call them inside
+ * their timed loops, where an out-of-line call would add to the figures. */
+#ifndef VMO_BENCH_COMMON_H
+#define VMO_BENCH_COMMON_H
+
+#include "vmo.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define PG 4096ul
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t xorshift(uint64_t *x)
+{
+	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+	return *x;
+}
+
+/* "bench: WHAT: <vmo_strerror(err)>" on stderr, then exit(1). */
+_Noreturn void die(const char *what, int err);
+
+/* The median of v[0..n) (sorts v). */
+double median(double *v, int n);
+
+/* The environment variable NAME as a number (strtoul base 0), or def when
+ * unset or empty. */
+unsigned long env_ul(const char *name, unsigned long def);
+
+/* npages of random data in RAM. */
+char *make_data(size_t npages, uint64_t seed);
+
+/* A random permutation of 0..n-1 (malloc'd). */
+uint32_t *make_perm(size_t n, uint64_t seed);
+
+/* An object over the memory pager serving npages of src; untracked (the
+ * pager without its write callback) unless tracked.  Dies on any error. */
+struct vmo_object *bench_mem_create(struct vmo_engine *eng, char *src, size_t npages,
+				    const struct vmo_object_opts *oo, bool tracked);
+
+/* The same, tracked, mapped read-write at *base. */
+struct vmo_object *bench_mem_object(struct vmo_engine *eng, char *src, size_t npages,
+				    const struct vmo_object_opts *oo, void **base);
+
+/* The floor: touch (read one word of) pages order[0..n) of a fresh region of
+ * npages served by a minimal userfaultfd handler from src; returns ns per
+ * touch. */
+double run_floor(const char *src, size_t npages, const uint32_t *order, size_t n);
+
+#endif

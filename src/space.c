@@ -1,0 +1,803 @@
+/* space.c - address spaces (space.h): the local process and processes whose
+ * userfaultfd was handed to us; their views, their events, and the kernel
+ * operations on them. */
+#include "space.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440
+#endif
+
+/* ---- kernel operations ------------------------------------------------------
+ * userfaultfd ioctls act on the descriptor's mm, whoever calls them: the
+ * same for every space. */
+
+static int op_reg(struct vmo__space *sp, void *addr, size_t len, uint64_t modes)
+{
+	return vmo__uffd_register(&sp->u, addr, len, modes);
+}
+static int op_unreg(struct vmo__space *sp, void *addr, size_t len)
+{
+	return vmo__uffd_unregister(&sp->u, addr, len);
+}
+static int op_copy(struct vmo__space *sp, void *dst, const void *src, size_t len, bool wp, size_t *done)
+{
+	return vmo__uffd_copy(&sp->u, dst, src, len, wp, done);
+}
+static int op_cont(struct vmo__space *sp, void *dst, size_t len, bool wp, bool wake, size_t *done)
+{
+	return vmo__uffd_continue(&sp->u, dst, len, wp, wake, done);
+}
+static int op_poison(struct vmo__space *sp, void *dst, size_t len)
+{
+	return vmo__uffd_poison(&sp->u, dst, len);
+}
+static int op_wake(struct vmo__space *sp, void *addr, size_t len)
+{
+	return vmo__uffd_wake(&sp->u, addr, len);
+}
+static int op_protect(struct vmo__space *sp, void *addr, size_t len, bool wp, bool wake)
+{
+	return vmo__uffd_writeprotect(&sp->u, addr, len, wp, wake);
+}
+static int op_scan(struct vmo__space *sp, uintptr_t start, uintptr_t end, void (*cb)(void *, uintptr_t, uintptr_t),
+		   void *arg)
+{
+	if (sp->pagemap_fd < 0)
+		return -EOPNOTSUPP;
+	return vmo__pagemap_collect_written(sp->pagemap_fd, start, end, cb, arg);
+}
+
+static int local_zap(struct vmo__space *sp, void *addr, size_t len)
+{
+	(void)sp;
+	return madvise(addr, len, MADV_DONTNEED) ? -errno : 0;
+}
+
+/* The kernel lets a thread queue a positive (kernel-like) si_code only to
+ * itself: SI_QUEUE it is, with si_addr carrying the address. */
+static int queue_sigbus(pid_t pid, pid_t tid, uintptr_t addr)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	si.si_signo = SIGBUS;
+	si.si_code = SI_QUEUE;
+	si.si_addr = (void *)addr;
+	if (tid <= 0)
+		return -ESRCH;
+	return syscall(SYS_rt_tgsigqueueinfo, pid, tid, SIGBUS, &si) ? -errno : 0;
+}
+
+static int local_sigbus(struct vmo__space *sp, pid_t tid, uintptr_t addr)
+{
+	(void)sp;
+	return queue_sigbus(getpid(), tid, addr);
+}
+
+/* Another process: process_madvise(2) does MADV_DONTNEED only on kernels
+ * that allow it (not 6.1); elsewhere the range keeps its entries. */
+static int remote_zap(struct vmo__space *sp, void *addr, size_t len)
+{
+	struct iovec iov = { .iov_base = addr, .iov_len = len };
+	long r = syscall(SYS_process_madvise, sp->pidfd, &iov, 1, MADV_DONTNEED, 0);
+	if (r >= 0)
+		return 0;
+	return errno == EINVAL ? -EOPNOTSUPP : -errno;
+}
+
+static int remote_sigbus(struct vmo__space *sp, pid_t tid, uintptr_t addr)
+{
+	if (atomic_load(&sp->dead))
+		return -ESRCH;
+	return queue_sigbus(sp->pid, tid, addr);
+}
+
+static const struct vmo__space_ops local_ops = {
+	.kind = "local",
+	.reg = op_reg,
+	.unreg = op_unreg,
+	.copy = op_copy,
+	.cont = op_cont,
+	.poison = op_poison,
+	.wake = op_wake,
+	.protect = op_protect,
+	.zap = local_zap,
+	.sigbus = local_sigbus,
+	.scan_written = op_scan,
+};
+
+static const struct vmo__space_ops remote_ops = {
+	.kind = "process",
+	.reg = op_reg,
+	.unreg = op_unreg,
+	.copy = op_copy,
+	.cont = op_cont,
+	.poison = op_poison,
+	.wake = op_wake,
+	.protect = op_protect,
+	.zap = remote_zap,
+	.sigbus = remote_sigbus,
+	.scan_written = op_scan,
+};
+
+unsigned vmo__space_features(const struct vmo__uffd *u)
+{
+	unsigned f = 0;
+	if (u->features & UFFD_FEATURE_MINOR_SHMEM)
+		f |= VMO_FEAT_MINOR;
+	if ((u->features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM) && (u->features & UFFD_FEATURE_PAGEFAULT_FLAG_WP))
+		f |= VMO_FEAT_WP;
+	if (u->features & UFFD_FEATURE_POISON)
+		f |= VMO_FEAT_POISON;
+	if (u->features & UFFD_FEATURE_MOVE)
+		f |= VMO_FEAT_MOVE;
+	if (vmo__uffd_kernel_features() & UFFD_FEATURE_WP_ASYNC)
+		f |= VMO_FEAT_WP_ASYNC;
+	if (vmo__pagemap_scan_supported())
+		f |= VMO_FEAT_PAGEMAP_SCAN;
+	if (u->features & UFFD_FEATURE_THREAD_ID)
+		f |= VMO_FEAT_THREAD_ID;
+	if (!u->user_mode_only)
+		f |= VMO_FEAT_KERNEL_FAULTS;
+	if ((f & VMO_FEAT_MINOR) && (f & VMO_FEAT_WP) && vmo__uffd_continue_wp_supported())
+		f |= VMO_FEAT_CONTINUE_WP;
+	if ((u->features & UFFD_FEATURE_EVENT_UNMAP) && (u->features & UFFD_FEATURE_EVENT_REMAP))
+		f |= VMO_FEAT_EVENTS;
+	return f;
+}
+
+/* ---- the set ------------------------------------------------------------------ */
+
+static int epoll_add(struct vmo__spaces *set, int fd, struct vmo__source *src, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = src };
+	return epoll_ctl(set->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
+int vmo__spaces_init(struct vmo__spaces *set, const struct vmo__view_hooks *hooks, bool async)
+{
+	memset(set, 0, sizeof *set);
+	set->hooks = hooks;
+	set->async = async;
+	set->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (set->epfd < 0)
+		return -errno;
+	set->stash_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (set->stash_efd < 0) {
+		int err = -errno;
+		close(set->epfd);
+		return err;
+	}
+	pthread_mutex_init(&set->mu, NULL);
+	set->stash_src.kind = VMO__SRC_STASH;
+	int rc = epoll_add(set, set->stash_efd, &set->stash_src, EPOLLIN);
+	if (rc) {
+		close(set->stash_efd);
+		close(set->epfd);
+		pthread_mutex_destroy(&set->mu);
+	}
+	return rc;
+}
+
+static void space_free(struct vmo__space *sp)
+{
+	/* Views left (a dead process's are retired already): only the
+	 * engine's own, which its objects' owners must have unmapped. */
+	if (sp->pidfd >= 0)
+		close(sp->pidfd);
+	if (sp->pagemap_fd >= 0)
+		close(sp->pagemap_fd);
+	vmo__uffd_close(&sp->u);
+	pthread_rwlock_destroy(&sp->maps_lock);
+	pthread_rwlock_destroy(&sp->lock);
+	free(sp);
+}
+
+void vmo__spaces_fini(struct vmo__spaces *set)
+{
+	struct vmo__space *sp = set->list;
+	while (sp) {
+		struct vmo__space *next = sp->next;
+		space_free(sp);
+		sp = next;
+	}
+	close(set->stash_efd);
+	close(set->epfd);
+	free(set->stash);
+	free(set->late);
+	pthread_mutex_destroy(&set->mu);
+}
+
+static struct vmo__space *space_new(struct vmo__spaces *set, const struct vmo__space_ops *ops)
+{
+	struct vmo__space *sp = calloc(1, sizeof *sp);
+	if (!sp)
+		return NULL;
+	sp->set = set;
+	sp->ops = ops;
+	sp->pidfd = -1;
+	sp->pagemap_fd = -1;
+	sp->u.fd = -1;
+	pthread_rwlock_init(&sp->maps_lock, NULL);
+	/* Writer-preferring: readers of the userfaultfd (writers here) must not
+	 * wait behind a stream of view walks. */
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&sp->lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	sp->usrc.kind = VMO__SRC_UFFD;
+	sp->usrc.sp = sp;
+	sp->psrc.kind = VMO__SRC_PIDFD;
+	sp->psrc.sp = sp;
+	return sp;
+}
+
+/* Into the epoll set and the list.  The userfaultfd is one-shot: the worker
+ * that is handed it reads what is there and re-arms it before serving, so
+ * one message wakes one worker, not all of them. */
+static int space_publish(struct vmo__space *sp)
+{
+	struct vmo__spaces *set = sp->set;
+	sp->u.drain = vmo__space_drain;
+	sp->u.drain_arg = sp;
+	int rc = epoll_add(set, sp->u.fd, &sp->usrc, EPOLLIN | EPOLLONESHOT);
+	if (!rc && sp->pidfd >= 0) {
+		rc = epoll_add(set, sp->pidfd, &sp->psrc, EPOLLIN);
+		if (rc)
+			epoll_ctl(set->epfd, EPOLL_CTL_DEL, sp->u.fd, NULL);
+	}
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&set->mu);
+	sp->next = set->list;
+	set->list = sp;
+	pthread_mutex_unlock(&set->mu);
+	return 0;
+}
+
+int vmo__space_rearm(struct vmo__space *sp)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.ptr = &sp->usrc };
+	return epoll_ctl(sp->set->epfd, EPOLL_CTL_MOD, sp->u.fd, &ev) ? -errno : 0;
+}
+
+int vmo__space_local(struct vmo__spaces *set, struct vmo__uffd *u, int pagemap_fd, struct vmo__space **out)
+{
+	struct vmo__space *sp = space_new(set, &local_ops);
+	if (!sp)
+		return -ENOMEM;
+	sp->u = *u;
+	sp->features = vmo__space_features(u);
+	sp->local = true;
+	sp->pid = getpid();
+	sp->pagemap_fd = pagemap_fd;
+	int rc = space_publish(sp);
+	if (rc) {
+		sp->u.fd = -1; /* the caller still owns it on failure */
+		sp->pagemap_fd = -1;
+		space_free(sp);
+		return rc;
+	}
+	set->local = sp;
+	*out = sp;
+	return 0;
+}
+
+int vmo__space_adopt(struct vmo__spaces *set, int fd, uint64_t uffd_features, pid_t pid, struct vmo__space **out)
+{
+	if (fd < 0 || pid <= 0)
+		return -EINVAL;
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		return -errno;
+	struct vmo__space *sp = space_new(set, &remote_ops);
+	if (!sp) {
+		close(pidfd);
+		return -ENOMEM;
+	}
+	/* The workers read without blocking. */
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		int err = -errno;
+		close(pidfd);
+		space_free(sp);
+		return err;
+	}
+	sp->u.fd = fd;
+	sp->u.features = uffd_features;
+	sp->u.ioctls = ~0ull; /* as the kernel offers; an ioctl it lacks fails */
+	sp->u.user_mode_only = true; /* unknown: claim the least */
+	sp->features = vmo__space_features(&sp->u);
+	sp->pid = pid;
+	sp->pidfd = pidfd;
+	if (set->async) {
+		char path[64];
+		snprintf(path, sizeof path, "/proc/%d/pagemap", (int)pid);
+		sp->pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
+	int rc = space_publish(sp);
+	if (rc) {
+		sp->u.fd = -1; /* the caller still owns fd on failure */
+		space_free(sp);
+		return rc;
+	}
+	vmo__debug("space: adopted the userfaultfd of process %d (features %#llx)", (int)pid,
+		   (unsigned long long)uffd_features);
+	*out = sp;
+	return 0;
+}
+
+/* ---- views ------------------------------------------------------------------- */
+
+/* The view of sp holding addr, or NULL; under maps_lock. */
+static struct vmo_map *find_view(struct vmo__space *sp, uintptr_t addr)
+{
+	struct vmo__vnode *n = vmo__vtree_find_le(&sp->maps, addr);
+	if (!n || addr >= n->end)
+		return NULL;
+	return vmo__vtree_entry(n, struct vmo_map, anode);
+}
+
+struct vmo_map *vmo__map_lookup_get(struct vmo__space *sp, uintptr_t addr)
+{
+	pthread_rwlock_rdlock(&sp->maps_lock);
+	struct vmo_map *m = find_view(sp, addr);
+	if (m)
+		atomic_fetch_add_explicit(&m->refs, 1, memory_order_acquire);
+	pthread_rwlock_unlock(&sp->maps_lock);
+	return m;
+}
+
+void vmo__map_get(struct vmo_map *m)
+{
+	atomic_fetch_add_explicit(&m->refs, 1, memory_order_acquire);
+}
+
+void vmo__map_put(struct vmo_map *m)
+{
+	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	struct vmo_object *obj = m->obj;
+	const struct vmo__view_hooks *h = m->space->set->hooks;
+	free(m);
+	h->unref(obj);
+}
+
+/* Put m in the space's and the object's trees. */
+static void view_link(struct vmo_map *m)
+{
+	struct vmo__space *sp = m->space;
+	m->anode.start = m->addr;
+	m->anode.end = m->addr + m->len;
+	m->onode.start = m->off;
+	m->onode.end = m->off + m->len;
+	atomic_store(&m->refs, 1);
+	pthread_rwlock_wrlock(&sp->maps_lock);
+	vmo__vtree_insert(&sp->maps, &m->anode);
+	pthread_rwlock_unlock(&sp->maps_lock);
+	sp->set->hooks->link(m->obj, m);
+}
+
+int vmo__view_attach(struct vmo__space *sp, struct vmo_object *obj, uintptr_t addr, size_t len, uint64_t off,
+		     unsigned flags, bool wp, struct vmo_map **out)
+{
+	struct vmo_map *m = calloc(1, sizeof *m);
+	if (!m)
+		return -ENOMEM;
+	m->space = sp;
+	m->obj = obj;
+	m->addr = addr;
+	m->len = len;
+	m->off = off;
+	m->flags = flags;
+	m->wp = wp;
+	m->ra_window = 1;
+	uint64_t modes = UFFDIO_REGISTER_MODE_MISSING;
+	if (sp->features & VMO_FEAT_MINOR)
+		modes |= UFFDIO_REGISTER_MODE_MINOR;
+	if (wp)
+		modes |= UFFDIO_REGISTER_MODE_WP;
+	/* Registered and in the tables under the space's lock: a fault at an
+	 * address no view covers is poisoned under it (fault.c), never this new
+	 * view. */
+	pthread_rwlock_wrlock(&sp->lock);
+	if (atomic_load(&sp->dead)) {
+		pthread_rwlock_unlock(&sp->lock);
+		free(m);
+		return -ESRCH;
+	}
+	int rc = sp->ops->reg(sp, (void *)addr, len, modes);
+	if (rc) {
+		pthread_rwlock_unlock(&sp->lock);
+		free(m);
+		return rc;
+	}
+	sp->set->hooks->ref(obj);
+	view_link(m);
+	pthread_rwlock_unlock(&sp->lock);
+	*out = m;
+	return 0;
+}
+
+struct vmo_map *vmo__view_take(struct vmo__space *sp, struct vmo_object *obj, uintptr_t addr, size_t len)
+{
+	/* Under the space's lock: an event the kernel has handed over (the
+	 * program's munmap has returned) is applied before we look. */
+	pthread_rwlock_rdlock(&sp->lock);
+	pthread_rwlock_wrlock(&sp->maps_lock);
+	struct vmo_map *m = find_view(sp, addr);
+	if (!m || m->addr != addr || m->len != len || m->obj != obj) {
+		pthread_rwlock_unlock(&sp->maps_lock);
+		pthread_rwlock_unlock(&sp->lock);
+		return NULL;
+	}
+	/* Inaccessible first: from here a touch is SIGSEGV, never a fault at an
+	 * address no view covers (which would be SIGBUS). */
+	if (sp->local)
+		mprotect((void *)addr, len, PROT_NONE);
+	vmo__vtree_remove(&sp->maps, &m->anode);
+	atomic_store(&m->dead, true);
+	pthread_rwlock_unlock(&sp->maps_lock);
+	pthread_rwlock_unlock(&sp->lock);
+	return m;
+}
+
+void vmo__view_quiesce(struct vmo_map *m)
+{
+	/* No worker can find it now; wait for those that already have. */
+	while (atomic_load_explicit(&m->refs, memory_order_acquire) > 1)
+		sched_yield();
+}
+
+void vmo__view_detach(struct vmo_map *m)
+{
+	struct vmo__space *sp = m->space;
+	sp->set->hooks->unlink(m->obj, m);
+	/* Out of the userfaultfd: the unregister wakes whoever waits on the
+	 * range; they fault again on an inaccessible range (SIGSEGV). */
+	sp->ops->unreg(sp, (void *)m->addr, m->len);
+	vmo__map_put(m);
+}
+
+/* ---- the program changed the address space under a view ------------------
+ * A view the program unmaps (munmap, or mmap MAP_FIXED over it) or moves
+ * (mremap) is reported by an UNMAP or REMAP event.  Views never change: one
+ * that straddles the edge of the range is split into new views, then those
+ * inside are dropped (UNMAP) or moved (REMAP).  Called with the space's lock
+ * held for writing, so nothing of vmo acts on these addresses meanwhile. */
+
+/* A new view showing [a, b) of m's range, at address a + shift. */
+static struct vmo_map *view_piece(struct vmo_map *m, uintptr_t a, uintptr_t b, intptr_t shift)
+{
+	struct vmo_map *n = calloc(1, sizeof *n);
+	if (!n)
+		return NULL;
+	n->space = m->space;
+	n->obj = m->obj;
+	n->addr = a + (uintptr_t)shift;
+	n->len = b - a;
+	n->off = m->off + (a - m->addr);
+	n->flags = m->flags;
+	n->wp = m->wp;
+	n->ra_window = 1;
+	m->space->set->hooks->ref(m->obj);
+	return n;
+}
+
+/* Views retired under the space's lock, released after it: the last
+ * reference to an object may go with them, and its shutdown writes back
+ * (collecting written pages takes the lock). */
+struct retired {
+	struct vmo_map **v;
+	size_t n, cap;
+};
+
+static void retire(struct retired *r, struct vmo_map *m)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		struct vmo_map **v = realloc(r->v, cap * sizeof *v);
+		if (!v) {
+			/* Keep the view's reference rather than risk the deadlock:
+			 * a leak of one struct under memory exhaustion. */
+			vmo__err("no memory to release a view; it is leaked");
+			return;
+		}
+		r->v = v;
+		r->cap = cap;
+	}
+	r->v[r->n++] = m;
+}
+
+static void release_retired(struct retired *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		vmo__map_put(r->v[i]);
+	free(r->v);
+}
+
+/* The program unmapped [a, b) (unmap) or moved it to a + shift (remap). */
+static void space_change(struct vmo__space *sp, uintptr_t a, uintptr_t b, bool unmap, intptr_t shift,
+			 struct retired *ret)
+{
+	enum { BATCH = 64 };
+	const struct vmo__view_hooks *h = sp->set->hooks;
+	for (;;) {
+		struct vmo_map *hit[BATCH];
+		int k = 0;
+		pthread_rwlock_wrlock(&sp->maps_lock);
+		struct vmo__vnode *n = vmo__vtree_find_le(&sp->maps, a);
+		if (!n || n->end <= a)
+			n = n ? vmo__vtree_next(n) : vmo__vtree_first(&sp->maps);
+		for (; n && n->start < b && k < BATCH; n = vmo__vtree_next(n))
+			hit[k++] = vmo__vtree_entry(n, struct vmo_map, anode);
+		for (int i = 0; i < k; i++) {
+			vmo__vtree_remove(&sp->maps, &hit[i]->anode);
+			atomic_store(&hit[i]->dead, true);
+		}
+		pthread_rwlock_unlock(&sp->maps_lock);
+		if (!k)
+			return;
+		for (int i = 0; i < k; i++) {
+			struct vmo_map *m = hit[i];
+			uintptr_t ma = m->addr, mb = m->addr + m->len;
+			uintptr_t ia = ma > a ? ma : a, ib = mb < b ? mb : b; /* the part inside */
+			struct vmo_map *piece[3] = {
+				ma < ia ? view_piece(m, ma, ia, 0) : NULL,
+				unmap ? NULL : view_piece(m, ia, ib, shift),
+				ib < mb ? view_piece(m, ib, mb, 0) : NULL,
+			};
+			h->unlink(m->obj, m);
+			if (unmap && m->wp && sp->set->async)
+				h->lost_writes(m->obj, m->off + (ia - ma), ib - ia);
+			for (int j = 0; j < 3; j++)
+				if (piece[j])
+					view_link(piece[j]);
+			vmo__debug("view %#lx+%#zx: %s [%#lx, %#lx)%s", (unsigned long)ma, m->len,
+				   unmap ? "unmapped by the program" : "moved by the program", (unsigned long)ia,
+				   (unsigned long)ib, (!unmap && !piece[1]) ? " (no memory for the moved piece: dropped)" : "");
+			retire(ret, m);
+		}
+	}
+}
+
+static void space_event(struct vmo__space *sp, const struct uffd_msg *msg, struct retired *ret)
+{
+	if (msg->event == UFFD_EVENT_UNMAP)
+		space_change(sp, (uintptr_t)msg->arg.remove.start, (uintptr_t)msg->arg.remove.end, true, 0, ret);
+	else if (msg->event == UFFD_EVENT_REMAP)
+		space_change(sp, (uintptr_t)msg->arg.remap.from, (uintptr_t)msg->arg.remap.from + msg->arg.remap.len,
+			     false, (intptr_t)(msg->arg.remap.to - msg->arg.remap.from), ret);
+	else
+		vmo__debug("ignoring userfaultfd event %#x", msg->event);
+}
+
+void vmo__space_reap(struct vmo__space *sp)
+{
+	struct retired ret = { 0 };
+	pthread_rwlock_wrlock(&sp->lock);
+	if (atomic_exchange(&sp->dead, true)) {
+		pthread_rwlock_unlock(&sp->lock);
+		return;
+	}
+	/* Its mm is gone: every view with it, as if unmapped by the program
+	 * (what was written and not yet synced is in the object's memory). */
+	space_change(sp, 0, UINTPTR_MAX, true, 0, &ret);
+	epoll_ctl(sp->set->epfd, EPOLL_CTL_DEL, sp->u.fd, NULL);
+	epoll_ctl(sp->set->epfd, EPOLL_CTL_DEL, sp->pidfd, NULL);
+	pthread_rwlock_unlock(&sp->lock);
+	release_retired(&ret);
+	vmo__debug("space: process %d exited; its views are gone", (int)sp->pid);
+}
+
+/* Read up to n messages under the space's lock and apply the events among
+ * them in order; the faults are compacted to the front and counted. */
+static int space_read(struct vmo__space *sp, struct uffd_msg *msgs, int n, bool wait)
+{
+	struct retired ret = { 0 };
+	if (!wait) {
+		if (pthread_rwlock_trywrlock(&sp->lock))
+			return -EBUSY;
+	} else {
+		pthread_rwlock_wrlock(&sp->lock);
+	}
+	if (atomic_load(&sp->dead)) {
+		pthread_rwlock_unlock(&sp->lock);
+		return 0;
+	}
+	int r = vmo__uffd_read(&sp->u, msgs, n), k = 0;
+	for (int i = 0; i < r; i++) {
+		if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+			msgs[k++] = msgs[i];
+		else
+			space_event(sp, &msgs[i], &ret);
+	}
+	pthread_rwlock_unlock(&sp->lock);
+	release_retired(&ret);
+	return r < 0 ? r : k;
+}
+
+int vmo__space_read(struct vmo__space *sp, struct uffd_msg *msgs, int n)
+{
+	return space_read(sp, msgs, n, true);
+}
+
+/* Keep fault messages read while draining, for the workers. */
+static void stash(struct vmo__space *sp, const struct uffd_msg *msgs, int r)
+{
+	struct vmo__spaces *set = sp->set;
+	pthread_mutex_lock(&set->mu);
+	if (set->nstash + (size_t)r > set->stash_cap) {
+		size_t cap = set->stash_cap ? set->stash_cap * 2 : 64;
+		while (cap < set->nstash + (size_t)r)
+			cap *= 2;
+		struct vmo__stashed *ns = realloc(set->stash, cap * sizeof *ns);
+		if (ns) {
+			set->stash = ns;
+			set->stash_cap = cap;
+		}
+	}
+	if (set->nstash + (size_t)r <= set->stash_cap) {
+		for (int i = 0; i < r; i++)
+			set->stash[set->nstash + (size_t)i] = (struct vmo__stashed){ .sp = sp, .msg = msgs[i] };
+		set->nstash += (size_t)r;
+		atomic_store(&set->stashed, set->nstash);
+		uint64_t one = 1;
+		if (write(set->stash_efd, &one, sizeof one) < 0) /* wake a worker */
+			vmo__debug("stash eventfd: %s", strerror(errno));
+	} else {
+		/* No memory to keep them: wake the threads, they fault again. */
+		for (int i = 0; i < r; i++)
+			sp->ops->wake(sp, (void *)(uintptr_t)(msgs[i].arg.pagefault.address & ~(uint64_t)(VMO_PAGE - 1)),
+				      VMO_PAGE);
+	}
+	pthread_mutex_unlock(&set->mu);
+}
+
+int vmo__space_take_stash(struct vmo__spaces *set, struct vmo__stashed *out, int max)
+{
+	if (!atomic_load_explicit(&set->stashed, memory_order_relaxed))
+		return 0;
+	pthread_mutex_lock(&set->mu);
+	int n = set->nstash < (size_t)max ? (int)set->nstash : max;
+	memcpy(out, set->stash + set->nstash - (size_t)n, (size_t)n * sizeof *out);
+	set->nstash -= (size_t)n;
+	atomic_store(&set->stashed, set->nstash);
+	pthread_mutex_unlock(&set->mu);
+	return n;
+}
+
+#define LATE_NS 50000000ull
+
+void vmo__space_wake_later(struct vmo__space *sp, uintptr_t addr, size_t len)
+{
+	struct vmo__spaces *set = sp->set;
+	pthread_mutex_lock(&set->mu);
+	if (set->nlate == set->late_cap) {
+		size_t cap = set->late_cap ? set->late_cap * 2 : 16;
+		struct vmo__late *v = realloc(set->late, cap * sizeof *v);
+		if (v) {
+			set->late = v;
+			set->late_cap = cap;
+		}
+	}
+	if (set->nlate < set->late_cap) {
+		set->late[set->nlate++] = (struct vmo__late){ sp, addr, len, vmo__now_ns() + LATE_NS };
+		atomic_store(&set->nlate_any, set->nlate);
+		pthread_mutex_unlock(&set->mu);
+		uint64_t one = 1; /* a worker in epoll_wait takes the new timeout */
+		if (write(set->stash_efd, &one, sizeof one) < 0)
+			vmo__debug("stash eventfd: %s", strerror(errno));
+		return;
+	}
+	pthread_mutex_unlock(&set->mu);
+	sp->ops->wake(sp, (void *)addr, len); /* no memory: at once */
+}
+
+int vmo__spaces_run_late(struct vmo__spaces *set)
+{
+	if (!atomic_load_explicit(&set->nlate_any, memory_order_relaxed))
+		return -1;
+	uint64_t now = vmo__now_ns(), next = UINT64_MAX;
+	struct vmo__late due[16];
+	size_t nd = 0;
+	pthread_mutex_lock(&set->mu);
+	for (size_t i = 0; i < set->nlate;) {
+		if (set->late[i].due <= now && nd < VMO_ARRAY_SIZE(due)) {
+			due[nd++] = set->late[i];
+			set->late[i] = set->late[--set->nlate];
+			continue;
+		}
+		if (set->late[i].due < next)
+			next = set->late[i].due;
+		i++;
+	}
+	atomic_store(&set->nlate_any, set->nlate);
+	pthread_mutex_unlock(&set->mu);
+	for (size_t i = 0; i < nd; i++)
+		due[i].sp->ops->wake(due[i].sp, (void *)due[i].addr, due[i].len);
+	if (nd == VMO_ARRAY_SIZE(due))
+		return 0;
+	if (next == UINT64_MAX)
+		return -1;
+	return (int)((next - now) / 1000000 + 1);
+}
+
+void vmo__spaces_barrier(struct vmo__spaces *set)
+{
+	pthread_mutex_lock(&set->mu);
+	for (struct vmo__space *sp = set->list; sp; sp = sp->next) {
+		pthread_rwlock_rdlock(&sp->lock);
+		pthread_rwlock_unlock(&sp->lock);
+	}
+	pthread_mutex_unlock(&set->mu);
+}
+
+/* What this thread holds a space's lock for reading for: a view, or an
+ * address no view covers (tl_in without tl_view). */
+static _Thread_local struct vmo__space *tl_in;
+static _Thread_local struct vmo_map *tl_view;
+
+bool vmo__space_enter(struct vmo__space *sp, struct vmo_map *m)
+{
+	pthread_rwlock_rdlock(&sp->lock);
+	if ((m && atomic_load(&m->dead)) || atomic_load(&sp->dead)) {
+		pthread_rwlock_unlock(&sp->lock);
+		return false;
+	}
+	tl_in = sp;
+	tl_view = m;
+	return true;
+}
+
+void vmo__space_exit(struct vmo__space *sp)
+{
+	tl_in = NULL;
+	tl_view = NULL;
+	pthread_rwlock_unlock(&sp->lock);
+}
+
+bool vmo__space_drain(void *arg)
+{
+	struct vmo__space *sp = arg;
+	struct uffd_msg msgs[16];
+	bool in = tl_in == sp;
+	struct vmo_map *v = tl_view;
+	/* Any thread may read and apply events here, whatever locks it holds
+	 * (applying takes only maps_lock and the object's lock, which no ioctl
+	 * caller holds): it may be the one the workers wait for.  The fault
+	 * messages it reads go to the workers (stash).  A caller acting on a
+	 * view holds the lock for reading: let go of it, so that the event can
+	 * be applied (by us or another thread), then take it again and see
+	 * whether the view survived; one acting on an address no view covered
+	 * gives up (its look is stale).  Without it, if the lock is taken,
+	 * whoever holds it is reading already or will let a reader in next:
+	 * give it the CPU. */
+	if (in)
+		pthread_rwlock_unlock(&sp->lock);
+	int r = space_read(sp, msgs, 16, in);
+	if (r > 0)
+		stash(sp, msgs, r);
+	else
+		sched_yield();
+	if (!in)
+		return false;
+	pthread_rwlock_rdlock(&sp->lock);
+	return !v || atomic_load(&v->dead) || atomic_load(&sp->dead);
+}

@@ -1,0 +1,47 @@
+/* vmo info: what the running kernel offers, or why userfaultfd is not there. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <sys/utsname.h>
+
+static int cmd_info(int argc, char **argv)
+{
+	const char *pos[1];
+	int npos;
+	const struct opt opts[] = { { NULL, false, NULL, NULL } };
+	int rc = parse_opts(argc, argv, opts, pos, 0, &npos);
+	if (rc)
+		return rc;
+	struct utsname u;
+	printf("libvmo %d.%d.%d", VMO_VERSION_MAJOR, VMO_VERSION_MINOR, VMO_VERSION_PATCH);
+	if (uname(&u) == 0)
+		printf(" on %s %s %s", u.sysname, u.release, u.machine);
+	printf("\n");
+	struct vmo_engine *eng;
+	if ((rc = vmo_engine_create(NULL, &eng))) {
+		printf("userfaultfd: NOT AVAILABLE (%s)\n", vmo_strerror(rc));
+		const char *d = vmo_last_error_detail();
+		if (d && *d)
+			printf("%s\n", d);
+		return 1;
+	}
+	unsigned feat = vmo_engine_features(eng);
+	printf("userfaultfd: available\n");
+	printf("kernel features:\n");
+	for (size_t i = 0; i < nfeatures; i++)
+		printf("  %-3s %-13s %s\n", feat & features[i].bit ? "yes" : "no", features[i].name,
+		       features[i].what);
+	const char *dis = getenv("VMO_DISABLE");
+	if (dis && *dis)
+		printf("VMO_DISABLE=%s: those mechanisms are treated as missing (fallbacks in use)\n", dis);
+	printf("page sizes: 4 KiB .. 2 MiB (powers of two)\n");
+	if ((rc = vmo_engine_destroy(eng)))
+		return fail("vmo_engine_destroy", rc);
+	return 0;
+}
+
+const struct cli_cmd cli_cmd_info = {
+	"info", cmd_info, "",
+	"What the running kernel offers vmo (userfaultfd features), or why\n"
+	"userfaultfd cannot be used here and how to fix that.",
+};

@@ -1,0 +1,92 @@
+/* vmo - the command-line tool of libvmo.
+ *
+ *   vmo demo   the main job: a file-backed object, two mappings, threads,
+ *              random and sequential first touches, full verification,
+ *              writeback to the file and re-reading (demo.c)
+ *   vmo cat    stream a file (or part of it) through a vmo mapping (cat.c)
+ *   vmo sum    FNV-1a 64 of a file read through a vmo mapping (sum.c)
+ *   vmo info   what the running kernel offers, or why userfaultfd is not
+ *              there (info.c)
+ *   vmo help   usage (here)
+ *
+ * Subcommands live in the table `commands` below: a new one (for instance
+ * `vmo stats` for writeback/eviction counters, or `vmo cache` for the yield
+ * cache) is a file NAME.c defining `const struct cli_cmd cli_cmd_NAME` around
+ * a function `static int cmd_NAME(int argc, char **argv)`, declared in
+ * cli.h, plus one row here.  cli.c is the kit they share; stream.c the file
+ * streaming of cat and sum.
+ *
+ * Exit status: 0 success, 1 failure at run time (a vmo call failed, data did
+ * not match), 2 bad command line (the message names the argument).  The
+ * library prints nothing; everything printed comes from these files. */
+#include "cli.h"
+
+#include <errno.h>
+#include <string.h>
+
+static int cmd_help(int argc, char **argv);
+
+static const struct cli_cmd cli_cmd_help = { "help", cmd_help, "", "This text." };
+
+static const struct cli_cmd *const commands[] = {
+	&cli_cmd_demo,
+	&cli_cmd_cat,
+	&cli_cmd_sum,
+	&cli_cmd_info,
+	/* To come: "stats", writeback and eviction counters of a run under a
+	 * budget (print_stats() prints every field); "cache", the yield cache
+	 * (vmo_cache_*). */
+	&cli_cmd_help,
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: vmo COMMAND [OPTIONS]\n\n"
+		   "Memory objects paged on demand by user-level pagers (libvmo %d.%d.%d).\n\n"
+		   "Commands:\n",
+		VMO_VERSION_MAJOR, VMO_VERSION_MINOR, VMO_VERSION_PATCH);
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		const struct cli_cmd *c = commands[i];
+		fprintf(f, "  vmo %s%s%s\n    ", c->name, *c->args ? " " : "", c->args);
+		cli_put_indented(f, c->summary);
+		fputs("\n\n", f);
+	}
+	fprintf(f, "Sizes (N) are bytes, with an optional K, M, G or T suffix (powers of 1024).\n"
+		   "--page-size: the unit in which faults are served, 4K times a power of two up\n"
+		   "to 2M (default 4K).  --no-readahead: serve exactly the faulting page.\n"
+		   "Exit status: 0 ok, 1 failure, 2 bad command line.\n");
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	usage(stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+		return cmd_help(argc, argv);
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		const struct cli_cmd *c = commands[i];
+		if (strcmp(argv[1], c->name))
+			continue;
+		cli_set_command(c->name);
+		if (cli_wants_help(argc - 1, argv + 1)) { /* "vmo CMD --help" */
+			cli_cmd_usage(c);
+			return 0;
+		}
+		int rc = c->fn(argc - 1, argv + 1);
+		if (fflush(stdout) && !rc) {
+			msg("writing to standard output: %s", strerror(errno));
+			rc = 1;
+		}
+		return rc;
+	}
+	fprintf(stderr, "vmo: unknown command '%s'\nTry 'vmo help'.\n", argv[1]);
+	return EXIT_USAGE;
+}
