@@ -9,7 +9,7 @@ NPROC := $(shell nproc)
 # suite as if the running kernel lacked them too (VMO_DISABLE, docs/design.md).
 FALLBACK ?= continue-wp,poison,move,wp-async,pagemap-scan
 
-.PHONY: all deps build run check check-fallback check-asan bench install clean
+.PHONY: all deps build run check check-layers check-fallback check-asan bench install clean
 
 all: build
 
@@ -27,6 +27,11 @@ run: build
 
 check: build
 	cd $(BUILD) && ctest --output-on-failure -j2 --timeout 900
+	scripts/check-layers.sh $(BUILD)
+
+# src/ calls and includes only downwards (docs/design.md, Layers)
+check-layers: build
+	scripts/check-layers.sh $(BUILD)
 
 check-fallback: build
 	cd $(BUILD) && VMO_DISABLE=$(FALLBACK) ctest --output-on-failure -j2 --timeout 900

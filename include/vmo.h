@@ -1,12 +1,33 @@
 /* vmo.h - memory objects paged by user-level pagers, on Linux userfaultfd.
  *
- * The one public header of libvmo.  Conventions:
+ * The one public header of libvmo (with vmo_version.h, which CMake generates
+ * next to it).  Conventions:
  *   - every fallible call returns 0 (or a count >= 0) on success and -errno on
- *     failure; the global errno is never the way a result is reported;
+ *     failure; the global errno is never the way a result is reported.  vmo's
+ *     own codes (-VMO_E*) lie outside the errno space, from 4096 up, where no
+ *     errno can collide with them (see VMO_EBASE);
  *   - handles are opaque; option structs are zero-initialised for defaults and
  *     unknown flag bits are rejected with -EINVAL;
+ *   - structs vmo fills (the stats) begin with their size and version and
+ *     grow only at their end: the call takes the caller's size and fills what
+ *     both sides know (see VMO_STATS_VERSION);
  *   - the library prints nothing unless a log function is set or VMO_LOG is
  *     set in the environment (error, warn, info, debug).
+ *
+ * Names.  A call on a handle is vmo_<handle>_<verb>: vmo_engine_*,
+ * vmo_object_*, vmo_cache_*, and vmo_pager_<kind> for the shipped pagers; a
+ * call on no handle is vmo_<verb> (vmo_strerror, vmo_last_error_detail,
+ * vmo_set_log, vmo_version).  One closed exception: the calls a program makes
+ * on an object's pages that come from libpager and the VM (pager_sync,
+ * pager_return, pager_flush, pager_get_error, vm_map) keep that verb with
+ * the object implied: vmo_map, vmo_unmap, vmo_sync, vmo_return, vmo_discard
+ * (and their _range forms), vmo_get_error, vmo_clear_error.  They are the
+ * calls a program makes most and the names a reader of Hurd code looks for
+ * (docs/names.md maps them one to one), and no engine or cache call shares
+ * those verbs.  The list does not grow: any new verb on an object is
+ * vmo_object_<verb>, whatever its libpager name (vmo_object_shutdown,
+ * vmo_object_supply).  A struct vmo fills is taken by <call>_sized(...,
+ * size), behind a macro named <call> that passes the size.
  *
  * See docs/api.md for every call's arguments, errors and thread-safety, and
  * docs/names.md for the Hurd libpager / Mach names each one corresponds to.
@@ -27,21 +48,39 @@ extern "C" {
 #define VMO_API
 #endif
 
-#define VMO_VERSION_MAJOR 0
-#define VMO_VERSION_MINOR 1
-#define VMO_VERSION_PATCH 0
+/* VMO_VERSION_MAJOR, _MINOR, _PATCH and VMO_VERSION_STRING ("0.1.0"):
+ * generated from CMakeLists.txt's project(vmo VERSION ...), where the version
+ * is set, and installed next to this header. */
+#include "vmo_version.h"
+
+/* A version as one number, for #if VMO_VERSION >= VMO_VERSION_NUMBER(0, 2, 0). */
+#define VMO_VERSION_NUMBER(major, minor, patch) (((major) << 16) | ((minor) << 8) | (patch))
+#define VMO_VERSION VMO_VERSION_NUMBER(VMO_VERSION_MAJOR, VMO_VERSION_MINOR, VMO_VERSION_PATCH)
 
 struct vmo_engine;
 struct vmo_object;
 
 /* ------------------------------------------------------------------------ */
-/* Errors and logging                                                       */
+/* Version, errors and logging                                              */
 
-/* vmo-specific error numbers, returned negated like errno values. */
-#define VMO_ENOUFFD 4096 /* userfaultfd cannot be opened here (see message) */
+/* The version of the library the program runs with, as "0.1.0";
+ * VMO_VERSION_STRING is the one it was compiled against. */
+VMO_API const char *vmo_version(void);
+
+/* vmo's own error codes, returned negated like errno values.  They lie
+ * outside the errno space: VMO_EBASE is Linux's MAX_ERRNO + 1, and every
+ * errno a system call or libc can give is below it (glibc's are below 200),
+ * so a result is either -errno or -VMO_E*, never both.  They are never stored
+ * in errno, strerror() does not know them (vmo_strerror does), and a pager's
+ * callbacks return errno values, not these.  New codes are added from
+ * VMO_EBASE up and never reused. */
+#define VMO_EBASE 4096
+#define VMO_ENOUFFD 4096   /* userfaultfd cannot be opened here (see vmo_last_error_detail) */
 #define VMO_ESHUTDOWN 4097 /* object was shut down */
 
-/* A description of err (negative or positive errno, or a VMO_E* code). */
+/* A description of err: an errno or a VMO_E* code, negative or positive.
+ * 0 is "success"; the VMO_E* codes have their own texts; anything else is
+ * strerror's.  strerror() does not know the VMO_E* codes. */
 VMO_API const char *vmo_strerror(int err);
 
 /* The detailed reason for the last failure of a create call in this thread
@@ -255,7 +294,20 @@ VMO_API int vmo_unmap(struct vmo_object *obj, void *addr, size_t len);
 /* ------------------------------------------------------------------------ */
 /* Statistics                                                               */
 
+/* The stats structs begin with a header: size (bytes of the struct filled
+ * by the library) and version.  They grow only at their end.  A *_sized call
+ * takes the size of the caller's struct (at least the 8-byte header, else
+ * -EINVAL), fills min(caller's size, the library's) bytes, sets size to that
+ * and version to the library's, and zeroes the rest of the caller's struct:
+ * a program built against a newer vmo.h reads 0 for the fields an older
+ * library does not have, and can tell them by size.  The macros pass the
+ * size of the struct the program was compiled with.  version changes only
+ * when an existing field changes meaning. */
+#define VMO_STATS_VERSION 1
+
 struct vmo_stats {
+	uint32_t size;        /* bytes the library filled */
+	uint32_t version;     /* VMO_STATS_VERSION of the library */
 	uint64_t resident;    /* bytes in memory */
 	uint64_t dirty;       /* bytes modified and not written back */
 	uint64_t faults;      /* faults served (missing + minor + write) */
@@ -270,10 +322,13 @@ struct vmo_stats {
 	uint64_t mappings;
 	uint64_t write_errors; /* failed writebacks (the callback, or reading the page) */
 	uint64_t budget;       /* current effective cap in bytes (0 = none) */
-	uint64_t reserved[6];
 };
-VMO_API int vmo_object_stats(struct vmo_object *obj, struct vmo_stats *st);
-VMO_API int vmo_engine_stats(struct vmo_engine *eng, struct vmo_stats *st);
+VMO_API int vmo_object_stats_sized(struct vmo_object *obj, struct vmo_stats *st, size_t size);
+VMO_API int vmo_engine_stats_sized(struct vmo_engine *eng, struct vmo_stats *st, size_t size);
+/* int vmo_object_stats(struct vmo_object *obj, struct vmo_stats *st);
+ * int vmo_engine_stats(struct vmo_engine *eng, struct vmo_stats *st); */
+#define vmo_object_stats(obj, st) vmo_object_stats_sized((obj), (st), sizeof(struct vmo_stats))
+#define vmo_engine_stats(eng, st) vmo_engine_stats_sized((eng), (st), sizeof(struct vmo_stats))
 
 /* ------------------------------------------------------------------------ */
 /* Pagers shipped with vmo (stores/)                                        */
@@ -318,7 +373,12 @@ struct vmo_cache_opts {
 	uint64_t reserved[5];
 };
 
+#define VMO_CACHE_STATS_VERSION 1
+
+/* Begins with size and version and grows at its end, as struct vmo_stats. */
 struct vmo_cache_stats {
+	uint32_t size;            /* bytes the library filled */
+	uint32_t version;         /* VMO_CACHE_STATS_VERSION of the library */
 	uint64_t blocks;          /* blocks held now */
 	uint64_t bytes;           /* bytes held now */
 	uint64_t yields;
@@ -331,12 +391,12 @@ struct vmo_cache_stats {
 				   * UINT64_MAX when nothing limits it */
 	uint64_t idle_bytes;      /* free slots kept populated for reuse (not in bytes) */
 	uint64_t pressure_events; /* PSI / cgroup signals acted on */
-	uint64_t reserved[5];
 };
 
 VMO_API int vmo_cache_create(const struct vmo_cache_opts *opts, struct vmo_cache **out);
-/* Frees every block and the cache; no call on c may be running or follow. */
-VMO_API void vmo_cache_destroy(struct vmo_cache *c);
+/* Frees every block and the cache: 0, or -EINVAL if c is NULL (as
+ * vmo_engine_destroy).  No call on c may be running or follow. */
+VMO_API int vmo_cache_destroy(struct vmo_cache *c);
 /* The page-aligned range [addr, addr+len) now belongs to the cache under id
  * (replacing any block with that id); the range holds zeros afterwards.
  * -EINVAL (nothing changed) for a NULL or unaligned addr, a len that is 0,
@@ -358,7 +418,9 @@ VMO_API int vmo_cache_yield_get(struct vmo_cache *c, uint64_t yield_id, uint64_t
 /* Drop block id (0), or -ENOENT if the cache does not hold it. */
 VMO_API int vmo_cache_forget(struct vmo_cache *c, uint64_t id);
 VMO_API int vmo_cache_forget_all(struct vmo_cache *c);
-VMO_API int vmo_cache_stats(struct vmo_cache *c, struct vmo_cache_stats *st);
+VMO_API int vmo_cache_stats_sized(struct vmo_cache *c, struct vmo_cache_stats *st, size_t size);
+/* int vmo_cache_stats(struct vmo_cache *c, struct vmo_cache_stats *st); */
+#define vmo_cache_stats(c, st) vmo_cache_stats_sized((c), (st), sizeof(struct vmo_cache_stats))
 
 #ifdef __cplusplus
 }

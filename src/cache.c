@@ -21,7 +21,7 @@
  * MADV_DONTNEED; up to warm_max bytes of emptied copy slots stay populated
  * for reuse (a page fault costs ~10 us here, a memcpy of 4 KiB ~0.3 us). */
 #include "internal.h"
-#include "psi.h"
+#include "pressure.h"
 #include "uffd.h"
 
 #include <inttypes.h>
@@ -93,7 +93,7 @@ struct vmo_cache {
 
 	/* Memory: the byte cap derived from the headroom, refreshed by the
 	 * watcher and by yields every `refresh_step` bytes. */
-	struct vmo__psi *watch;
+	struct vmo__pressure_sub *watch;
 	uint64_t margin; /* the watcher's: headroom below it is "low" */
 	uint64_t keep;   /* headroom the cache leaves free: 2 * margin */
 	_Atomic uint64_t mem_cap;
@@ -535,15 +535,15 @@ VMO_API int vmo_cache_create(const struct vmo_cache_opts *opts, struct vmo_cache
 		 * short of memory. */
 		c->keep = 2 * c->margin;
 		c->refresh_step = c->margin / 4;
-		struct vmo__psi_opts po = { .margin = c->margin };
-		int rc = vmo__psi_watch(&po, on_pressure, c, &c->watch);
+		struct vmo__pressure_opts po = { .margin = c->margin };
+		int rc = vmo__pressure_subscribe(&po, on_pressure, c, &c->watch);
 		if (rc < 0) {
 			vmo_cache_destroy(c);
 			return rc;
 		}
 		refresh_cap(c);
 		vmo__debug("cache: watching memory (sources %#x, cgroup '%s', margin %" PRIu64 ")",
-			   vmo__psi_sources(c->watch), vmo__mem_cgroup_dir(), c->margin);
+			   vmo__pressure_sources(), vmo__mem_cgroup_dir(), c->margin);
 	}
 	/* Emptied copy slots kept populated: a little, never more than 1/16 of the budget. */
 	c->warm_max = (uint64_t)16 << 20;
@@ -554,11 +554,11 @@ VMO_API int vmo_cache_create(const struct vmo_cache_opts *opts, struct vmo_cache
 	return 0;
 }
 
-VMO_API void vmo_cache_destroy(struct vmo_cache *c)
+VMO_API int vmo_cache_destroy(struct vmo_cache *c)
 {
 	if (!c)
-		return;
-	vmo__psi_stop(c->watch);
+		return -EINVAL;
+	vmo__pressure_unsubscribe(c->watch);
 	c->watch = NULL;
 	for (size_t i = 0; i <= c->tab_mask; i++) {
 		for (struct block *b = c->tab[i], *nx; b; b = nx) {
@@ -580,6 +580,7 @@ VMO_API void vmo_cache_destroy(struct vmo_cache *c)
 		vmo__uffd_close(&c->uffd);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
+	return 0;
 }
 
 /* Yield [addr, len) as id.  If got (not NULL) the block `gid` is taken out
@@ -805,15 +806,22 @@ VMO_API int vmo_cache_forget_all(struct vmo_cache *c)
 	return 0;
 }
 
-VMO_API int vmo_cache_stats(struct vmo_cache *c, struct vmo_cache_stats *st)
+VMO_API int vmo_cache_stats_sized(struct vmo_cache *c, struct vmo_cache_stats *out, size_t size)
 {
-	if (!c || !st)
+	if (!c || !out || size < offsetof(struct vmo_cache_stats, blocks))
 		return -EINVAL;
 	pthread_mutex_lock(&c->mu);
-	*st = c->st;
-	st->bytes = c->bytes;
-	st->idle_bytes = c->warm_bytes;
-	st->cap = cap_now(c);
+	struct vmo_cache_stats st = c->st;
+	st.bytes = c->bytes;
+	st.idle_bytes = c->warm_bytes;
+	st.cap = cap_now(c);
 	pthread_mutex_unlock(&c->mu);
+	/* The caller's struct may be older (smaller) or newer (larger) than
+	 * this library's: fill what both know, zero the rest (vmo.h). */
+	size_t n = size < sizeof st ? size : sizeof st;
+	st.size = (uint32_t)n;
+	st.version = VMO_CACHE_STATS_VERSION;
+	memcpy(out, &st, n);
+	memset((char *)out + n, 0, size - n);
 	return 0;
 }

@@ -4,6 +4,7 @@
 #define VMO_CORE_H
 
 #include "internal.h"
+#include "pages.h"
 #include "space.h"
 #include "uffd.h"
 #include "vtree.h"
@@ -75,6 +76,7 @@ struct vmo_object {
 	 * The program's last unref waits for vmo's to go (vmo__object_put). */
 	_Atomic long refs;
 	_Atomic long urefs;
+	_Atomic long pins; /* the evictor's, a reclaimer's (vmo__object_pin) */
 	uint64_t size;   /* bytes, a multiple of page_size */
 	uint64_t npages;
 	uint32_t page_size;
@@ -157,7 +159,7 @@ struct vmo_engine {
 	pthread_t evictor;
 	bool evictor_running, evictor_stop;
 	bool kick;
-	struct vmo__psi *psi;
+	struct vmo__pressure_sub *pressure_sub; /* the process's pressure watcher (pressure.h) */
 	uint64_t rr; /* round-robin position over objects */
 
 	/* workers */
@@ -178,16 +180,6 @@ struct vmo_engine {
 #define BG_SYNC 1u
 #define BG_RETURN 2u
 
-/* A reference for vmo's own use, only if the object is still alive (its
- * count has not reached zero); false if it is being freed. */
-static inline bool vmo__object_tryref(struct vmo_object *o)
-{
-	long r = atomic_load(&o->refs);
-	while (r > 0)
-		if (atomic_compare_exchange_weak(&o->refs, &r, r + 1))
-			return true;
-	return false;
-}
 
 /* A reference for vmo's own use (a view's) while one is held. */
 static inline void vmo__object_get(struct vmo_object *o)
@@ -195,27 +187,53 @@ static inline void vmo__object_get(struct vmo_object *o)
 	atomic_fetch_add(&o->refs, 1);
 }
 
+/* Set on vmo's own threads (workers, the evictor): what they run must not
+ * wait for vmo's references (vmo_object_unref). */
+extern _Thread_local bool vmo__on_vmo_thread;
+
 /* Drop a reference vmo took for itself (a view's, the evictor's): the last
  * one frees the object on this thread.  Never under obj->mu. */
 void vmo__object_put(struct vmo_object *o);
 
-/* dirty.c: run the background work queued on obj. */
-void vmo__run_bg(struct vmo_object *obj);
 
-/* evict.c */
+/* evictor.c: the engine's background thread. */
 int vmo__evictor_start(struct vmo_engine *eng);
 void vmo__evictor_stop(struct vmo_engine *eng);
-void vmo__evictor_kick(struct vmo_engine *eng);
+/* Wake the evictor thread (work queued, a budget lowered, pressure). */
+static inline void vmo__evictor_kick(struct vmo_engine *e)
+{
+	pthread_mutex_lock(&e->emu);
+	e->kick = true;
+	pthread_cond_signal(&e->ecv);
+	pthread_mutex_unlock(&e->emu);
+}
+
+/* An object the evictor or a reclaiming thread works on, taken from the
+ * engine's list under objs_mu (and not dead): pinned, not referenced, so
+ * that reclaim never frees an object (a layer above); the object's free
+ * waits for its pins after taking it off the list. */
+static inline bool vmo__object_pin(struct vmo_object *o)
+{
+	atomic_fetch_add(&o->pins, 1);
+	return true;
+}
+static inline void vmo__object_unpin(struct vmo_object *o)
+{
+	atomic_fetch_sub(&o->pins, 1);
+}
+
+/* evict.c: budgets and reclaim. */
 /* The engine's effective cap in bytes (budget or pressure cap; 0 = none). */
 uint64_t vmo__engine_cap(struct vmo_engine *eng);
 /* Before n pages are supplied to obj: reclaim first if the budget needs it. */
 void vmo__budget_check(struct vmo_object *obj, uint64_t n);
-/* Account pages [pg, pg+n) becoming resident (n > 0) or leaving (n < 0). */
-void vmo__account(struct vmo_object *obj, uint64_t pg, long n, uint8_t st);
-int vmo__chunks_init(struct vmo_object *obj);
-void vmo__chunks_free(struct vmo_object *obj);
+/* Reclaim down to the budgets: only's (if set), else the engine's. */
+void vmo__reclaim(struct vmo_engine *e, struct vmo_object *only, uint64_t extra_pages);
 /* Drop the clean pages of [pg0, pg1) from memory (punch the memfd). */
 uint64_t vmo__evict_clean(struct vmo_object *obj, uint64_t pg0, uint64_t pg1, bool dirty_too);
+
+/* ops.c: run the background work queued on obj (evictor thread). */
+void vmo__run_bg(struct vmo_object *obj);
 
 /* dirty.c: write back dirty pages of [pg0, pg1); first error or 0. */
 /* Async tracking: mark DIRTY every page of [pg0, pg1) written since the last
@@ -236,9 +254,11 @@ void vmo__handle_fault(struct vmo_engine *eng, struct vmo__space *sp, const stru
 void vmo__worker_buf_init(void);
 void vmo__worker_buf_free(void);
 
-/* map.c: views of objects (the object's side; space.h has the space's).
- * The hooks the spaces call when a view comes or goes. */
-extern const struct vmo__view_hooks vmo__obj_view_hooks;
+/* views.c: the object's side of views; the spaces reach it through hooks
+ * (struct vmo__view_hooks) the engine wires. */
+void vmo__views_link(struct vmo_object *obj, struct vmo_map *m);
+void vmo__views_unlink(struct vmo_object *obj, struct vmo_map *m);
+void vmo__views_lost_writes(struct vmo_object *obj, uint64_t off, uint64_t len);
 /* Call fn on every view of o overlapping object bytes [lo, hi) (only those
  * trapping writes, with wp_only), with the view's space's lock held for
  * reading; a view unmapped meanwhile is skipped.  addr/len: the overlap in
@@ -247,28 +267,9 @@ extern const struct vmo__view_hooks vmo__obj_view_hooks;
 int vmo__views_each(struct vmo_object *o, uint64_t lo, uint64_t hi, bool wp_only,
 		    int (*fn)(struct vmo_map *m, uintptr_t addr, size_t len, void *arg), void *arg);
 
-/* supply.c: a read answered -EINPROGRESS for [pg, pg+n) (now PENDING). */
-void vmo__pending_add(struct vmo_object *obj, uint64_t pg, uint64_t n);
-/* Shutdown: every PENDING page back to ABSENT, its waiters woken. */
-void vmo__pending_abandon(struct vmo_object *obj);
-
 /* object.c */
 /* Add the counters of s (not resident, dirty, mappings, budget) to g. */
 void vmo__stats_add(struct vmo_stats *g, const struct vmo_stats *s);
-void vmo__set_error(struct vmo_object *obj, uint64_t pg, int err);
-/* Drop the error records of pages [pg0, pg1). */
-void vmo__forget_errors(struct vmo_object *obj, uint64_t pg0, uint64_t pg1);
-/* Begin/end a pager callback: false if the object is shut down. */
-bool vmo__callback_begin(struct vmo_object *obj);
-void vmo__callback_end(struct vmo_object *obj);
-/* Wake (UFFDIO_WAKE) every waiter on pages [pg, pg+n). */
-void vmo__wake_waiters(struct vmo_object *obj, uint64_t pg, uint64_t n);
-/* Park a fault at addr of sp on page pg until the page leaves its transient
- * state (returns false if it already has: handle the fault again). */
-bool vmo__add_waiter(struct vmo_object *obj, uint64_t pg, struct vmo__space *sp, uintptr_t addr);
-/* Deliver SIGBUS for addr to thread tid of sp (when UFFDIO_POISON can't),
- * then wake it. */
-void vmo__sigbus(struct vmo__space *sp, pid_t tid, uintptr_t addr, size_t len);
 
 static inline void wlock_set(struct vmo_object *o, uint64_t pg, uint64_t n, bool on)
 {
@@ -296,6 +297,17 @@ static inline bool ps_cas(struct vmo_object *o, uint64_t pg, uint8_t from, uint8
 static inline void ps_set(struct vmo_object *o, uint64_t pg, uint8_t to)
 {
 	atomic_store_explicit(&o->state[pg], to, memory_order_seq_cst);
+}
+
+/* State of a page just supplied into view m. */
+static inline uint8_t vmo__supplied_state(struct vmo_object *o, struct vmo_map *m)
+{
+	if (o->track)
+		return PS_CLEAN;
+	/* Untracked: a page that can be written without a trap may be dirty. */
+	if ((m->flags & VMO_PROT_WRITE) || !(m->space->features & VMO_FEAT_MINOR))
+		return PS_DIRTY;
+	return PS_CLEAN;
 }
 
 /* A page found written without a trap (async tracking collected it, or a

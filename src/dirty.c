@@ -23,13 +23,16 @@
 /* Write-protect [pg, pg+n) in every writable view (the view iterator: each
  * under its space's lock, never under obj->mu, since a protect that meets
  * a pending event (EAGAIN) may have to apply it, and applying events takes
- * obj->mu).  0, or the first error other than "the view went". */
+ * obj->mu).  0, or the first error; a view that went meanwhile is looked
+ * for again by the iterator (its pieces). */
 static int protect_view(struct vmo_map *m, uintptr_t addr, size_t len, void *arg)
 {
 	(void)arg;
 	int rc = m->space->ops->protect(m->space, (void *)addr, len, true, false);
-	if (rc == -ENOENT || rc == -ESRCH)
-		return 0; /* a view unmapped meanwhile needs no protecting */
+	if (rc == -ENOENT)
+		return rc; /* the view went meanwhile: the iterator looks again */
+	if (rc == -ESRCH)
+		return 0; /* its process is gone: nothing to protect */
 	if (rc)
 		vmo__warn("writeback: protecting %#lx: %s", (unsigned long)addr, strerror(-rc));
 	return rc;
@@ -230,133 +233,4 @@ int vmo__writeback(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
 	if (buf)
 		munmap(buf, WB_MAX_BYTES > o->page_size ? WB_MAX_BYTES : o->page_size);
 	return first;
-}
-
-static int range_args(struct vmo_object *o, uint64_t off, uint64_t len, unsigned flags, uint64_t *pg0,
-		      uint64_t *pg1)
-{
-	uint64_t end;
-	if (!o || (flags & ~VMO_WAIT) || !len || ((off | len) & (o->page_size - 1)) || !vmo__add_ok(off, len, &end) ||
-	    end > o->size)
-		return -EINVAL;
-	*pg0 = off >> o->page_shift;
-	*pg1 = end >> o->page_shift;
-	return 0;
-}
-
-/* Queue [pg0, pg1) for the evictor thread; false if the queue is full (the
- * caller then does the work itself).  A sync queued over a range already
- * queued for sync merges with it. */
-static bool queue_bg(struct vmo_object *o, uint64_t pg0, uint64_t pg1, unsigned what)
-{
-	bool ok = true;
-	pthread_mutex_lock(&o->mu);
-	int i;
-	for (i = 0; i < o->nbg; i++) {
-		struct vmo__bgop *b = &o->bgq[i];
-		if (b->what == what && b->pg0 <= pg0 && b->pg1 >= pg1)
-			break; /* already covered */
-	}
-	if (i == o->nbg) {
-		if (o->nbg == (int)VMO_ARRAY_SIZE(o->bgq))
-			ok = false;
-		else
-			o->bgq[o->nbg++] = (struct vmo__bgop){ pg0, pg1, what };
-	}
-	if (ok)
-		atomic_store(&o->bg, 1);
-	pthread_mutex_unlock(&o->mu);
-	if (ok)
-		vmo__evictor_kick(o->eng);
-	return ok;
-}
-
-void vmo__run_bg(struct vmo_object *o)
-{
-	struct vmo__bgop q[VMO_ARRAY_SIZE(o->bgq)];
-	pthread_mutex_lock(&o->mu);
-	int n = o->nbg;
-	memcpy(q, o->bgq, (size_t)n * sizeof *q);
-	o->nbg = 0;
-	atomic_store(&o->bg, 0);
-	pthread_mutex_unlock(&o->mu);
-	for (int i = 0; i < n; i++) {
-		uint64_t off = q[i].pg0 << o->page_shift, len = (q[i].pg1 - q[i].pg0) << o->page_shift;
-		int rc = q[i].what == BG_RETURN ? vmo_return_range(o, off, len, VMO_WAIT)
-						: vmo_sync_range(o, off, len, VMO_WAIT);
-		if (rc)
-			vmo__debug("background %s of %#llx+%#llx: %s", q[i].what == BG_RETURN ? "return" : "sync",
-				   (unsigned long long)off, (unsigned long long)len, vmo_strerror(rc));
-	}
-}
-
-static int durable(struct vmo_object *o)
-{
-	if (!o->ops->sync)
-		return 0;
-	if (!vmo__callback_begin(o))
-		return -VMO_ESHUTDOWN;
-	int rc = o->ops->sync(o->ctx);
-	vmo__callback_end(o);
-	return rc > 0 ? -EIO : rc;
-}
-
-/* vmo_sync_range and vmo_return_range: write [off, off+len) back and make
- * it durable; a return then drops the range's clean pages. */
-static int sync_or_return(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags, unsigned what)
-{
-	uint64_t pg0, pg1;
-	int rc = range_args(obj, off, len, flags, &pg0, &pg1);
-	if (rc)
-		return rc;
-	if (!(flags & VMO_WAIT) && queue_bg(obj, pg0, pg1, what))
-		return 0;
-	rc = vmo__writeback(obj, pg0, pg1);
-	if (!rc)
-		rc = durable(obj);
-	if (what == BG_RETURN)
-		vmo__evict_clean(obj, pg0, pg1, false); /* failed pages stay: dirty */
-	return rc;
-}
-
-VMO_API int vmo_sync_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags)
-{
-	return sync_or_return(obj, off, len, flags, BG_SYNC);
-}
-
-VMO_API int vmo_sync(struct vmo_object *obj, unsigned flags)
-{
-	return vmo_sync_range(obj, 0, obj ? obj->size : 0, flags);
-}
-
-VMO_API int vmo_return_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags)
-{
-	return sync_or_return(obj, off, len, flags, BG_RETURN);
-}
-
-VMO_API int vmo_return(struct vmo_object *obj, unsigned flags)
-{
-	return vmo_return_range(obj, 0, obj ? obj->size : 0, flags);
-}
-
-VMO_API int vmo_discard_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags)
-{
-	uint64_t pg0, pg1;
-	int rc = range_args(obj, off, len, flags, &pg0, &pg1);
-	if (rc)
-		return rc;
-	/* No writeback in flight meanwhile: nothing is half-cleaned. */
-	pthread_mutex_lock(&obj->wb_mu);
-	vmo__evict_clean(obj, pg0, pg1, true);
-	pthread_mutex_unlock(&obj->wb_mu);
-	for (uint64_t pg = pg0; pg < pg1; pg++)
-		if (ps_get(obj, pg) == PS_ERROR)
-			vmo_clear_error(obj, pg << obj->page_shift);
-	vmo__forget_errors(obj, pg0, pg1); /* refused unlocks too */
-	return 0;
-}
-
-VMO_API int vmo_discard(struct vmo_object *obj, unsigned flags)
-{
-	return vmo_discard_range(obj, 0, obj ? obj->size : 0, flags);
 }

@@ -69,6 +69,7 @@ static void *worker_main(void *arg)
 
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 	pthread_cleanup_push(worker_cleanup, NULL);
+	vmo__on_vmo_thread = true;
 	vmo__worker_buf_init();
 	for (;;) {
 		if (serve_stash(eng))
@@ -93,15 +94,17 @@ static void *worker_main(void *arg)
 			vmo__space_reap(sp);
 			continue;
 		}
+		/* (re-armed inside, before views it retired are released: their
+		 * object's writeback must not hold up the space's faults) */
 		int n = vmo__space_read(sp, msgs, MSGS_PER_READ);
-		if (!atomic_load(&sp->dead) && vmo__space_rearm(sp) < 0)
-			vmo__err("worker: arming the userfaultfd again: %s", strerror(errno));
 		if (n < 0 && n != -EINTR) {
 			vmo__err("worker: reading userfaultfd: %s", strerror(-n));
 			usleep(1000);
 		}
 		if (n > 0)
 			serve_batch(eng, sp, msgs, n);
+		if (atomic_load(&sp->doomed))
+			vmo__space_reap(sp); /* its mm went without its pidfd saying so (exec) */
 	}
 	pthread_cleanup_pop(1);
 	return NULL;
@@ -140,6 +143,16 @@ static int start_workers(struct vmo_engine *eng)
 	eng->running = true;
 	return 0;
 }
+
+/* What the spaces do when a view comes or goes (space.h): the object's side,
+ * wired here, above both. */
+static const struct vmo__view_hooks view_hooks = {
+	.link = vmo__views_link,
+	.unlink = vmo__views_unlink,
+	.ref = vmo__object_get,
+	.unref = vmo__object_put,
+	.lost_writes = vmo__views_lost_writes,
+};
 
 VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_engine **out)
 {
@@ -195,7 +208,7 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 		free(eng);
 		return rc;
 	}
-	rc = vmo__spaces_init(&eng->spaces, &vmo__obj_view_hooks, eng->async);
+	rc = vmo__spaces_init(&eng->spaces, &view_hooks, eng->async);
 	if (rc) {
 		vmo__uffd_close(&u);
 		if (pagemap_fd >= 0)
@@ -313,9 +326,10 @@ VMO_API unsigned vmo_engine_features(const struct vmo_engine *eng)
 	return eng ? eng->features : 0;
 }
 
-VMO_API int vmo_engine_stats(struct vmo_engine *eng, struct vmo_stats *st)
+VMO_API int vmo_engine_stats_sized(struct vmo_engine *eng, struct vmo_stats *out, size_t size)
 {
-	if (!eng || !st)
+	struct vmo_stats s, *st = &s;
+	if (!eng || !out || size < offsetof(struct vmo_stats, resident))
 		return -EINVAL;
 	pthread_mutex_lock(&eng->objs_mu);
 	*st = eng->gone;
@@ -330,5 +344,11 @@ VMO_API int vmo_engine_stats(struct vmo_engine *eng, struct vmo_stats *st)
 		st->mappings += os.mappings;
 	}
 	pthread_mutex_unlock(&eng->objs_mu);
+	/* Fill what the caller's struct and this library's both know (vmo.h). */
+	size_t n = size < sizeof s ? size : sizeof s;
+	s.size = (uint32_t)n;
+	s.version = VMO_STATS_VERSION;
+	memcpy(out, &s, n);
+	memset((char *)out + n, 0, size - n);
 	return 0;
 }

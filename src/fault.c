@@ -84,9 +84,10 @@ static void view_exit(struct fault *f)
  * messages: the second SIGBUS would land later, anywhere.  So a thread and
  * page signalled in the last 5 ms are only woken: if the thread really
  * touches the page again, it faults again and is signalled after that (a
- * retry within 5 ms waits that long).  A duplicate served later than that
- * still gets its SIGBUS: without poison there is no telling which access a
- * message belongs to (docs/api.md says so). */
+ * retry within 5 ms waits that long: test_torture's touches after shutdown
+ * retry at once, and 20 ms made them too slow).  A duplicate served later
+ * than that still gets its SIGBUS: without poison there is no telling which
+ * access a message belongs to (docs/api.md says so). */
 #define RECENT 64
 static struct {
 	pthread_mutex_t mu;
@@ -164,7 +165,7 @@ static void fail_page(struct fault *f)
 		sp->ops->wake(sp, (void *)f->paddr, len);
 		return;
 	}
-	vmo__sigbus(f->sp, f->tid, f->paddr, len);
+	vmo__space_sigbus(f->sp, f->tid, f->paddr, len);
 }
 
 /* A failure of vmo's own resources (no buffer, the kernel short of memory
@@ -176,7 +177,7 @@ static void fail_transient(struct fault *f, uint64_t pg, uint64_t n, int err)
 	vmo__warn("page %#llx: %s; this fault fails, the page is not marked failed",
 		  (unsigned long long)(f->pg << f->obj->page_shift), strerror(-err));
 	unclaim(f->obj, pg, n);
-	vmo__sigbus(f->sp, f->tid, f->paddr, f->obj->page_size);
+	vmo__space_sigbus(f->sp, f->tid, f->paddr, f->obj->page_size);
 }
 
 /* Retry a transient failure a few times, a little longer each time (about
@@ -185,17 +186,6 @@ static void fail_transient(struct fault *f, uint64_t pg, uint64_t n, int err)
 static void transient_wait(int attempt)
 {
 	usleep(1000u << attempt);
-}
-
-/* State of a page just supplied into view m. */
-static uint8_t supplied_state(struct vmo_object *o, struct vmo_map *m)
-{
-	if (o->track)
-		return PS_CLEAN;
-	/* Untracked: a page that can be written without a trap may be dirty. */
-	if ((m->flags & VMO_PROT_WRITE) || !(m->space->features & VMO_FEAT_MINOR))
-		return PS_DIRTY;
-	return PS_CLEAN;
 }
 
 /* How many pages to serve for a missing fault at f->pg (which is FILLING);
@@ -238,8 +228,11 @@ static uint64_t claim_cluster(struct fault *f)
 
 static void unclaim(struct vmo_object *o, uint64_t pg, uint64_t n)
 {
+	/* A claimed page may have been counted dirty meanwhile (a view that
+	 * knew it written went: FILLING -> DIRTY): uncount it. */
 	for (uint64_t i = 0; i < n; i++)
-		ps_set(o, pg + i, PS_ABSENT);
+		if (atomic_exchange(&o->state[pg + i], PS_ABSENT) == PS_DIRTY)
+			atomic_fetch_sub(&o->dirty_pages, 1);
 	vmo__wake_waiters(o, pg, n);
 }
 
@@ -283,15 +276,19 @@ static void fill(struct fault *f)
 		for (uint64_t i = 0; i < n; i++)
 			ps_set(o, f->pg + i, PS_PENDING);
 		rc = o->ops->read(o->ctx, f->pg << o->page_shift, buf, len, &rflags);
+		bool later = rc == -EINPROGRESS && (f->sp->features & VMO_FEAT_MINOR);
+		/* Recorded before the callback counts as done: a shutdown waits
+		 * for it, then gives up every recorded range. */
+		if (later)
+			vmo__pending_add(o, f->pg, n);
 		vmo__callback_end(o);
 		if (rc > 0)
 			rc = -EIO; /* a read callback returns 0 or -errno */
 		atomic_fetch_add(&o->st.pages_read, n);
-		if (rc == -EINPROGRESS && (f->sp->features & VMO_FEAT_MINOR)) {
+		if (later) {
 			/* Answered later (vmo_object_supply): the thread waits for
 			 * the page like any fault on a page being filled; the
 			 * supply wakes it, and its next fault maps the page. */
-			vmo__pending_add(o, f->pg, n);
 			atomic_fetch_add(&o->st.readahead, n - 1);
 			if (!vmo__add_waiter(o, f->pg, f->sp, f->paddr))
 				f->sp->ops->wake(f->sp, (void *)f->paddr, o->page_size);
@@ -343,7 +340,7 @@ static void fill(struct fault *f)
 	if (o->wlock) /* libpager's write_lock: the first write asks unlock */
 		wlock_set(o, f->pg, n, rflags & VMO_READ_WRITELOCK);
 	bool wp = f->m->wp;
-	uint8_t st = supplied_state(o, f->m);
+	uint8_t st = vmo__supplied_state(o, f->m);
 	/* Count the pages before they are mapped (the faulting thread runs as
 	 * soon as they are), and take back those that could not be. */
 	vmo__account(o, f->pg, (long)n, st);
@@ -484,7 +481,7 @@ static void map_present(struct fault *f)
 			vmo__warn("mapping page %#llx: UFFDIO_CONTINUE: %s", (unsigned long long)(f->pg << o->page_shift),
 				  strerror(-rc));
 			vmo__set_error(o, f->pg, rc);
-			vmo__sigbus(f->sp, f->tid, f->paddr, o->page_size);
+			vmo__space_sigbus(f->sp, f->tid, f->paddr, o->page_size);
 			return;
 		}
 	}
@@ -542,14 +539,14 @@ static void write_fault(struct fault *f)
 		uint8_t s = ps_get(o, f->pg);
 		if (s == PS_CLEAN && o->wlock && !unlocked && wlock_get(o, f->pg)) {
 			if (!vmo__callback_begin(o)) {
-				vmo__sigbus(f->sp, f->tid, f->paddr, o->page_size);
+				vmo__space_sigbus(f->sp, f->tid, f->paddr, o->page_size);
 				return;
 			}
 			int rc = o->ops->unlock(o->ctx, f->pg << o->page_shift, o->page_size);
 			vmo__callback_end(o);
 			if (rc) {
 				vmo__set_error(o, f->pg, rc > 0 ? -EIO : rc);
-				vmo__sigbus(f->sp, f->tid, f->paddr, o->page_size);
+				vmo__space_sigbus(f->sp, f->tid, f->paddr, o->page_size);
 				return;
 			}
 			unlocked = true;
@@ -592,7 +589,7 @@ static void write_fault(struct fault *f)
 				 * rather than leave the thread waiting. */
 				vmo__warn("unprotecting %#lx: %s", (unsigned long)f->paddr, strerror(-rc));
 				vmo__set_error(o, f->pg, rc);
-				vmo__sigbus(f->sp, f->tid, f->paddr, o->page_size);
+				vmo__space_sigbus(f->sp, f->tid, f->paddr, o->page_size);
 			}
 			return;
 		}
@@ -634,7 +631,7 @@ static void fault_unknown(struct vmo__space *sp, uintptr_t addr, pid_t tid)
 			if (atomic_fetch_add(&sp->unknown_count, 1) >= 3) {
 				atomic_store(&sp->unknown_count, 0);
 				vmo__warn("fault at %#lx: no view there (grown with mremap?): SIGBUS", (unsigned long)addr);
-				vmo__sigbus(sp, tid, page, VMO_PAGE);
+				vmo__space_sigbus(sp, tid, page, VMO_PAGE);
 				return;
 			}
 		} else {

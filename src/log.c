@@ -1,6 +1,8 @@
 /* log.c - logging, error strings, small shared utilities. */
 #include "internal.h"
 
+#include <limits.h>
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -79,7 +81,7 @@ VMO_API const char *vmo_last_error_detail(void)
 VMO_API const char *vmo_strerror(int err)
 {
 	if (err < 0)
-		err = -err;
+		err = err == INT_MIN ? INT_MAX : -err; /* (INT_MAX: an unknown code, as INT_MIN) */
 	switch (err) {
 	case 0:
 		return "success";

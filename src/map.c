@@ -1,7 +1,5 @@
-/* map.c - views of objects, the object's side: vmo_map/vmo_unmap in the
- * local space, the hooks the spaces call when a view comes or goes (space.h
- * has the space's side: tables, events, kernel operations), and the one
- * iterator over an object's views that everything acting on views uses. */
+/* map.c - vmo_map and vmo_unmap: views of an object in the local space
+ * (views.c has the object's side of views, space.c the space's). */
 #include "core.h"
 
 #include <stdio.h>
@@ -9,90 +7,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-/* ---- hooks -------------------------------------------------------------------- */
-
-static void obj_link(struct vmo_object *obj, struct vmo_map *m)
-{
-	pthread_mutex_lock(&obj->mu);
-	vmo__vtree_insert(&obj->views, &m->onode);
-	obj->nmaps++;
-	obj->nwmaps += m->wp;
-	pthread_mutex_unlock(&obj->mu);
-}
-
-static void obj_unlink(struct vmo_object *obj, struct vmo_map *m)
-{
-	pthread_mutex_lock(&obj->mu);
-	vmo__vtree_remove(&obj->views, &m->onode);
-	obj->nmaps--;
-	obj->nwmaps -= m->wp;
-	pthread_mutex_unlock(&obj->mu);
-}
-
-/* Async tracking keeps what was written only in the page tables: a view
- * unmapped by the program took that knowledge with it.  Count every clean
- * page it showed as dirty (written back once more; never a write lost). */
-static void obj_lost_writes(struct vmo_object *o, uint64_t off, uint64_t len)
-{
-	for (uint64_t pg = off >> o->page_shift; pg < (off + len) >> o->page_shift; pg++)
-		ps_mark_written(o, pg);
-}
-
-const struct vmo__view_hooks vmo__obj_view_hooks = {
-	.link = obj_link,
-	.unlink = obj_unlink,
-	.ref = vmo__object_get,
-	.unref = vmo__object_put,
-	.lost_writes = obj_lost_writes,
-};
-
-/* ---- the iterator ------------------------------------------------------------- */
-
-int vmo__views_each(struct vmo_object *o, uint64_t lo, uint64_t hi, bool wp_only,
-		    int (*fn)(struct vmo_map *m, uintptr_t addr, size_t len, void *arg), void *arg)
-{
-	struct vmo_map *few[16], **v = few, *m;
-	size_t k = 0, cap = 16;
-	int err = 0;
-	/* Take the views with a reference under the object's lock, then act on
-	 * each under its space's lock (never under the object's: applying an
-	 * event takes the space's lock, then the object's). */
-	pthread_mutex_lock(&o->mu);
-	vmo__for_each_view(o, m, lo, hi) {
-		if (wp_only && !m->wp)
-			continue;
-		if (k == cap) {
-			struct vmo_map **nv = malloc(cap * 2 * sizeof *nv);
-			if (!nv) {
-				err = -ENOMEM;
-				break;
-			}
-			memcpy(nv, v, k * sizeof *nv);
-			if (v != few)
-				free(v);
-			v = nv;
-			cap *= 2;
-		}
-		vmo__map_get(m);
-		v[k++] = m;
-	}
-	pthread_mutex_unlock(&o->mu);
-	for (size_t i = 0; i < k; i++) {
-		m = v[i];
-		uint64_t a = lo > m->off ? lo : m->off, b = hi < m->off + m->len ? hi : m->off + m->len;
-		if (a < b && vmo__space_enter(m->space, m)) {
-			int rc = fn(m, m->addr + (uintptr_t)(a - m->off), (size_t)(b - a), arg);
-			vmo__space_exit(m->space);
-			if (rc && !err)
-				err = rc;
-		}
-		vmo__map_put(m);
-	}
-	if (v != few)
-		free(v);
-	return err;
-}
 
 /* ---- vmo_map, vmo_unmap ----------------------------------------------------------- */
 /* ENOMEM from mmap/madvise/register is most often the per-process limit on

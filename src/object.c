@@ -204,12 +204,18 @@ void vmo__object_put(struct vmo_object *obj)
  * and release run here and the program may free what ctx points to as soon
  * as this returns.  Before, they could run on vmo's thread just after:
  * a pager whose store the program freed after its unref was written to
- * after the free.  Bounded by those operations (a pager callback at most). */
+ * after the free.  Bounded by those operations (a pager callback at most).
+ * Not on vmo's own threads (a release callback of another object, run by
+ * the worker that holds this object's retired view further down its list):
+ * there the object goes with vmo's last reference, as before. */
 VMO_API void vmo_object_unref(struct vmo_object *obj)
 {
 	if (!obj)
 		return;
-	if (atomic_fetch_sub(&obj->urefs, 1) == 1) {
+	if (atomic_fetch_sub(&obj->urefs, 1) == 1 && !vmo__on_vmo_thread) {
+		/* Events already read (the program's munmap returned) applied
+		 * first: the views they retire count out of nmaps. */
+		vmo__spaces_barrier(&obj->eng->spaces);
 		pthread_mutex_lock(&obj->mu);
 		while (obj->nmaps == 0 && atomic_load(&obj->refs) > 1)
 			pthread_cond_wait(&obj->cv, &obj->mu);
@@ -237,6 +243,10 @@ static void object_free(struct vmo_object *obj)
 	eng->nobjs--;
 	vmo__stats_add(&eng->gone, &s);
 	pthread_mutex_unlock(&eng->objs_mu);
+	/* Off the list: no new pins; wait out the evictor's (it may be in the
+	 * middle of reclaiming this object). */
+	while (atomic_load(&obj->pins))
+		usleep(100);
 	if (obj->ops->release)
 		obj->ops->release(obj->ctx);
 	/* Its memory goes with the memfd: take it off the engine's count. */
@@ -279,24 +289,6 @@ VMO_API int vmo_object_shutdown(struct vmo_object *obj)
 	return rc;
 }
 
-bool vmo__callback_begin(struct vmo_object *obj)
-{
-	pthread_mutex_lock(&obj->mu);
-	bool ok = !atomic_load(&obj->dead);
-	if (ok)
-		obj->inflight++;
-	pthread_mutex_unlock(&obj->mu);
-	return ok;
-}
-
-void vmo__callback_end(struct vmo_object *obj)
-{
-	pthread_mutex_lock(&obj->mu);
-	if (--obj->inflight == 0 && atomic_load(&obj->dead))
-		pthread_cond_broadcast(&obj->cv);
-	pthread_mutex_unlock(&obj->mu);
-}
-
 VMO_API uint64_t vmo_object_size(const struct vmo_object *obj)
 {
 	return obj ? obj->size : 0;
@@ -312,172 +304,12 @@ VMO_API void *vmo_object_ctx(const struct vmo_object *obj)
 	return obj ? obj->ctx : NULL;
 }
 
-/* ---- per-page errors ---------------------------------------------------- */
-
-static struct vmo__err *find_err(struct vmo_object *obj, uint64_t pg)
-{
-	for (size_t i = 0; i < obj->nerrs; i++)
-		if (obj->errs[i].pg == pg)
-			return &obj->errs[i];
-	return NULL;
-}
-
-void vmo__set_error(struct vmo_object *obj, uint64_t pg, int err)
-{
-	pthread_mutex_lock(&obj->mu);
-	struct vmo__err *e = find_err(obj, pg);
-	if (!e) {
-		if (obj->nerrs == obj->errs_cap) {
-			size_t cap = obj->errs_cap ? obj->errs_cap * 2 : 16;
-			struct vmo__err *n = realloc(obj->errs, cap * sizeof *n);
-			if (!n) { /* keep the state ERROR; the errno is lost, report EIO */
-				pthread_mutex_unlock(&obj->mu);
-				return;
-			}
-			obj->errs = n;
-			obj->errs_cap = cap;
-		}
-		e = &obj->errs[obj->nerrs++];
-		e->pg = pg;
-	}
-	e->err = err;
-	pthread_mutex_unlock(&obj->mu);
-	atomic_fetch_add(&obj->st.errors, 1);
-}
-
-void vmo__forget_errors(struct vmo_object *obj, uint64_t pg0, uint64_t pg1)
-{
-	pthread_mutex_lock(&obj->mu);
-	for (size_t i = 0; i < obj->nerrs;) {
-		if (obj->errs[i].pg >= pg0 && obj->errs[i].pg < pg1)
-			obj->errs[i] = obj->errs[--obj->nerrs];
-		else
-			i++;
-	}
-	pthread_mutex_unlock(&obj->mu);
-}
-
-VMO_API int vmo_get_error(struct vmo_object *obj, uint64_t off)
-{
-	if (!obj || off >= obj->size)
-		return -EINVAL;
-	uint64_t pg = off >> obj->page_shift;
-	pthread_mutex_lock(&obj->mu);
-	struct vmo__err *e = find_err(obj, pg);
-	int err = e ? e->err : 0;
-	pthread_mutex_unlock(&obj->mu);
-	if (!err && ps_get(obj, pg) == PS_ERROR)
-		err = -EIO;
-	return err;
-}
-
-static int zap_view(struct vmo_map *m, uintptr_t addr, size_t len, void *arg)
-{
-	(void)arg;
-	int rc = m->space->ops->zap(m->space, (void *)addr, len);
-	if (rc && rc != -ESRCH)
-		vmo__warn("clear_error: removing the poison at %#lx (%s space): %s", (unsigned long)addr,
-			  m->space->ops->kind, strerror(-rc));
-	return 0;
-}
-
-VMO_API int vmo_clear_error(struct vmo_object *obj, uint64_t off)
-{
-	if (!obj || off >= obj->size)
-		return -EINVAL;
-	uint64_t pg = off >> obj->page_shift, po = pg << obj->page_shift;
-	/* The stripe: a fault failing this page (fail_page) sees it either still
-	 * failed or already re-armed, never refilled in between. */
-	pthread_mutex_t *lk = vmo__wplock(obj, pg);
-	pthread_mutex_lock(lk);
-	pthread_mutex_lock(&obj->mu);
-	struct vmo__err *e = find_err(obj, pg);
-	if (e)
-		*e = obj->errs[--obj->nerrs];
-	pthread_mutex_unlock(&obj->mu);
-	/* Remove the poison markers from every view so that the page faults
-	 * again, then let the next fault ask the pager. */
-	vmo__views_each(obj, po, po + obj->page_size, false, zap_view, NULL);
-	ps_cas(obj, pg, PS_ERROR, PS_ABSENT);
-	pthread_mutex_unlock(lk);
-	return 0;
-}
-
-/* ---- waiters -------------------------------------------------------------- */
-
-bool vmo__add_waiter(struct vmo_object *obj, uint64_t pg, struct vmo__space *sp, uintptr_t addr)
-{
-	struct vmo__waiter *w = malloc(sizeof *w);
-	if (!w)
-		return false; /* handle it again: costs a spin, never a hang */
-	w->pg = pg;
-	w->sp = sp;
-	w->addr = addr;
-	pthread_mutex_lock(&obj->mu);
-	w->next = obj->waiters;
-	obj->waiters = w;
-	atomic_fetch_add(&obj->nwaiters, 1);
-	/* Re-check after publishing: the filler stores the final state and then
-	 * looks at nwaiters, so one of the two sees the other. */
-	uint8_t s = ps_get(obj, pg);
-	if (s != PS_FILLING && s != PS_EVICTING && s != PS_PENDING) {
-		obj->waiters = w->next;
-		atomic_fetch_sub(&obj->nwaiters, 1);
-		pthread_mutex_unlock(&obj->mu);
-		free(w);
-		return false;
-	}
-	pthread_mutex_unlock(&obj->mu);
-	return true;
-}
-
-void vmo__wake_waiters(struct vmo_object *obj, uint64_t pg, uint64_t n)
-{
-	if (atomic_load(&obj->nwaiters) == 0)
-		return;
-	struct vmo__waiter *wake = NULL;
-	pthread_mutex_lock(&obj->mu);
-	for (struct vmo__waiter **pp = &obj->waiters; *pp;) {
-		struct vmo__waiter *w = *pp;
-		if (w->pg >= pg && w->pg < pg + n) {
-			*pp = w->next;
-			w->next = wake;
-			wake = w;
-			atomic_fetch_sub(&obj->nwaiters, 1);
-		} else {
-			pp = &w->next;
-		}
-	}
-	pthread_mutex_unlock(&obj->mu);
-	while (wake) {
-		struct vmo__waiter *w = wake;
-		wake = w->next;
-		/* The woken thread faults again and meets the page's new state. */
-		w->sp->ops->wake(w->sp, (void *)w->addr, obj->page_size);
-		free(w);
-	}
-}
-
-void vmo__sigbus(struct vmo__space *sp, pid_t tid, uintptr_t addr, size_t len)
-{
-	int rc = sp->ops->sigbus(sp, tid, addr);
-	if (rc && rc != -ESRCH)
-		vmo__warn("SIGBUS to thread %d at %#lx: %s", (int)tid, (unsigned long)addr, strerror(-rc));
-	/* The signal ends the thread's wait (an interruptible one: every
-	 * user-mode fault); its handler runs, and if it returns the access
-	 * faults again.  A wait the signal cannot end is woken later (space.h);
-	 * so is one whose signal could not be sent. */
-	if (rc)
-		sp->ops->wake(sp, (void *)addr, len);
-	else
-		vmo__space_wake_later(sp, addr, len);
-}
-
 /* ---- stats ---------------------------------------------------------------- */
 
-VMO_API int vmo_object_stats(struct vmo_object *obj, struct vmo_stats *st)
+VMO_API int vmo_object_stats_sized(struct vmo_object *obj, struct vmo_stats *out, size_t size)
 {
-	if (!obj || !st)
+	struct vmo_stats s, *st = &s;
+	if (!obj || !out || size < offsetof(struct vmo_stats, resident))
 		return -EINVAL;
 	memset(st, 0, sizeof *st);
 	st->resident = (uint64_t)atomic_load(&obj->resident_pages) << obj->page_shift;
@@ -498,5 +330,12 @@ VMO_API int vmo_object_stats(struct vmo_object *obj, struct vmo_stats *st)
 	pthread_mutex_lock(&obj->mu);
 	st->mappings = (uint64_t)obj->nmaps;
 	pthread_mutex_unlock(&obj->mu);
+	/* The caller's struct may be older (smaller) or newer (larger) than
+	 * this library's: fill what both know, zero the rest (vmo.h). */
+	size_t n = size < sizeof s ? size : sizeof s;
+	s.size = (uint32_t)n;
+	s.version = VMO_STATS_VERSION;
+	memcpy(out, &s, n);
+	memset((char *)out + n, 0, size - n);
 	return 0;
 }

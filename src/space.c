@@ -89,8 +89,10 @@ static int local_sigbus(struct vmo__space *sp, pid_t tid, uintptr_t addr)
 	return queue_sigbus(getpid(), tid, addr);
 }
 
-/* Another process: process_madvise(2) does MADV_DONTNEED only on kernels
- * that allow it (not 6.1); elsewhere the range keeps its entries. */
+/* Another process: process_madvise(2) takes only advice that keeps the
+ * data (COLD, PAGEOUT, WILLNEED, COLLAPSE): no MADV_DONTNEED, so this
+ * answers -EOPNOTSUPP, and the range keeps its entries (tried, in case a
+ * kernel allows it). */
 static int remote_zap(struct vmo__space *sp, void *addr, size_t len)
 {
 	struct iovec iov = { .iov_base = addr, .iov_len = len };
@@ -121,15 +123,40 @@ static const struct vmo__space_ops local_ops = {
 	.scan_written = op_scan,
 };
 
+/* Another process's mm can go without its pidfd saying so (exec): its
+ * ioctls then answer ESRCH, and the space is reaped by the worker. */
+static int doomed(struct vmo__space *sp, int rc)
+{
+	if (rc == -ESRCH)
+		atomic_store(&sp->doomed, true);
+	return rc;
+}
+static int remote_copy(struct vmo__space *sp, void *dst, const void *src, size_t len, bool wp, size_t *done)
+{
+	return doomed(sp, vmo__uffd_copy(&sp->u, dst, src, len, wp, done));
+}
+static int remote_cont(struct vmo__space *sp, void *dst, size_t len, bool wp, bool wake, size_t *done)
+{
+	return doomed(sp, vmo__uffd_continue(&sp->u, dst, len, wp, wake, done));
+}
+static int remote_poison(struct vmo__space *sp, void *dst, size_t len)
+{
+	return doomed(sp, vmo__uffd_poison(&sp->u, dst, len));
+}
+static int remote_protect(struct vmo__space *sp, void *addr, size_t len, bool wp, bool wake)
+{
+	return doomed(sp, vmo__uffd_writeprotect(&sp->u, addr, len, wp, wake));
+}
+
 static const struct vmo__space_ops remote_ops = {
 	.kind = "process",
 	.reg = op_reg,
 	.unreg = op_unreg,
-	.copy = op_copy,
-	.cont = op_cont,
-	.poison = op_poison,
+	.copy = remote_copy,
+	.cont = remote_cont,
+	.poison = remote_poison,
 	.wake = op_wake,
-	.protect = op_protect,
+	.protect = remote_protect,
 	.zap = remote_zap,
 	.sigbus = remote_sigbus,
 	.scan_written = op_scan,
@@ -258,7 +285,8 @@ static int space_publish(struct vmo__space *sp)
 	sp->u.drain_arg = sp;
 	int rc = epoll_add(set, sp->u.fd, &sp->usrc, EPOLLIN | EPOLLONESHOT);
 	if (!rc && sp->pidfd >= 0) {
-		rc = epoll_add(set, sp->pidfd, &sp->psrc, EPOLLIN);
+		/* one-shot too: one worker reaps, the others are not woken */
+		rc = epoll_add(set, sp->pidfd, &sp->psrc, EPOLLIN | EPOLLONESHOT);
 		if (rc)
 			epoll_ctl(set->epfd, EPOLL_CTL_DEL, sp->u.fd, NULL);
 	}
@@ -273,8 +301,14 @@ static int space_publish(struct vmo__space *sp)
 
 int vmo__space_rearm(struct vmo__space *sp)
 {
+	if (atomic_load(&sp->dead))
+		return 0; /* out of the set */
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.ptr = &sp->usrc };
-	return epoll_ctl(sp->set->epfd, EPOLL_CTL_MOD, sp->u.fd, &ev) ? -errno : 0;
+	if (!epoll_ctl(sp->set->epfd, EPOLL_CTL_MOD, sp->u.fd, &ev))
+		return 0;
+	if (errno != ENOENT) /* (ENOENT: reaped meanwhile) */
+		vmo__err("arming a userfaultfd again: %s", strerror(errno));
+	return -errno;
 }
 
 int vmo__space_local(struct vmo__spaces *set, struct vmo__uffd *u, int pagemap_fd, struct vmo__space **out)
@@ -303,6 +337,22 @@ int vmo__space_adopt(struct vmo__spaces *set, int fd, uint64_t uffd_features, pi
 {
 	if (fd < 0 || pid <= 0)
 		return -EINVAL;
+	/* What the local engine needs too: shmem MISSING faults, and the
+	 * faulting thread's id (a SIGBUS without poison goes to it; without
+	 * it a failed page would be woken into the same fault forever). */
+	uint64_t need = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_THREAD_ID;
+	if ((uffd_features & need) != need) {
+		vmo__set_detail("the process's userfaultfd lacks UFFD_FEATURE_MISSING_SHMEM or "
+				"UFFD_FEATURE_THREAD_ID: ask for them in its UFFDIO_API");
+		return -EOPNOTSUPP;
+	}
+	/* Async tracking needs zapping a view before eviction (async_flush),
+	 * which no kernel does in another process (process_madvise takes no
+	 * MADV_DONTNEED). */
+	if (set->async) {
+		vmo__set_detail("VMO_ENGINE_DIRTY_ASYNC engines serve only their own process");
+		return -EOPNOTSUPP;
+	}
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (pidfd < 0)
 		return -errno;
@@ -608,7 +658,7 @@ void vmo__space_reap(struct vmo__space *sp)
 
 /* Read up to n messages under the space's lock and apply the events among
  * them in order; the faults are compacted to the front and counted. */
-static int space_read(struct vmo__space *sp, struct uffd_msg *msgs, int n, bool wait)
+static int space_read(struct vmo__space *sp, struct uffd_msg *msgs, int n, bool wait, bool rearm)
 {
 	struct retired ret = { 0 };
 	if (!wait) {
@@ -629,13 +679,15 @@ static int space_read(struct vmo__space *sp, struct uffd_msg *msgs, int n, bool 
 			space_event(sp, &msgs[i], &ret);
 	}
 	pthread_rwlock_unlock(&sp->lock);
+	if (rearm)
+		vmo__space_rearm(sp);
 	release_retired(&ret);
 	return r < 0 ? r : k;
 }
 
 int vmo__space_read(struct vmo__space *sp, struct uffd_msg *msgs, int n)
 {
-	return space_read(sp, msgs, n, true);
+	return space_read(sp, msgs, n, true, true);
 }
 
 /* Keep fault messages read while draining, for the workers. */
@@ -685,7 +737,28 @@ int vmo__space_take_stash(struct vmo__spaces *set, struct vmo__stashed *out, int
 
 #define LATE_NS 50000000ull
 
-void vmo__space_wake_later(struct vmo__space *sp, uintptr_t addr, size_t len)
+/* Is SIGBUS still pending for thread tid of pid (its SigPnd in /proc)?  A
+ * thread gone, or a status that cannot be read: no. */
+static bool sigbus_pending(pid_t pid, pid_t tid)
+{
+	char path[64], buf[2048];
+	snprintf(path, sizeof path, "/proc/%d/task/%d/status", (int)pid, (int)tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	const char *p = strstr(buf, "\nSigPnd:");
+	if (!p)
+		return true; /* cannot tell: wake */
+	unsigned long long mask = strtoull(p + 8, NULL, 16);
+	return mask >> (SIGBUS - 1) & 1;
+}
+
+void vmo__space_wake_later(struct vmo__space *sp, uintptr_t addr, size_t len, pid_t tid)
 {
 	struct vmo__spaces *set = sp->set;
 	pthread_mutex_lock(&set->mu);
@@ -698,7 +771,7 @@ void vmo__space_wake_later(struct vmo__space *sp, uintptr_t addr, size_t len)
 		}
 	}
 	if (set->nlate < set->late_cap) {
-		set->late[set->nlate++] = (struct vmo__late){ sp, addr, len, vmo__now_ns() + LATE_NS };
+		set->late[set->nlate++] = (struct vmo__late){ sp, addr, len, vmo__now_ns() + LATE_NS, tid };
 		atomic_store(&set->nlate_any, set->nlate);
 		pthread_mutex_unlock(&set->mu);
 		uint64_t one = 1; /* a worker in epoll_wait takes the new timeout */
@@ -731,12 +804,28 @@ int vmo__spaces_run_late(struct vmo__spaces *set)
 	atomic_store(&set->nlate_any, set->nlate);
 	pthread_mutex_unlock(&set->mu);
 	for (size_t i = 0; i < nd; i++)
-		due[i].sp->ops->wake(due[i].sp, (void *)due[i].addr, due[i].len);
+		if (!due[i].tid || sigbus_pending(due[i].sp->pid, due[i].tid))
+			due[i].sp->ops->wake(due[i].sp, (void *)due[i].addr, due[i].len);
 	if (nd == VMO_ARRAY_SIZE(due))
 		return 0;
 	if (next == UINT64_MAX)
 		return -1;
 	return (int)((next - now) / 1000000 + 1);
+}
+
+void vmo__space_sigbus(struct vmo__space *sp, pid_t tid, uintptr_t addr, size_t len)
+{
+	int rc = sp->ops->sigbus(sp, tid, addr);
+	if (rc && rc != -ESRCH)
+		vmo__warn("SIGBUS to thread %d at %#lx: %s", (int)tid, (unsigned long)addr, strerror(-rc));
+	/* The signal ends the thread's wait (an interruptible one: every
+	 * user-mode fault); its handler runs, and if it returns the access
+	 * faults again.  A wait the signal cannot end is woken later (space.h);
+	 * so is one whose signal could not be sent. */
+	if (rc)
+		sp->ops->wake(sp, (void *)addr, len);
+	else
+		vmo__space_wake_later(sp, addr, len, tid);
 }
 
 void vmo__spaces_barrier(struct vmo__spaces *set)
@@ -791,7 +880,7 @@ bool vmo__space_drain(void *arg)
 	 * give it the CPU. */
 	if (in)
 		pthread_rwlock_unlock(&sp->lock);
-	int r = space_read(sp, msgs, 16, in);
+	int r = space_read(sp, msgs, 16, in, false);
 	if (r > 0)
 		stash(sp, msgs, r);
 	else

@@ -97,6 +97,7 @@ struct vmo__space {
 	int pidfd;         /* -1 for the local space */
 	int pagemap_fd;    /* /proc/PID/pagemap, for async dirty collection; -1 */
 	_Atomic bool dead; /* the process is gone: no views, no more faults */
+	_Atomic bool doomed; /* its mm is gone (ESRCH): reap it */
 
 	/* views by address, for fault lookup */
 	pthread_rwlock_t maps_lock;
@@ -147,6 +148,7 @@ struct vmo__spaces {
 		uintptr_t addr;
 		size_t len;
 		uint64_t due;
+		pid_t tid; /* the thread signalled (0: wake regardless) */
 	} *late;
 	size_t nlate, late_cap;
 	_Atomic size_t nlate_any;
@@ -209,10 +211,16 @@ int vmo__space_read(struct vmo__space *sp, struct uffd_msg *msgs, int n);
  * interruptible (every user-mode fault); one that is not (a kernel-mode
  * fault through get_user_pages) needs a wake, but waking the range at once
  * would also wake other threads waiting on that page, whose own messages
- * are still queued: their second fault would be a second, stale SIGBUS. */
-void vmo__space_wake_later(struct vmo__space *sp, uintptr_t addr, size_t len);
+ * are still queued: their second fault would be a second, stale SIGBUS.
+ * The late wake happens only if tid's SIGBUS is still pending then (its
+ * wait did not end): a thread that took its signal is not woken into a
+ * duplicate fault either. */
+void vmo__space_wake_later(struct vmo__space *sp, uintptr_t addr, size_t len, pid_t tid);
 /* Run the wakes that are due; milliseconds until the next, or -1. */
 int vmo__spaces_run_late(struct vmo__spaces *set);
+/* SIGBUS at addr to thread tid of sp (when UFFDIO_POISON cannot), then the
+ * wait it may be in is ended (the signal, or a late wake). */
+void vmo__space_sigbus(struct vmo__space *sp, pid_t tid, uintptr_t addr, size_t len);
 /* Return once every event already read from any space is applied. */
 void vmo__spaces_barrier(struct vmo__spaces *set);
 /* Arm the space's userfaultfd again in the epoll set (one-shot). */

@@ -8,62 +8,19 @@
  * for any page being filled, and goes on to the next fault: one worker keeps
  * as many slow reads in flight as there are faults.
  *
- * A supply claims each PENDING page of its range (PENDING -> FILLING),
- * writes the run into the object's memfd, marks it CLEAN and wakes whoever
- * waits: the woken thread faults again and, the page being in memory now,
- * meets the MINOR path (mapped write-protected while clean, as any page
- * another view brought in).  Pages of the range that are not PENDING (in
+ * A supply claims each PENDING page of its range (PENDING -> FILLING).  A
+ * page a thread waits for is copied straight into that thread's view
+ * (UFFDIO_COPY: into the memfd, mapped, the thread woken), as a worker
+ * would have; the others are written into the memfd and marked CLEAN, and
+ * whoever waits on them is woken: the woken thread faults again and, the
+ * page being in memory now, meets the MINOR path (mapped write-protected
+ * while clean, as any page another view brought in).  Pages of the range that are not PENDING (in
  * memory already, never asked for, supplied before) are left alone. */
 #include "core.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-void vmo__pending_add(struct vmo_object *o, uint64_t pg, uint64_t n)
-{
-	pthread_mutex_lock(&o->mu);
-	/* Prune ranges with nothing PENDING left before growing. */
-	if (o->npend == o->pend_cap) {
-		size_t k = 0;
-		for (size_t i = 0; i < o->npend; i++) {
-			bool live = false;
-			for (uint64_t j = 0; j < o->pend[i].n && !live; j++)
-				live = ps_get(o, o->pend[i].pg + j) == PS_PENDING;
-			if (live)
-				o->pend[k++] = o->pend[i];
-		}
-		o->npend = k;
-	}
-	if (o->npend == o->pend_cap) {
-		size_t cap = o->pend_cap ? o->pend_cap * 2 : 16;
-		struct vmo__pend *v = realloc(o->pend, cap * sizeof *v);
-		if (v) {
-			o->pend = v;
-			o->pend_cap = cap;
-		}
-	}
-	if (o->npend < o->pend_cap)
-		o->pend[o->npend++] = (struct vmo__pend){ pg, n };
-	else
-		vmo__err("no memory to remember a pending read; a shutdown will not give up its pages");
-	pthread_mutex_unlock(&o->mu);
-}
-
-void vmo__pending_abandon(struct vmo_object *o)
-{
-	pthread_mutex_lock(&o->mu);
-	struct vmo__pend *v = o->pend;
-	size_t n = o->npend;
-	o->pend = NULL;
-	o->npend = o->pend_cap = 0;
-	pthread_mutex_unlock(&o->mu);
-	for (size_t i = 0; i < n; i++)
-		for (uint64_t j = 0; j < v[i].n; j++)
-			if (ps_cas(o, v[i].pg + j, PS_PENDING, PS_ABSENT))
-				vmo__wake_waiters(o, v[i].pg + j, 1);
-	free(v);
-}
 
 static int supply_check(struct vmo_object *o, uint64_t off, size_t len)
 {
@@ -78,27 +35,94 @@ static int supply_check(struct vmo_object *o, uint64_t off, size_t len)
 	return 0;
 }
 
-/* Install [pg, pg+n), claimed (FILLING), from buf into the memfd. */
+/* A thread waiting for page pg (claimed, FILLING): copy the page straight
+ * into its view (UFFDIO_COPY puts it in the memfd, maps it there and wakes
+ * the thread: one trip less than a wake and a MINOR fault).  false: no
+ * waiter, or its view is not there any more: the caller writes the memfd. */
+static bool copy_to_waiter(struct vmo_object *o, uint64_t pg, const void *buf)
+{
+	struct vmo__space *sp = NULL;
+	uintptr_t addr = 0;
+	if (!atomic_load(&o->nwaiters))
+		return false;
+	/* Take the waiter off the list: the copy wakes it (no second wake). */
+	struct vmo__waiter *w = NULL;
+	pthread_mutex_lock(&o->mu);
+	for (struct vmo__waiter **pp = &o->waiters; *pp; pp = &(*pp)->next)
+		if ((*pp)->pg == pg) {
+			w = *pp;
+			*pp = w->next;
+			atomic_fetch_sub(&o->nwaiters, 1);
+			break;
+		}
+	pthread_mutex_unlock(&o->mu);
+	if (!w)
+		return false;
+	sp = w->sp;
+	addr = w->addr;
+	free(w);
+	if (!vmo__space_enter(sp, NULL)) {
+		sp->ops->wake(sp, (void *)addr, o->page_size); /* (gone: it faults again) */
+		return false;
+	}
+	bool done = false;
+	struct vmo_map *m = vmo__map_lookup_get(sp, addr);
+	if (m && m->obj == o && addr - m->addr + m->off == pg << o->page_shift) {
+		uint8_t st = vmo__supplied_state(o, m);
+		vmo__account(o, pg, 1, st);
+		int rc = sp->ops->copy(sp, (void *)addr, buf, o->page_size, m->wp, NULL);
+		if (rc == 0) {
+			ps_cas(o, pg, PS_FILLING, st);
+			done = true;
+		} else {
+			vmo__account(o, pg, -1, st);
+		}
+	}
+	if (m)
+		vmo__map_put(m);
+	vmo__space_exit(sp);
+	if (!done) /* it faults again and meets the page the memfd gets next */
+		sp->ops->wake(sp, (void *)addr, o->page_size);
+	return done;
+}
+
+/* Install [pg, pg+n), claimed (FILLING), from buf: into a waiting thread's
+ * view, else into the memfd. */
 static int install(struct vmo_object *o, uint64_t pg, uint64_t n, const void *buf, unsigned flags)
 {
 	vmo__budget_check(o, n); /* room first, as a worker's fill */
-	size_t len = (size_t)n << o->page_shift;
-	int w = vmo__pwrite_full(o->memfd, buf, len, pg << o->page_shift);
-	if (w < 0) {
-		/* Not the pager's failure: the pages go back to ABSENT and the
-		 * waiting threads fault again (a new read). */
-		for (uint64_t i = 0; i < n; i++)
-			ps_set(o, pg + i, PS_ABSENT);
-		vmo__wake_waiters(o, pg, n);
-		return w;
-	}
 	if (o->wlock)
 		wlock_set(o, pg, n, flags & VMO_READ_WRITELOCK);
-	vmo__account(o, pg, (long)n, PS_CLEAN);
-	for (uint64_t i = 0; i < n; i++)
-		ps_cas(o, pg + i, PS_FILLING, PS_CLEAN);
-	vmo__wake_waiters(o, pg, n);
-	return 0;
+	int rc = 0;
+	for (uint64_t i = 0; i < n;) {
+		const char *b = (const char *)buf + ((size_t)i << o->page_shift);
+		if (copy_to_waiter(o, pg + i, b)) {
+			vmo__wake_waiters(o, pg + i, 1); /* others on the page: MINOR faults */
+			i++;
+			continue;
+		}
+		/* the run up to the next page a thread waits for, through the memfd */
+		uint64_t k = 1;
+		while (i + k < n && !atomic_load(&o->nwaiters))
+			k++;
+		size_t len = (size_t)k << o->page_shift;
+		int w = vmo__pwrite_full(o->memfd, b, len, (pg + i) << o->page_shift);
+		if (w < 0) {
+			/* Not the pager's failure: the pages go back to ABSENT and
+			 * the waiting threads fault again (a new read). */
+			for (uint64_t j = 0; j < k; j++)
+				ps_set(o, pg + i + j, PS_ABSENT);
+			if (!rc)
+				rc = w;
+		} else {
+			vmo__account(o, pg + i, (long)k, PS_CLEAN);
+			for (uint64_t j = 0; j < k; j++)
+				ps_cas(o, pg + i + j, PS_FILLING, PS_CLEAN);
+		}
+		vmo__wake_waiters(o, pg + i, k);
+		i += k;
+	}
+	return rc;
 }
 
 VMO_API int vmo_object_supply(struct vmo_object *obj, uint64_t off, size_t len, const void *buf, unsigned flags)

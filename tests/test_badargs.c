@@ -2,7 +2,9 @@
  * sections (engines, pagers, objects, mappings, stats, errors) give -EINVAL
  * (or the documented errno) and change nothing: out pointers are not
  * written, no object or mapping appears or goes, no pager callback runs, the
- * address space is unchanged, and an existing mapping still works. */
+ * address space is unchanged, and an existing mapping still works.  Also the
+ * surface itself: vmo_version and the version macros, the VMO_E* codes, and
+ * the sized stats calls with older (smaller) and newer (larger) structs. */
 #include "helper.h"
 
 
@@ -10,6 +12,8 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <stdatomic.h>
+#include <stddef.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -327,6 +331,100 @@ static void case_strerror(void)
 {
 	CHECK(vmo_strerror(-EINVAL) != NULL && vmo_strerror(0) != NULL && vmo_strerror(123456) != NULL);
 	CHECK(vmo_strerror(-VMO_ESHUTDOWN) != NULL && vmo_last_error_detail() != NULL);
+	/* vmo's codes lie past every errno (MAX_ERRNO, 4095), with texts of their own */
+	CHECK(VMO_EBASE == 4096 && VMO_ENOUFFD >= VMO_EBASE && VMO_ESHUTDOWN >= VMO_EBASE);
+	CHECK(!strcmp(vmo_strerror(VMO_ESHUTDOWN), vmo_strerror(-VMO_ESHUTDOWN)));
+	CHECK(strcmp(vmo_strerror(-VMO_ESHUTDOWN), strerror(VMO_ESHUTDOWN)) != 0);
+	CHECK(strcmp(vmo_strerror(-VMO_ENOUFFD), strerror(VMO_ENOUFFD)) != 0);
+	CHECK(!strcmp(vmo_strerror(-EINVAL), strerror(EINVAL)));
+}
+
+/* The version: one string at run time, the same as the macros at compile time. */
+static void case_version(void)
+{
+	char want[64];
+	snprintf(want, sizeof want, "%d.%d.%d", VMO_VERSION_MAJOR, VMO_VERSION_MINOR, VMO_VERSION_PATCH);
+	CHECK(!strcmp(VMO_VERSION_STRING, want));
+	CHECK(vmo_version() != NULL && !strcmp(vmo_version(), VMO_VERSION_STRING));
+	CHECK_EQ(VMO_VERSION, (VMO_VERSION_MAJOR << 16) | (VMO_VERSION_MINOR << 8) | VMO_VERSION_PATCH);
+#if VMO_VERSION < VMO_VERSION_NUMBER(0, 1, 0)
+#error "VMO_VERSION must be usable in #if"
+#endif
+}
+
+/* The stats structs grow at their end: a smaller (older) caller gets what it
+ * knows and nothing past it is written; a larger (newer) one gets the
+ * library's fields and zeros after them; less than the header is -EINVAL. */
+struct stats_old { /* a caller that knew only resident */
+	uint32_t size, version;
+	uint64_t resident;
+	uint64_t canary;
+};
+struct stats_new { /* a caller with fields this library lacks */
+	struct vmo_stats st;
+	uint64_t future[3];
+};
+
+static void check_sized(int (*fn)(void *, struct vmo_stats *, size_t), void *h)
+{
+	struct vmo_stats st;
+	memset(&st, 0xa5, sizeof st);
+	CHECK_EQ(fn(h, &st, 0), -EINVAL);
+	CHECK_EQ(fn(h, &st, 7), -EINVAL);
+	CHECK_EQ(st.size, 0xa5a5a5a5u); /* untouched */
+	CHECK_OK(fn(h, &st, 8)); /* the header alone */
+	CHECK_EQ(st.size, 8);
+	CHECK_EQ(st.version, VMO_STATS_VERSION);
+	CHECK_EQ(st.resident, 0xa5a5a5a5a5a5a5a5ull);
+
+	struct vmo_stats full;
+	CHECK_OK(fn(h, &full, sizeof full));
+	CHECK_EQ(full.size, sizeof full);
+	CHECK_EQ(full.version, VMO_STATS_VERSION);
+
+	struct stats_old old = { .canary = 0x5a5a5a5a5a5a5a5aull };
+	CHECK_OK(fn(h, (struct vmo_stats *)&old, offsetof(struct stats_old, canary)));
+	CHECK_EQ(old.size, offsetof(struct stats_old, canary));
+	CHECK_EQ(old.version, VMO_STATS_VERSION);
+	CHECK_EQ(old.resident, full.resident);
+	CHECK_EQ(old.canary, 0x5a5a5a5a5a5a5a5aull);
+
+	struct stats_new nw;
+	memset(&nw, 0xa5, sizeof nw);
+	CHECK_OK(fn(h, &nw.st, sizeof nw));
+	CHECK_EQ(nw.st.size, sizeof(struct vmo_stats));
+	CHECK_EQ(nw.st.version, VMO_STATS_VERSION);
+	CHECK_EQ(nw.st.resident, full.resident);
+	CHECK_EQ(nw.st.mappings, full.mappings);
+	for (size_t i = 0; i < 3; i++)
+		CHECK_EQ(nw.future[i], 0);
+}
+
+static int object_stats_fn(void *h, struct vmo_stats *st, size_t size) { return vmo_object_stats_sized(h, st, size); }
+static int engine_stats_fn(void *h, struct vmo_stats *st, size_t size) { return vmo_engine_stats_sized(h, st, size); }
+
+static void case_stats_sized(void)
+{
+	struct vmo_engine *eng = t_shared_engine(2);
+	struct vmo_object_opts oo = { .size = SIZE };
+	struct vmo_object *obj;
+	CHECK_OK(vmo_object_create(eng, vmo_pager_zero(), NULL, &oo, &obj));
+	void *v = NULL;
+	CHECK_OK(vmo_map(obj, 0, SIZE, VMO_PROT_READ, &v));
+	CHECK_EQ(((volatile uint64_t *)v)[0], 0); /* one page in memory: resident is not 0 */
+	check_sized(object_stats_fn, obj);
+	check_sized(engine_stats_fn, eng);
+	CHECK_EQ(vmo_object_stats_sized(NULL, &(struct vmo_stats){ 0 }, sizeof(struct vmo_stats)), -EINVAL);
+	CHECK_EQ(vmo_engine_stats_sized(eng, NULL, sizeof(struct vmo_stats)), -EINVAL);
+	/* the macros pass the size of the caller's struct */
+	struct vmo_stats st;
+	CHECK_OK(vmo_object_stats(obj, &st));
+	CHECK_EQ(st.size, sizeof st);
+	CHECK(st.resident >= PG);
+	CHECK_OK(vmo_engine_stats(eng, &st));
+	CHECK_EQ(st.size, sizeof st);
+	CHECK_OK(vmo_unmap(obj, v, SIZE));
+	vmo_object_unref(obj);
 }
 
 static void case_object_create_args(void) { object_create_args(t_shared_engine(2)); }
@@ -378,6 +476,7 @@ int main(int argc, char **argv)
 	mallopt(M_ARENA_MAX, 1);
 	return t_main(argc, argv,
 		      T_CASES({ "engine-args", engine_args }, { "pager-args", pager_args }, { "strerror", case_strerror },
+			      { "version", case_version }, { "stats-sized", case_stats_sized },
 			      { "object-create-args", case_object_create_args },
 			      { "live-object-args", case_live_object_args }));
 }

@@ -1,7 +1,7 @@
 /* test_cache.c - the yield cache: arguments, semantics, zero-copy and copy
  * paths, budget, memory given back, odd source memory, and a reference model
  * driven from two threads (contents checked byte for byte, never stale).
- * The memory watcher under it is tested on its own by tests/white/test_psi.c. */
+ * The memory watcher under it is tested on its own by tests/white/test_pressure_watch.c. */
 #include "helper.h"
 
 #include <errno.h>
@@ -132,8 +132,36 @@ static void test_args(void)
 	CHECK_EQ(check_fill(buf, 4 * PG, 7, 1), -1);
 	CHECK_OK(vmo_cache_get(c, 1, buf + PG, PG));
 	CHECK_EQ(check_fill(buf + PG, PG, 7, 1), -1); /* the block yielded from buf[0..PG) */
-	vmo_cache_destroy(c);
-	vmo_cache_destroy(NULL);
+
+	/* sized stats: less than the header is -EINVAL; an older (smaller)
+	 * caller's struct is filled up to its size, a newer (larger) one's
+	 * zeroed past the library's */
+	struct vmo_cache_stats full = stats(c);
+	CHECK_EQ(full.size, sizeof full);
+	CHECK_EQ(full.version, VMO_CACHE_STATS_VERSION);
+	CHECK_EQ(vmo_cache_stats_sized(c, &full, 7), -EINVAL);
+	struct {
+		uint32_t size, version;
+		uint64_t blocks, canary;
+	} old = { .canary = 42 };
+	CHECK_OK(vmo_cache_stats_sized(c, (struct vmo_cache_stats *)&old, 16));
+	CHECK_EQ(old.size, 16);
+	CHECK_EQ(old.version, VMO_CACHE_STATS_VERSION);
+	CHECK_EQ(old.blocks, full.blocks);
+	CHECK_EQ(old.canary, 42);
+	struct {
+		struct vmo_cache_stats st;
+		uint64_t future[2];
+	} nw;
+	memset(&nw, 0xa5, sizeof nw);
+	CHECK_OK(vmo_cache_stats_sized(c, &nw.st, sizeof nw));
+	CHECK_EQ(nw.st.size, sizeof nw.st);
+	CHECK_EQ(nw.st.bytes, full.bytes);
+	CHECK_EQ(nw.future[0], 0);
+	CHECK_EQ(nw.future[1], 0);
+
+	CHECK_OK(vmo_cache_destroy(c));
+	CHECK_EQ(vmo_cache_destroy(NULL), -EINVAL);
 	munmap(buf, 4 * PG);
 }
 

@@ -444,6 +444,127 @@ static void case_churn(void)
 	printf("one worker, %d views unmapped by the program while %ld pages were read: ok\n", n, c.reads);
 }
 
+/* 8. the program's own munmap, then its last unref, then it frees the
+ * store: nothing of vmo touches the store after the unref returned (the
+ * worker applying the UNMAP event used to unlink the view a moment after
+ * munmap returned, and the unref, not seeing it gone, returned before the
+ * writeback and release ran on the worker). */
+struct guarded {
+	uint64_t data[4 * PG / 8];
+	_Atomic int freed, late;
+};
+
+static int g_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
+{
+	struct guarded *g = ctx;
+	(void)flags;
+	if (g->freed)
+		g->late++;
+	memcpy(buf, (char *)g->data + off, len);
+	return 0;
+}
+
+static int g_write(void *ctx, uint64_t off, const void *buf, size_t len)
+{
+	struct guarded *g = ctx;
+	if (g->freed)
+		g->late++;
+	memcpy((char *)g->data + off, buf, len);
+	return 0;
+}
+
+static void g_release(void *ctx)
+{
+	struct guarded *g = ctx;
+	if (g->freed)
+		g->late++;
+}
+
+static const struct vmo_pager_ops g_ops = { .read = g_read, .write = g_write, .release = g_release };
+
+static void case_unref_after_munmap(struct vmo_engine *eng)
+{
+	struct guarded *g = calloc(1, sizeof *g);
+	CHECK(g);
+	uint64_t t0 = t_now_ns();
+	int n = 0;
+	for (; n < 3000 && t_now_ns() - t0 < 3000000000ull; n++) {
+		g->freed = 0;
+		struct vmo_object *o;
+		struct vmo_object_opts oo = { .size = 4 * PG };
+		CHECK_OK(vmo_object_create(eng, &g_ops, g, &oo, &o));
+		uint64_t *v;
+		CHECK_OK(vmo_map(o, 0, 4 * PG, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
+		v[1] = (uint64_t)n; /* dirty: the release writes back */
+		CHECK_OK(munmap(v, 4 * PG));
+		vmo_object_unref(o);
+		g->freed = 1; /* the program frees the store here */
+		CHECK_EQ(g->data[1], (uint64_t)n);
+	}
+	usleep(20000);
+	CHECK_EQ(g->late, 0);
+	free(g);
+	printf("%d times: munmap by the program, last unref, then nothing touches the store: ok\n", n);
+}
+
+/* 9. one munmap covers views of A and B; A's release drops the last
+ * reference to B (a pager holding another object): the worker that applies
+ * the event frees A, whose release must not wait for B's view, which that
+ * same worker releases next.  Faults go on being served meanwhile. */
+struct chain {
+	struct vmo_object *other;
+	_Atomic int released;
+};
+
+static int c_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
+{
+	(void)ctx, (void)flags;
+	for (size_t i = 0; i < len / 8; i++)
+		((uint64_t *)buf)[i] = t_pattern(off + i * 8);
+	return 0;
+}
+
+static void c_release(void *ctx)
+{
+	struct chain *c = ctx;
+	if (c->other)
+		vmo_object_unref(c->other);
+	c->released++;
+}
+
+static const struct vmo_pager_ops c_ops = { .read = c_read, .release = c_release };
+
+static void case_release_chain(struct vmo_engine *eng)
+{
+	struct chain ca = { 0 }, cb = { 0 };
+	struct vmo_object *a, *b, *x;
+	struct vmo_object_opts oo = { .size = 8 * PG };
+	CHECK_OK(vmo_object_create(eng, &c_ops, &cb, &oo, &b));
+	ca.other = b;
+	CHECK_OK(vmo_object_create(eng, &c_ops, &ca, &oo, &a));
+	CHECK_OK(vmo_object_create(eng, &c_ops, &cb, &oo, &x)); /* an unrelated object */
+	/* A's view, then B's right after it */
+	char *hole = mmap(NULL, 16 * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(hole != MAP_FAILED);
+	CHECK_OK(munmap(hole, 16 * PG));
+	void *va = hole, *vb = hole + 8 * PG, *vx;
+	CHECK_OK(vmo_map(a, 0, 8 * PG, VMO_PROT_READ | VMO_MAP_FIXED, &va));
+	CHECK_OK(vmo_map(b, 0, 8 * PG, VMO_PROT_READ | VMO_MAP_FIXED, &vb));
+	CHECK_OK(vmo_map(x, 0, 8 * PG, VMO_PROT_READ, &vx));
+	expect_page(va, 0, 1);
+	expect_page(vb, 0, 2);
+	vmo_object_unref(a); /* the program keeps neither: A's view holds A, A holds B */
+	CHECK_OK(munmap(hole, 16 * PG));
+	for (int i = 0; i < 3000 && !(ca.released && cb.released); i++)
+		usleep(1000);
+	CHECK_EQ(ca.released, 1);
+	CHECK_EQ(cb.released, 1);
+	expect_page(vx, 0, 5); /* served: nothing stuck */
+	CHECK_OK(vmo_unmap(x, vx, 8 * PG));
+	vmo_object_unref(x);
+	printf("a release dropping another object's last reference, both unmapped at once: ok\n");
+}
+
 /* Every case needs UNMAP/REMAP events (VMO_DISABLE=events takes them away):
  * the shared engine (2 workers) of cases 1-6, checked for them. */
 static struct vmo_engine *events_engine(void)
@@ -459,6 +580,8 @@ static void run_partial(void) { case_partial(events_engine()); }
 static void run_mremap(void) { case_mremap(events_engine()); }
 static void run_dontneed(void) { case_dontneed(events_engine()); }
 static void run_unref_waits(void) { case_unref_waits(events_engine()); }
+static void run_unref_after_munmap(void) { case_unref_after_munmap(events_engine()); }
+static void run_release_chain(void) { case_release_chain(events_engine()); }
 static void run_churn(void)
 {
 	events_engine();
@@ -474,5 +597,6 @@ int main(int argc, char **argv)
 	return t_main(argc, argv,
 		      T_CASES({ "clear-error", run_clear_error }, { "reclaim", run_reclaim }, { "partial", run_partial },
 			      { "mremap", run_mremap }, { "dontneed", run_dontneed }, { "unref-waits", run_unref_waits },
+			      { "unref-after-munmap", run_unref_after_munmap }, { "release-chain", run_release_chain },
 			      { "churn", run_churn }));
 }

@@ -250,7 +250,7 @@ void print_features_line(FILE *f, unsigned feat)
 	fputc('\n', f);
 }
 
-/* Every field of struct vmo_stats, one per line (reserved fields excepted).
+/* Every field of struct vmo_stats, one per line (the size/version header excepted).
  * Keep in step with include/vmo.h. */
 void print_stats(FILE *f, const char *indent, const struct vmo_stats *st)
 {

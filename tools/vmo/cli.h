@@ -102,7 +102,7 @@ extern const size_t nfeatures;
 /* "minor wp poison ... (missing: move)" and a newline. */
 void print_features_line(FILE *f, unsigned feat);
 
-/* Every field of struct vmo_stats, one per line (reserved fields excepted). */
+/* Every field of struct vmo_stats, one per line (the size/version header excepted). */
 void print_stats(FILE *f, const char *indent, const struct vmo_stats *st);
 
 /* ------------------------------------------------------------------------ */

@@ -13,7 +13,7 @@ static int cmd_info(int argc, char **argv)
 	if (rc)
 		return rc;
 	struct utsname u;
-	printf("libvmo %d.%d.%d", VMO_VERSION_MAJOR, VMO_VERSION_MINOR, VMO_VERSION_PATCH);
+	printf("libvmo %s", vmo_version());
 	if (uname(&u) == 0)
 		printf(" on %s %s %s", u.sysname, u.release, u.machine);
 	printf("\n");

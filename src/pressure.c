@@ -1,6 +1,8 @@
-/* psi.c - memory-pressure signals: PSI triggers, the process's memory cgroup
- * (v1 and v2), and the headroom the process has left.  See psi.h. */
-#include "psi.h"
+/* pressure.c - memory pressure: the headroom the process has left (the
+ * machine, its memory cgroup v1 or v2), and the one watcher thread of the
+ * process (PSI triggers, cgroup events) that its subscribers share.  See
+ * pressure.h. */
+#include "pressure.h"
 #include "internal.h"
 
 #include <fcntl.h>
@@ -363,10 +365,13 @@ uint64_t vmo__mem_default_margin(void)
 	return mg;
 }
 
-/* ------------------------------------------------------------------------ */
-/* The watcher thread                                                       */
 
-enum { SRC_STOP, SRC_PSI, SRC_CG_PSI, SRC_CG_THR, SRC_CG_MED, SRC_CG_CRIT, SRC_CG_EV, SRC_MAX };
+/* ------------------------------------------------------------------------ */
+/* The watcher: one thread for the process, shared by its subscribers       */
+
+/* What the thread polls for everybody (the v1 usage thresholds, one per
+ * subscriber, come after these). */
+enum { SRC_WAKE, SRC_PSI, SRC_CG_PSI, SRC_CG_MED, SRC_CG_CRIT, SRC_CG_EV, SRC_MAX };
 
 /* v2 memory.events counters the watcher follows, and what their growth means */
 static const struct {
@@ -382,17 +387,50 @@ static const struct {
 	{ "oom_kill", VMO__PRESSURE_CRITICAL }, /* somebody in the group was killed */
 };
 
-struct vmo__psi {
-	pthread_t thread;
-	bool started;
+/* memory.events waking the thread more often than this in EV_WINDOW_MS
+ * means that reading it does not re-arm it (the kernel notifies at most every
+ * 10 ms): a busy loop, so it is dropped. */
+#define EV_WINDOW_MS 100u
+#define EV_WAKES_MAX 220u
+
+struct vmo__pressure_sub {
+	struct vmo__pressure_sub *next; /* W.subs, or W.grave once it left */
 	void (*cb)(void *arg, int level);
 	void *arg;
-	struct vmo__psi_opts o;
-	int fd[SRC_MAX];    /* what poll() watches */
-	int aux[SRC_MAX];   /* v1: the control file the eventfd is bound to */
-	unsigned sources;
-	uint64_t ev[VMO_ARRAY_SIZE(v2_events)]; /* v2: memory.events as last read */
+	uint64_t margin;
+	uint32_t poll_ms;
+	uint64_t id;       /* never reused: names it in the thread's poll set */
+	unsigned epoch;    /* W.epoch when it subscribed (fork) */
+	/* under W.mu: */
+	uint64_t next_tick, last_cb; /* ms, CLOCK_MONOTONIC */
+	int pending;                 /* level to deliver, -1 none */
+	bool thr_fired;              /* its v1 threshold signalled */
+	int thr_fd, thr_aux;         /* v1: usage threshold eventfd, the file it is bound to */
 };
+
+enum { IDLE, RUNNING, STOPPING };
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* a callback returned; the thread stopped */
+	int state;
+	pthread_t thread;
+	/* Subscribers in subscription order; those that left with a v1 eventfd
+	 * the thread may be polling (it closes them, or the last unsubscribe
+	 * does once it has joined the thread). */
+	struct vmo__pressure_sub *subs, *grave;
+	unsigned nsubs, nthr;            /* subscribers; of which with a v1 threshold */
+	struct vmo__pressure_sub *cur;   /* whose callback runs now */
+	uint64_t next_id;
+	unsigned epoch;                  /* bumped in a forked child */
+	unsigned sources;                /* VMO__PRESSURE_SRC_* of the shared sources */
+	/* The shared sources: the thread's while it runs (it drops the ones that
+	 * fail), the starter's and stopper's otherwise. */
+	int fd[SRC_MAX];
+	int aux[SRC_MAX]; /* v1: the control file the eventfd is bound to */
+	uint64_t ev[VMO_ARRAY_SIZE(v2_events)]; /* v2: memory.events as last read */
+} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+static pthread_once_t w_once = PTHREAD_ONCE_INIT;
 
 static int psi_trigger(const char *path, uint32_t stall, uint32_t window)
 {
@@ -454,25 +492,25 @@ static int v1_event(const char *name, const char *args, int *aux)
  * reports a change with POLLPRI | POLLERR until the file is read again) and
  * return the level that the growth of its counters since the last read
  * means, or -1 if it cannot be read. */
-static int v2_events_level(struct vmo__psi *w)
+static int v2_events_level(void)
 {
 	char buf[512];
-	if (read_fd(w->fd[SRC_CG_EV], buf, sizeof buf) <= 0)
+	if (read_fd(W.fd[SRC_CG_EV], buf, sizeof buf) <= 0)
 		return -1;
 	int level = VMO__PRESSURE_NONE;
 	for (size_t k = 0; k < VMO_ARRAY_SIZE(v2_events); k++) {
 		uint64_t v = 0;
 		kv_find(buf, v2_events[k].key, &v);
-		if (v > w->ev[k] && v2_events[k].level > level)
+		if (v > W.ev[k] && v2_events[k].level > level)
 			level = v2_events[k].level;
-		w->ev[k] = v;
+		W.ev[k] = v;
 	}
 	return level;
 }
 
 /* v2: watch memory.events of the group whose limit leaves the least headroom
  * (the process's own or an ancestor: a limit reached up there counts there). */
-static int v2_events_open(struct vmo__psi *w)
+static int v2_events_open(void)
 {
 	char buf[8192], d[PATH_MAX];
 	uint64_t u, r, lim, head;
@@ -484,13 +522,13 @@ static int v2_events_open(struct vmo__psi *w)
 	int fd = open_ro(d, "memory.events");
 	if (fd < 0)
 		return -errno;
-	w->fd[SRC_CG_EV] = fd;
-	if (v2_events_level(w) < 0) { /* the baseline */
+	W.fd[SRC_CG_EV] = fd;
+	if (v2_events_level() < 0) { /* the baseline */
 		close(fd);
-		w->fd[SRC_CG_EV] = -1;
+		W.fd[SRC_CG_EV] = -1;
 		return -EIO;
 	}
-	vmo__debug("psi: watching %s/memory.events", d);
+	vmo__debug("pressure: watching %s/memory.events", d);
 	return 0;
 }
 
@@ -501,46 +539,156 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void *watch_main(void *p)
+static void close_sub_files(struct vmo__pressure_sub *s)
 {
-	struct vmo__psi *w = p;
-	struct pollfd pf[SRC_MAX];
-	/* Ticks keep their period whatever wakes the thread in between. */
-	uint64_t next_tick = now_ms() + w->o.poll_ms, last_cb = 0;
-	unsigned ev_wakes = 0; /* memory.events wake-ups since the last tick */
+	if (s->thr_fd >= 0)
+		close(s->thr_fd);
+	if (s->thr_aux >= 0)
+		close(s->thr_aux);
+	s->thr_fd = s->thr_aux = -1;
+}
+
+/* Close and free the subscribers that left with files open.  Under W.mu, by
+ * the thread (which no longer polls them) or once it is gone. */
+static void bury_locked(void)
+{
+	for (struct vmo__pressure_sub *s = W.grave, *nx; s; s = nx) {
+		nx = s->next;
+		close_sub_files(s);
+		free(s);
+	}
+	W.grave = NULL;
+}
+
+static void close_sources(void)
+{
+	for (int i = 0; i < SRC_MAX; i++) {
+		if (W.fd[i] >= 0)
+			close(W.fd[i]);
+		if (W.aux[i] >= 0)
+			close(W.aux[i]);
+		W.fd[i] = W.aux[i] = -1;
+	}
+	W.sources = 0;
+}
+
+/* Make the thread look at the subscribers again (under W.mu, running). */
+static void wake_locked(void)
+{
+	uint64_t one = 1;
+	if (write(W.fd[SRC_WAKE], &one, sizeof one) < 0)
+		vmo__warn("pressure: cannot wake the watcher: %s", strerror(errno));
+}
+
+/* Call the pending callbacks, one at a time, in subscription order, without
+ * W.mu (held on entry and on return).  A subscriber that leaves meanwhile is
+ * no longer in the list, so it is not called; its unsubscribe waits while
+ * W.cur is it. */
+static void deliver_locked(void)
+{
 	for (;;) {
-		int n = 0, map[SRC_MAX];
-		for (int i = 0; i < SRC_MAX; i++) {
-			if (w->fd[i] < 0)
+		struct vmo__pressure_sub *s = W.subs;
+		while (s && s->pending < 0)
+			s = s->next;
+		if (!s || W.state != RUNNING)
+			return;
+		int level = s->pending;
+		s->pending = -1;
+		W.cur = s;
+		pthread_mutex_unlock(&W.mu);
+		s->cb(s->arg, level);
+		pthread_mutex_lock(&W.mu);
+		W.cur = NULL;
+		pthread_cond_broadcast(&W.cv);
+	}
+}
+
+static void *watch_main(void *unused)
+{
+	(void)unused;
+	struct pollfd *pf = NULL;
+	uint64_t *who = NULL; /* per pollfd: its SRC_*, or SRC_MAX + a subscriber's id */
+	size_t cap = 0;
+	uint64_t win = now_ms();
+	unsigned ev_wakes = 0; /* memory.events wake-ups in the window from win */
+	pthread_mutex_lock(&W.mu);
+	while (W.state == RUNNING) {
+		/* The poll set: the shared sources, the subscribers' v1 thresholds. */
+		bury_locked();
+		size_t need = SRC_MAX + W.nthr;
+		if (need > cap) {
+			struct pollfd *npf = realloc(pf, need * sizeof *pf);
+			if (npf)
+				pf = npf;
+			uint64_t *nwho = realloc(who, need * sizeof *who);
+			if (nwho)
+				who = nwho;
+			if (npf && nwho)
+				cap = need; /* else: poll what fits, ticks go on */
+		}
+		nfds_t n = 0;
+		for (int i = 0; i < SRC_MAX && n < cap; i++) {
+			if (W.fd[i] < 0)
 				continue;
-			pf[n].fd = w->fd[i];
+			pf[n].fd = W.fd[i];
 			/* PSI triggers and kernfs files (memory.events) always
 			 * poll readable: only POLLPRI says something happened */
 			pf[n].events = (i == SRC_PSI || i == SRC_CG_PSI || i == SRC_CG_EV) ? POLLPRI : POLLIN;
 			pf[n].revents = 0;
-			map[n++] = i;
+			who[n++] = (uint64_t)i;
 		}
+		for (struct vmo__pressure_sub *s = W.subs; s && n < cap; s = s->next) {
+			if (s->thr_fd < 0)
+				continue;
+			pf[n].fd = s->thr_fd;
+			pf[n].events = POLLIN;
+			pf[n].revents = 0;
+			who[n++] = SRC_MAX + s->id;
+		}
+		/* Sleep until the earliest subscriber's tick (or a wake-up). */
 		uint64_t t = now_ms();
-		int r = poll(pf, (nfds_t)n, next_tick > t ? (int)(next_tick - t) : 0);
-		if (r < 0 && errno != EINTR) {
-			vmo__warn("psi: poll: %s", strerror(errno));
-			usleep(w->o.poll_ms * 1000u);
+		int timeout = -1;
+		for (struct vmo__pressure_sub *s = W.subs; s; s = s->next) {
+			uint64_t d = s->next_tick > t ? s->next_tick - t : 0;
+			if (d > INT_MAX)
+				d = INT_MAX;
+			if (timeout < 0 || d < (uint64_t)timeout)
+				timeout = (int)d;
 		}
+		pthread_mutex_unlock(&W.mu);
+
+		int r = poll(pf, n, timeout);
+		int err = r < 0 ? errno : 0;
+		if (r < 0 && err != EINTR) {
+			vmo__warn("pressure: poll: %s", strerror(err));
+			usleep(100 * 1000);
+		}
+		/* woken by a source or a signal, not by the wake-up eventfd or a tick */
+		bool woke = err == EINTR;
 		int level = VMO__PRESSURE_NONE;
-		for (int k = 0; r > 0 && k < n; k++) {
+		for (nfds_t k = 0; r > 0 && k < n; k++) {
 			if (!pf[k].revents)
 				continue;
-			int i = map[k];
-			if (i == SRC_STOP)
-				return NULL;
+			uint64_t i = who[k];
+			if (i == SRC_WAKE || i >= SRC_MAX) {
+				uint64_t v;
+				if (read(pf[k].fd, &v, sizeof v) < 0) { /* clear the eventfd */
+				}
+				woke |= i >= SRC_MAX; /* a v1 threshold: looked up below */
+				continue;
+			}
+			woke = true;
 			if (i == SRC_CG_EV) {
-				/* the kernel notifies at most every 10 ms: far more
-				 * means that reading does not re-arm it (a busy loop) */
-				int l = ++ev_wakes > 20 * (w->o.poll_ms / 10 + 1) ? -1 : v2_events_level(w);
+				uint64_t tw = now_ms();
+				if (tw - win >= EV_WINDOW_MS) {
+					win = tw;
+					ev_wakes = 0;
+				}
+				int l = ++ev_wakes > EV_WAKES_MAX ? -1 : v2_events_level();
 				if (l < 0) {
-					vmo__debug("psi: memory.events unreadable or stuck; dropping it");
-					close(w->fd[i]);
-					w->fd[i] = -1;
+					vmo__debug("pressure: memory.events unreadable or stuck; dropping it");
+					close(W.fd[i]);
+					W.fd[i] = -1;
 				} else if (l > level) {
 					level = l;
 				}
@@ -548,159 +696,282 @@ static void *watch_main(void *p)
 			}
 			if (pf[k].revents & (POLLERR | POLLNVAL)) {
 				/* a PSI trigger whose file went away (group removed) */
-				vmo__debug("psi: source %d failed; dropping it", i);
-				close(w->fd[i]);
-				w->fd[i] = -1;
+				vmo__debug("pressure: source %d failed; dropping it", (int)i);
+				close(W.fd[i]);
+				W.fd[i] = -1;
 				continue;
 			}
 			if (i != SRC_PSI && i != SRC_CG_PSI) {
 				uint64_t v;
-				if (read(w->fd[i], &v, sizeof v) < 0) { /* clear the eventfd */
+				if (read(W.fd[i], &v, sizeof v) < 0) { /* clear the eventfd */
 				}
 			}
 			int l = i == SRC_CG_CRIT ? VMO__PRESSURE_CRITICAL
-				: (i == SRC_CG_THR || i == SRC_CG_MED) ? VMO__PRESSURE_LOW
-								      : VMO__PRESSURE_SOME;
+				: i == SRC_CG_MED ? VMO__PRESSURE_LOW
+						  : VMO__PRESSURE_SOME;
 			if (l > level)
 				level = l;
 		}
+		/* Every wake-up (event or tick) also looks at the headroom, once for
+		 * all; each subscriber holds it against its own margin. */
 		t = now_ms();
-		bool tick = t >= next_tick;
-		if (tick) {
-			next_tick = t + w->o.poll_ms;
-			ev_wakes = 0;
-		}
-		/* Every wake-up (event or tick) also looks at the headroom itself. */
 		uint64_t h = vmo__mem_headroom();
-		int hl = h < w->o.margin / 2 ? VMO__PRESSURE_CRITICAL
-			 : h < w->o.margin   ? VMO__PRESSURE_LOW
-					     : VMO__PRESSURE_NONE;
-		if (!tick && level == VMO__PRESSURE_NONE) {
-			/* Only woken (memory.events "max"/"high", EINTR): report a
-			 * short headroom at once, but not more often than every
-			 * quarter tick (at its limit a group notifies every 10 ms);
-			 * with the headroom fine (page cache at the limit) it is
-			 * no tick. */
-			if (hl == VMO__PRESSURE_NONE || t - last_cb < w->o.poll_ms / 4)
+
+		pthread_mutex_lock(&W.mu);
+		if (W.state != RUNNING)
+			break;
+		for (nfds_t k = 0; r > 0 && k < n; k++) {
+			if (!pf[k].revents || who[k] < SRC_MAX)
 				continue;
+			for (struct vmo__pressure_sub *s = W.subs; s; s = s->next)
+				if (SRC_MAX + s->id == who[k])
+					s->thr_fired = true;
 		}
-		if (hl > level)
-			level = hl;
-		last_cb = t;
-		w->cb(w->arg, level);
+		for (struct vmo__pressure_sub *s = W.subs; s; s = s->next) {
+			bool tick = t >= s->next_tick;
+			if (tick)
+				s->next_tick = t + s->poll_ms;
+			int l = level;
+			if (s->thr_fired && l < VMO__PRESSURE_LOW)
+				l = VMO__PRESSURE_LOW; /* its usage crossed limit - margin */
+			s->thr_fired = false;
+			int hl = h < s->margin / 2 ? VMO__PRESSURE_CRITICAL
+				 : h < s->margin   ? VMO__PRESSURE_LOW
+						   : VMO__PRESSURE_NONE;
+			if (!tick && l == VMO__PRESSURE_NONE) {
+				/* Only woken (memory.events "max"/"high", a signal):
+				 * report a short headroom at once, but not more often
+				 * than every quarter tick (at its limit a group notifies
+				 * every 10 ms); with the headroom fine (page cache at
+				 * the limit) it is no tick.  Woken by a subscriber
+				 * coming or going: nothing to report. */
+				if (!woke || hl == VMO__PRESSURE_NONE || t - s->last_cb < s->poll_ms / 4)
+					continue;
+			}
+			if (hl > l)
+				l = hl;
+			s->last_cb = t;
+			s->pending = l;
+		}
+		deliver_locked();
 	}
+	pthread_mutex_unlock(&W.mu);
+	free(pf);
+	free(who);
+	return NULL;
 }
 
-int vmo__psi_watch(const struct vmo__psi_opts *o, void (*cb)(void *arg, int level), void *arg,
-		   struct vmo__psi **out)
+/* Open the shared sources and start the thread (under W.mu, IDLE). */
+static int start_locked(void)
+{
+	for (int i = 0; i < SRC_MAX; i++)
+		W.fd[i] = W.aux[i] = -1;
+	memset(W.ev, 0, sizeof W.ev);
+	W.sources = 0;
+	W.fd[SRC_WAKE] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (W.fd[SRC_WAKE] < 0)
+		return -errno;
+	int fd = psi_trigger("/proc/pressure/memory", 100000, 1000000);
+	if (fd >= 0) {
+		W.fd[SRC_PSI] = fd;
+		W.sources |= VMO__PRESSURE_SRC_PSI;
+	} else {
+		vmo__debug("pressure: no trigger on /proc/pressure/memory: %s", strerror(-fd));
+	}
+	if (g.version == 2) {
+		char p[PATH_MAX + 32];
+		snprintf(p, sizeof p, "%s/memory.pressure", g.dir);
+		fd = psi_trigger(p, 100000, 1000000);
+		if (fd >= 0) {
+			W.fd[SRC_CG_PSI] = fd;
+			W.sources |= VMO__PRESSURE_SRC_CG_PSI;
+		}
+		int err = v2_events_open();
+		if (!err)
+			W.sources |= VMO__PRESSURE_SRC_CG_EVENTS;
+		else
+			vmo__debug("pressure: no v2 memory.events: %s", strerror(-err));
+	}
+	if (g.version == 1) {
+		fd = v1_event("memory.pressure_level", "medium", &W.aux[SRC_CG_MED]);
+		if (fd >= 0) {
+			W.fd[SRC_CG_MED] = fd;
+			W.sources |= VMO__PRESSURE_SRC_CG_LEVEL;
+		}
+		fd = v1_event("memory.pressure_level", "critical", &W.aux[SRC_CG_CRIT]);
+		if (fd >= 0) {
+			W.fd[SRC_CG_CRIT] = fd;
+			W.sources |= VMO__PRESSURE_SRC_CG_LEVEL;
+		}
+	}
+	int rc = pthread_create(&W.thread, NULL, watch_main, NULL);
+	if (rc) {
+		close_sources();
+		return -rc;
+	}
+	W.state = RUNNING;
+	vmo__debug("pressure: watcher started (sources %#x)", W.sources);
+	return 0;
+}
+
+/* fork(): W.mu is held across it, so that the child sees a consistent W.  The
+ * child has no watcher thread: it forgets the parent's watcher and
+ * subscribers (an inherited subscriber, of another epoch, may only be
+ * unsubscribed, which frees it). */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&W.mu);
+}
+
+static void fork_parent(void)
+{
+	pthread_mutex_unlock(&W.mu);
+}
+
+static void fork_child(void)
+{
+	if (W.state != IDLE) {
+		close_sources();
+		bury_locked();
+		W.subs = NULL;
+		W.nsubs = W.nthr = 0;
+		W.cur = NULL;
+		W.state = IDLE;
+	}
+	W.epoch++;
+	pthread_cond_init(&W.cv, NULL); /* no waiter of the parent's is here */
+	pthread_mutex_unlock(&W.mu);
+}
+
+static void w_init(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+int vmo__pressure_subscribe(const struct vmo__pressure_opts *o, void (*cb)(void *arg, int level),
+			    void *arg, struct vmo__pressure_sub **out)
 {
 	if (!cb || !out)
 		return -EINVAL;
 	pthread_once(&g_once, resolve);
-	struct vmo__psi *w = calloc(1, sizeof *w);
-	if (!w)
+	pthread_once(&w_once, w_init);
+	struct vmo__pressure_sub *s = calloc(1, sizeof *s);
+	if (!s)
 		return -ENOMEM;
-	if (o)
-		w->o = *o;
-	if (!w->o.stall_us)
-		w->o.stall_us = 100000;
-	if (!w->o.window_us)
-		w->o.window_us = 1000000;
-	if (!w->o.poll_ms)
-		w->o.poll_ms = 100;
-	if (!w->o.margin)
-		w->o.margin = vmo__mem_default_margin();
-	w->cb = cb;
-	w->arg = arg;
-	for (int i = 0; i < SRC_MAX; i++)
-		w->fd[i] = w->aux[i] = -1;
-	w->fd[SRC_STOP] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (w->fd[SRC_STOP] < 0) {
-		int err = -errno;
-		free(w);
-		return err;
+	if (o) {
+		s->margin = o->margin;
+		s->poll_ms = o->poll_ms;
 	}
-	int fd;
-	if (!(w->o.flags & VMO__PSI_NO_PSI)) {
-		fd = psi_trigger("/proc/pressure/memory", w->o.stall_us, w->o.window_us);
-		if (fd >= 0) {
-			w->fd[SRC_PSI] = fd;
-			w->sources |= VMO__PSI_SRC_PSI;
-		} else {
-			vmo__debug("psi: no trigger on /proc/pressure/memory: %s", strerror(-fd));
-		}
-		if (g.version == 2) {
-			char p[PATH_MAX + 32];
-			snprintf(p, sizeof p, "%s/memory.pressure", g.dir);
-			fd = psi_trigger(p, w->o.stall_us, w->o.window_us);
-			if (fd >= 0) {
-				w->fd[SRC_CG_PSI] = fd;
-				w->sources |= VMO__PSI_SRC_CG_PSI;
-			}
-		}
-	}
-	if (!(w->o.flags & VMO__PSI_NO_CGROUP) && g.version == 2) {
-		int err = v2_events_open(w);
-		if (!err)
-			w->sources |= VMO__PSI_SRC_CG_EVENTS;
-		else
-			vmo__debug("psi: no v2 memory.events: %s", strerror(-err));
-	}
-	if (!(w->o.flags & VMO__PSI_NO_CGROUP) && g.version == 1) {
+	if (!s->margin)
+		s->margin = vmo__mem_default_margin();
+	if (!s->poll_ms)
+		s->poll_ms = 100;
+	s->cb = cb;
+	s->arg = arg;
+	s->pending = -1;
+	s->thr_fd = s->thr_aux = -1;
+	if (g.version == 1) {
+		/* v1: the kernel signals usage crossing limit - margin: this
+		 * subscriber's own (the margins differ) */
 		struct vmo__mem m;
 		vmo__mem_query(&m);
-		if (m.cg_limit != UINT64_MAX && m.cg_limit > w->o.margin) {
+		if (m.cg_limit != UINT64_MAX && m.cg_limit > s->margin) {
 			char a[32];
-			snprintf(a, sizeof a, "%" PRIu64, m.cg_limit - w->o.margin);
-			fd = v1_event("memory.usage_in_bytes", a, &w->aux[SRC_CG_THR]);
-			if (fd >= 0) {
-				w->fd[SRC_CG_THR] = fd;
-				w->sources |= VMO__PSI_SRC_CG_THRESHOLD;
-			} else {
-				vmo__debug("psi: no v1 usage threshold: %s", strerror(-fd));
-			}
-		}
-		fd = v1_event("memory.pressure_level", "medium", &w->aux[SRC_CG_MED]);
-		if (fd >= 0) {
-			w->fd[SRC_CG_MED] = fd;
-			w->sources |= VMO__PSI_SRC_CG_LEVEL;
-		}
-		fd = v1_event("memory.pressure_level", "critical", &w->aux[SRC_CG_CRIT]);
-		if (fd >= 0) {
-			w->fd[SRC_CG_CRIT] = fd;
-			w->sources |= VMO__PSI_SRC_CG_LEVEL;
+			snprintf(a, sizeof a, "%" PRIu64, m.cg_limit - s->margin);
+			int fd = v1_event("memory.usage_in_bytes", a, &s->thr_aux);
+			if (fd >= 0)
+				s->thr_fd = fd;
+			else
+				vmo__debug("pressure: no v1 usage threshold: %s", strerror(-fd));
 		}
 	}
-	int rc = pthread_create(&w->thread, NULL, watch_main, w);
-	if (rc) {
-		vmo__psi_stop(w);
-		return -rc;
+	pthread_mutex_lock(&W.mu);
+	while (W.state == STOPPING) /* the last subscriber is joining the thread */
+		pthread_cond_wait(&W.cv, &W.mu);
+	if (W.state == IDLE) {
+		int rc = start_locked();
+		if (rc) {
+			pthread_mutex_unlock(&W.mu);
+			close_sub_files(s);
+			free(s);
+			return rc;
+		}
 	}
-	w->started = true;
-	*out = w;
+	s->id = ++W.next_id;
+	s->epoch = W.epoch;
+	s->next_tick = now_ms() + s->poll_ms;
+	struct vmo__pressure_sub **pp = &W.subs;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = s;
+	W.nsubs++;
+	if (s->thr_fd >= 0)
+		W.nthr++;
+	wake_locked(); /* its tick may come before the thread's timeout */
+	pthread_mutex_unlock(&W.mu);
+	*out = s;
 	return 0;
 }
 
-void vmo__psi_stop(struct vmo__psi *w)
+void vmo__pressure_unsubscribe(struct vmo__pressure_sub *s)
 {
-	if (!w)
+	if (!s)
 		return;
-	if (w->started) {
-		uint64_t one = 1;
-		if (write(w->fd[SRC_STOP], &one, sizeof one) < 0)
-			vmo__warn("psi: cannot stop the watcher: %s", strerror(errno));
-		pthread_join(w->thread, NULL);
+	pthread_mutex_lock(&W.mu);
+	if (s->epoch != W.epoch) {
+		/* subscribed in the parent before fork(): no thread here to leave */
+		pthread_mutex_unlock(&W.mu);
+		close_sub_files(s);
+		free(s);
+		return;
 	}
-	for (int i = 0; i < SRC_MAX; i++) {
-		if (w->fd[i] >= 0)
-			close(w->fd[i]);
-		if (w->aux[i] >= 0)
-			close(w->aux[i]);
+	struct vmo__pressure_sub **pp = &W.subs;
+	while (*pp && *pp != s)
+		pp = &(*pp)->next;
+	if (!*pp) {
+		pthread_mutex_unlock(&W.mu);
+		vmo__warn("pressure: unsubscribing %p, which is not subscribed", (void *)s);
+		return;
 	}
-	free(w);
+	*pp = s->next;
+	W.nsubs--;
+	/* Out of the list, the thread will not pick it again; wait for the call
+	 * it may be in (never from the callback itself: it would wait here for
+	 * ever). */
+	while (W.cur == s)
+		pthread_cond_wait(&W.cv, &W.mu);
+	bool keep = false;
+	if (s->thr_fd >= 0) {
+		/* the thread may be polling its eventfd: it closes it */
+		W.nthr--;
+		s->next = W.grave;
+		W.grave = s;
+		keep = true;
+	}
+	if (W.nsubs == 0 && W.state == RUNNING) {
+		W.state = STOPPING;
+		wake_locked();
+		pthread_t th = W.thread;
+		pthread_mutex_unlock(&W.mu);
+		pthread_join(th, NULL);
+		pthread_mutex_lock(&W.mu);
+		bury_locked();
+		close_sources();
+		W.state = IDLE;
+		pthread_cond_broadcast(&W.cv); /* subscribers waiting to start a new one */
+		vmo__debug("pressure: watcher stopped");
+	}
+	pthread_mutex_unlock(&W.mu);
+	if (!keep)
+		free(s);
 }
 
-unsigned vmo__psi_sources(const struct vmo__psi *w)
+unsigned vmo__pressure_sources(void)
 {
-	return w ? w->sources : 0;
+	pthread_mutex_lock(&W.mu);
+	unsigned src = 0;
+	if (W.state == RUNNING)
+		src = W.sources | (W.nthr ? VMO__PRESSURE_SRC_CG_THRESHOLD : 0);
+	pthread_mutex_unlock(&W.mu);
+	return src;
 }

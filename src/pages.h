@@ -1,0 +1,53 @@
+/* pages.h - an object's pages (pages.c): the state machine, residency and
+ * chunks, waiters, the callback gate, error records, pending reads, the raw
+ * drop.  The states and their inline accessors are in core.h, next to the
+ * object they index.  Below: writeback, reclaim, faults, objects; above:
+ * the space layer only. */
+#ifndef VMO_PAGES_H
+#define VMO_PAGES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct vmo_object;
+struct vmo__space;
+struct vmo__err;
+
+/* The chunk table reclaim works on (per chunk: resident pages, a
+ * referenced bit). */
+int vmo__chunks_init(struct vmo_object *obj);
+void vmo__chunks_free(struct vmo_object *obj);
+/* Account pages [pg, pg+n) becoming resident (n > 0) or leaving (n < 0),
+ * counted dirty if st is PS_DIRTY. */
+void vmo__account(struct vmo_object *obj, uint64_t pg, long n, uint8_t st);
+
+/* The raw drop: punch [pg, pg+n) (all EVICTING; dirty of them were dirty)
+ * out of the memfd and mark them absent, waking waiters; on failure they
+ * stay resident (dirty if any was). */
+void vmo__pages_drop(struct vmo_object *obj, uint64_t pg, uint64_t n, long dirty);
+/* Tell the pager [pg, pg+n) left memory (notify_evict). */
+void vmo__pages_notify_evict(struct vmo_object *obj, uint64_t pg, uint64_t n);
+
+/* Per-page errors (under obj->mu): the record of pg, or NULL. */
+struct vmo__err *vmo__find_err(struct vmo_object *obj, uint64_t pg);
+void vmo__set_error(struct vmo_object *obj, uint64_t pg, int err);
+/* Drop the error records of pages [pg0, pg1). */
+void vmo__forget_errors(struct vmo_object *obj, uint64_t pg0, uint64_t pg1);
+
+/* Begin/end a pager callback: false if the object is shut down (shutdown
+ * waits for the callbacks in flight). */
+bool vmo__callback_begin(struct vmo_object *obj);
+void vmo__callback_end(struct vmo_object *obj);
+
+/* Park a fault at addr of sp on page pg until the page leaves its transient
+ * state (returns false if it already has: handle the fault again). */
+bool vmo__add_waiter(struct vmo_object *obj, uint64_t pg, struct vmo__space *sp, uintptr_t addr);
+/* Wake (UFFDIO_WAKE) every waiter on pages [pg, pg+n). */
+void vmo__wake_waiters(struct vmo_object *obj, uint64_t pg, uint64_t n);
+
+/* A read answered -EINPROGRESS for [pg, pg+n) (now PENDING). */
+void vmo__pending_add(struct vmo_object *obj, uint64_t pg, uint64_t n);
+/* Shutdown: every PENDING page back to ABSENT, its waiters woken. */
+void vmo__pending_abandon(struct vmo_object *obj);
+
+#endif
