@@ -44,19 +44,6 @@ static inline bool ps_resident(int s) { return s == PS_CLEAN || s == PS_DIRTY ||
 	     vn_ && ((m) = vmo__vtree_entry(vn_, struct vmo_map, onode), 1);                        \
 	     vn_ = vmo__vtree_next_overlap(vn_, (lo), (hi)))
 
-/* A fault waiting for a page another worker is filling or evicting. */
-struct vmo__waiter {
-	uint64_t pg;
-	struct vmo__space *sp;
-	uintptr_t addr; /* page address in the faulting mapping */
-	struct vmo__waiter *next;
-};
-
-struct vmo__err {
-	uint64_t pg;
-	int err;
-};
-
 struct vmo__ostats {
 	_Atomic uint64_t faults, missing, minor, wp, pages_read, readahead, writebacks, evictions, errors,
 		write_errors;
@@ -85,23 +72,9 @@ struct vmo_object {
 	uint32_t flags;
 	bool track;      /* supply clean pages write-protected (dirty tracking) */
 	int memfd;
-	_Atomic uint8_t *state;
-	size_t state_len;
-	/* Pages supplied write-locked (the read set VMO_READ_WRITELOCK): their
-	 * first write asks the pager's unlock.  A bit per page; NULL without an
-	 * unlock callback. */
-	_Atomic uint64_t *wlock;
-	size_t wlock_len;
-	_Atomic long resident_pages, dirty_pages; /* dirty counts DIRTY + CLEANING */
-
-	/* reclaim: per chunk, resident pages and a referenced bit */
-	uint32_t chunk_pages; /* pages per chunk */
-	uint32_t chunk_shift; /* log2(chunk_pages) */
-	uint64_t nchunks;
-	_Atomic uint32_t *chunk_res;
-	_Atomic uint8_t *chunk_ref;
-	size_t chunk_len; /* bytes mapped for chunk_res + chunk_ref */
-	uint64_t hand;    /* CLOCK hand (chunk index), under eng->evict_mu */
+	/* Its pages: states, residency and chunks, waiters, errors, pending
+	 * reads (pages.h; under mu where it says so). */
+	struct vmo__pages pages;
 	_Atomic uint64_t budget_hi, budget_lo; /* pages; 0 = none */
 
 	/* Write-protect transitions (a page becoming writable, a page being
@@ -118,22 +91,11 @@ struct vmo_object {
 	} bgq[16];
 	int nbg;
 
-	pthread_mutex_t mu; /* waiters, errs, maps, inflight, dead */
+	pthread_mutex_t mu; /* pages' waiters, errs, inflight, pend; views, maps, dead */
 	pthread_cond_t cv;
-	struct vmo__waiter *waiters;
-	_Atomic int nwaiters;
-	struct vmo__err *errs;
-	size_t nerrs, errs_cap;
 	struct vmo__vtree views; /* its views, by object offset */
 	int nmaps;
 	int nwmaps;      /* of which writable and tracked (m->wp) */
-	int inflight;    /* pager callbacks running */
-	/* Ranges a read answered -EINPROGRESS for (pages PENDING until
-	 * supplied): what shutdown gives up; pruned as they are supplied. */
-	struct vmo__pend {
-		uint64_t pg, n;
-	} *pend;
-	size_t npend, pend_cap;
 	_Atomic int dead; /* shut down: faults get SIGBUS */
 
 	struct vmo__ostats st;
@@ -245,7 +207,7 @@ int vmo__write_pages(struct vmo_object *obj, uint64_t pg, uint64_t n, void *buf)
 int vmo__writeback(struct vmo_object *obj, uint64_t pg0, uint64_t pg1);
 static inline pthread_mutex_t *vmo__wplock(struct vmo_object *o, uint64_t pg)
 {
-	return &o->wplock[(pg >> o->chunk_shift) % WP_STRIPES];
+	return &o->wplock[(pg >> o->pages.chunk_shift) % WP_STRIPES];
 }
 
 /* fault.c */
@@ -276,27 +238,27 @@ static inline void wlock_set(struct vmo_object *o, uint64_t pg, uint64_t n, bool
 	for (uint64_t i = pg; i < pg + n; i++) {
 		uint64_t bit = 1ull << (i % 64);
 		if (on)
-			atomic_fetch_or_explicit(&o->wlock[i / 64], bit, memory_order_release);
+			atomic_fetch_or_explicit(&o->pages.wlock[i / 64], bit, memory_order_release);
 		else
-			atomic_fetch_and_explicit(&o->wlock[i / 64], ~bit, memory_order_release);
+			atomic_fetch_and_explicit(&o->pages.wlock[i / 64], ~bit, memory_order_release);
 	}
 }
 static inline bool wlock_get(struct vmo_object *o, uint64_t pg)
 {
-	return atomic_load_explicit(&o->wlock[pg / 64], memory_order_acquire) >> (pg % 64) & 1;
+	return atomic_load_explicit(&o->pages.wlock[pg / 64], memory_order_acquire) >> (pg % 64) & 1;
 }
 
 static inline uint8_t ps_get(struct vmo_object *o, uint64_t pg)
 {
-	return atomic_load_explicit(&o->state[pg], memory_order_acquire);
+	return atomic_load_explicit(&o->pages.state[pg], memory_order_acquire);
 }
 static inline bool ps_cas(struct vmo_object *o, uint64_t pg, uint8_t from, uint8_t to)
 {
-	return atomic_compare_exchange_strong(&o->state[pg], &from, to);
+	return atomic_compare_exchange_strong(&o->pages.state[pg], &from, to);
 }
 static inline void ps_set(struct vmo_object *o, uint64_t pg, uint8_t to)
 {
-	atomic_store_explicit(&o->state[pg], to, memory_order_seq_cst);
+	atomic_store_explicit(&o->pages.state[pg], to, memory_order_seq_cst);
 }
 
 /* State of a page just supplied into view m. */
@@ -317,7 +279,7 @@ static inline uint8_t vmo__supplied_state(struct vmo_object *o, struct vmo_map *
 static inline void ps_mark_written(struct vmo_object *o, uint64_t pg)
 {
 	if (ps_cas(o, pg, PS_CLEAN, PS_DIRTY) || ps_cas(o, pg, PS_FILLING, PS_DIRTY))
-		atomic_fetch_add(&o->dirty_pages, 1);
+		atomic_fetch_add(&o->pages.dirty_pages, 1);
 	else
 		ps_cas(o, pg, PS_CLEANING, PS_DIRTY);
 }

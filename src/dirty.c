@@ -112,9 +112,9 @@ void vmo__collect_written(struct vmo_object *o, uint64_t pg0, uint64_t pg1, stru
 	/* PAGEMAP_SCAN protects what it finds: only on ranges that are views
 	 * (the iterator holds each view's space lock). */
 	for (uint64_t pg = pg0; pg < pg1;) {
-		uint64_t c = pg >> o->chunk_shift;
-		if (!atomic_load_explicit(&o->chunk_res[c], memory_order_relaxed)) {
-			pg = (c + 1) << o->chunk_shift;
+		uint64_t c = pg >> o->pages.chunk_shift;
+		if (!atomic_load_explicit(&o->pages.chunk_res[c], memory_order_relaxed)) {
+			pg = (c + 1) << o->pages.chunk_shift;
 			continue;
 		}
 		uint8_t s = ps_get(o, pg);
@@ -164,7 +164,7 @@ static int write_run(struct vmo_object *o, uint64_t pg, uint64_t n, void *buf)
 		/* Untracked pages may be written again without a trap: keep them dirty. */
 		uint8_t to = o->track ? PS_CLEAN : PS_DIRTY;
 		if (ps_cas(o, pg + i, PS_CLEANING, to) && to == PS_CLEAN)
-			atomic_fetch_sub(&o->dirty_pages, 1);
+			atomic_fetch_sub(&o->pages.dirty_pages, 1);
 	}
 	return 0;
 }
@@ -182,9 +182,9 @@ int vmo__writeback(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
 	if (o->eng->async)
 		vmo__collect_written(o, pg0, pg1, NULL); /* writes since the last look */
 	for (uint64_t pg = pg0; pg < pg1;) {
-		uint64_t c = pg >> o->chunk_shift;
-		uint64_t cend = (c + 1) << o->chunk_shift;
-		if (!atomic_load_explicit(&o->chunk_res[c], memory_order_relaxed)) {
+		uint64_t c = pg >> o->pages.chunk_shift;
+		uint64_t cend = (c + 1) << o->pages.chunk_shift;
+		if (!atomic_load_explicit(&o->pages.chunk_res[c], memory_order_relaxed)) {
 			pg = cend;
 			continue;
 		}

@@ -59,7 +59,7 @@ static bool async_flush(struct vmo_object *o, uint64_t pg, uint64_t n)
 	if (rc) {
 		for (uint64_t i = 0; i < n; i++)
 			ps_set(o, pg + i, PS_DIRTY);
-		atomic_fetch_add(&o->dirty_pages, (long)n);
+		atomic_fetch_add(&o->pages.dirty_pages, (long)n);
 		vmo__wake_waiters(o, pg, n);
 		return false;
 	}
@@ -75,7 +75,7 @@ uint64_t vmo__evict_clean(struct vmo_object *o, uint64_t pg0, uint64_t pg1, bool
 		 * map_present holds while it looks at a page and maps it: a MINOR
 		 * fault never sees a page go CLEAN -> EVICTING -> (punched,
 		 * refilled) CLEAN between its look and its mapping. */
-		uint64_t run = 0, cend = ((pg >> o->chunk_shift) + 1) << o->chunk_shift;
+		uint64_t run = 0, cend = ((pg >> o->pages.chunk_shift) + 1) << o->pages.chunk_shift;
 		long dirty = 0;
 		if (cend > pg1)
 			cend = pg1;
@@ -114,8 +114,8 @@ uint64_t vmo__evict_clean(struct vmo_object *o, uint64_t pg0, uint64_t pg1, bool
  * each is a MINOR fault, which marks the chunk referenced. */
 static void unmap_chunk(struct vmo_object *o, uint64_t c)
 {
-	uint64_t lo = (c << o->chunk_shift) << o->page_shift;
-	uint64_t hi = lo + ((uint64_t)o->chunk_pages << o->page_shift);
+	uint64_t lo = (c << o->pages.chunk_shift) << o->page_shift;
+	uint64_t hi = lo + ((uint64_t)o->pages.chunk_pages << o->page_shift);
 	if (!(o->eng->features & VMO_FEAT_MINOR))
 		return; /* no MINOR faults: no signal, plain FIFO-ish clock */
 	if (o->eng->async)
@@ -129,16 +129,16 @@ static uint64_t clock_reclaim(struct vmo_object *o, uint64_t want)
 {
 	uint64_t freed = 0;
 	bool can_write = o->track && o->ops->write;
-	for (uint64_t steps = 0; freed < want && steps < 2 * o->nchunks + 1; steps++) {
-		uint64_t c = o->hand;
-		o->hand = c + 1 >= o->nchunks ? 0 : c + 1;
-		if (!atomic_load_explicit(&o->chunk_res[c], memory_order_relaxed))
+	for (uint64_t steps = 0; freed < want && steps < 2 * o->pages.nchunks + 1; steps++) {
+		uint64_t c = o->pages.hand;
+		o->pages.hand = c + 1 >= o->pages.nchunks ? 0 : c + 1;
+		if (!atomic_load_explicit(&o->pages.chunk_res[c], memory_order_relaxed))
 			continue;
-		if (atomic_exchange(&o->chunk_ref[c], 0)) {
+		if (atomic_exchange(&o->pages.chunk_ref[c], 0)) {
 			unmap_chunk(o, c);
 			continue;
 		}
-		uint64_t pg0 = c << o->chunk_shift, pg1 = pg0 + o->chunk_pages;
+		uint64_t pg0 = c << o->pages.chunk_shift, pg1 = pg0 + o->pages.chunk_pages;
 		if (pg1 > o->npages)
 			pg1 = o->npages;
 		if (can_write)
@@ -172,7 +172,7 @@ void vmo__reclaim(struct vmo_engine *e, struct vmo_object *only, uint64_t extra_
 	pthread_mutex_lock(&e->evict_mu);
 	if (only) {
 		uint64_t hi = atomic_load(&only->budget_hi), lo = atomic_load(&only->budget_lo);
-		uint64_t res = (uint64_t)atomic_load(&only->resident_pages) + extra_pages;
+		uint64_t res = (uint64_t)atomic_load(&only->pages.resident_pages) + extra_pages;
 		if (hi && res > hi && !atomic_load(&only->dead))
 			clock_reclaim(only, res - lo);
 	}
@@ -186,14 +186,14 @@ void vmo__reclaim(struct vmo_engine *e, struct vmo_object *only, uint64_t extra_
 		struct vmo_object **v = n ? calloc((size_t)n, sizeof *v) : NULL;
 		long k = 0;
 		for (struct vmo_object *o = e->objs; o && v; o = o->next)
-			if (!atomic_load(&o->dead) && atomic_load(&o->resident_pages) && vmo__object_pin(o))
+			if (!atomic_load(&o->dead) && atomic_load(&o->pages.resident_pages) && vmo__object_pin(o))
 				v[k++] = o;
 		pthread_mutex_unlock(&e->objs_mu);
 		for (int round = 0; k && round < 64; round++) {
 			bool progress = false;
 			for (long i = 0; i < k && (res = atomic_load(&e->resident)) > lo; i++) {
 				struct vmo_object *o = v[(size_t)(e->rr + (uint64_t)i) % (size_t)k];
-				if (clock_reclaim(o, o->chunk_pages))
+				if (clock_reclaim(o, o->pages.chunk_pages))
 					progress = true;
 			}
 			e->rr++;
@@ -211,7 +211,7 @@ void vmo__budget_check(struct vmo_object *o, uint64_t n)
 {
 	struct vmo_engine *e = o->eng;
 	uint64_t ohi = atomic_load(&o->budget_hi);
-	bool obj_over = ohi && (uint64_t)atomic_load(&o->resident_pages) + n > ohi;
+	bool obj_over = ohi && (uint64_t)atomic_load(&o->pages.resident_pages) + n > ohi;
 	uint64_t lo, hi = eff_engine_cap(e, &lo);
 	uint64_t res = atomic_load(&e->resident) + (n << o->page_shift);
 	bool eng_over = hi && res > hi;

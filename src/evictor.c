@@ -165,7 +165,7 @@ VMO_API int vmo_object_set_budget(struct vmo_object *obj, uint64_t high, uint64_
 	if (!obj)
 		return -EINVAL;
 	int rc = set_budget(&obj->budget_hi, &obj->budget_lo, high, low, obj->page_size);
-	if (!rc && high && (uint64_t)atomic_load(&obj->resident_pages) > atomic_load(&obj->budget_hi))
+	if (!rc && high && (uint64_t)atomic_load(&obj->pages.resident_pages) > atomic_load(&obj->budget_hi))
 		vmo__reclaim(obj->eng, obj, 0);
 	return rc;
 }

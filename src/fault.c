@@ -231,8 +231,8 @@ static void unclaim(struct vmo_object *o, uint64_t pg, uint64_t n)
 	/* A claimed page may have been counted dirty meanwhile (a view that
 	 * knew it written went: FILLING -> DIRTY): uncount it. */
 	for (uint64_t i = 0; i < n; i++)
-		if (atomic_exchange(&o->state[pg + i], PS_ABSENT) == PS_DIRTY)
-			atomic_fetch_sub(&o->dirty_pages, 1);
+		if (atomic_exchange(&o->pages.state[pg + i], PS_ABSENT) == PS_DIRTY)
+			atomic_fetch_sub(&o->pages.dirty_pages, 1);
 	vmo__wake_waiters(o, pg, n);
 }
 
@@ -337,7 +337,7 @@ static void fill(struct fault *f)
 	 * the budget by more than what workers are supplying right now. */
 	vmo__budget_check(o, n);
 
-	if (o->wlock) /* libpager's write_lock: the first write asks unlock */
+	if (o->pages.wlock) /* libpager's write_lock: the first write asks unlock */
 		wlock_set(o, f->pg, n, rflags & VMO_READ_WRITELOCK);
 	bool wp = f->m->wp;
 	uint8_t st = vmo__supplied_state(o, f->m);
@@ -367,7 +367,7 @@ static void fill(struct fault *f)
 				  (unsigned long long)((f->pg + i) << o->page_shift));
 			ps_set(o, f->pg + i, PS_DIRTY);
 			if (st != PS_DIRTY)
-				atomic_fetch_add(&o->dirty_pages, 1);
+				atomic_fetch_add(&o->pages.dirty_pages, 1);
 			/* The copy that would have woken whoever waits on it did not
 			 * happen: wake them (the faulting thread, if i == 0). */
 			f->sp->ops->wake(f->sp, (void *)(f->paddr + ((size_t)i << o->page_shift)), o->page_size);
@@ -431,7 +431,7 @@ static void map_present(struct fault *f)
 		sp->ops->wake(sp, (void *)f->paddr, o->page_size);
 		return;
 	}
-	atomic_store_explicit(&o->chunk_ref[f->pg >> o->chunk_shift], 1, memory_order_relaxed);
+	atomic_store_explicit(&o->pages.chunk_ref[f->pg >> o->pages.chunk_shift], 1, memory_order_relaxed);
 	pthread_mutex_t *lk = vmo__wplock(o, f->pg);
 	pthread_mutex_lock(lk);
 	if (!view_enter(f)) {
@@ -447,7 +447,7 @@ static void map_present(struct fault *f)
 			/* Dirty before it is mapped writable: no window in which a
 			 * write could land on a page marked clean. */
 			if (ps_cas(o, f->pg, PS_CLEAN, PS_DIRTY))
-				atomic_fetch_add(&o->dirty_pages, 1);
+				atomic_fetch_add(&o->pages.dirty_pages, 1);
 			else
 				ps_cas(o, f->pg, PS_CLEANING, PS_DIRTY);
 			s = PS_DIRTY;
@@ -456,7 +456,7 @@ static void map_present(struct fault *f)
 		rc = sp->ops->cont(sp, (void *)f->paddr, o->page_size, wp, false, NULL);
 		if ((rc == 0 || rc == -EEXIST) && !o->track && (f->m->flags & VMO_PROT_WRITE) &&
 		    ps_cas(o, f->pg, PS_CLEAN, PS_DIRTY))
-			atomic_fetch_add(&o->dirty_pages, 1);
+			atomic_fetch_add(&o->pages.dirty_pages, 1);
 		if (rc == -EFAULT) {
 			/* The memfd lost the page behind our back (MADV_REMOVE on a
 			 * view; reclaim cannot, it claims under this stripe): a clean
@@ -537,7 +537,7 @@ static void write_fault(struct fault *f)
 	bool unlocked = false;
 	for (;;) {
 		uint8_t s = ps_get(o, f->pg);
-		if (s == PS_CLEAN && o->wlock && !unlocked && wlock_get(o, f->pg)) {
+		if (s == PS_CLEAN && o->pages.wlock && !unlocked && wlock_get(o, f->pg)) {
 			if (!vmo__callback_begin(o)) {
 				vmo__space_sigbus(f->sp, f->tid, f->paddr, o->page_size);
 				return;
@@ -558,10 +558,10 @@ static void write_fault(struct fault *f)
 		s = ps_get(o, f->pg);
 		bool go = false;
 		if (s == PS_CLEAN) {
-			if (unlocked || !o->wlock || !wlock_get(o, f->pg)) {
+			if (unlocked || !o->pages.wlock || !wlock_get(o, f->pg)) {
 				go = ps_cas(o, f->pg, PS_CLEAN, PS_DIRTY);
 				if (go)
-					atomic_fetch_add(&o->dirty_pages, 1);
+					atomic_fetch_add(&o->pages.dirty_pages, 1);
 			}
 		} else if (s == PS_CLEANING) {
 			/* Written during writeback: dirty again, so that writeback

@@ -107,22 +107,22 @@ VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops
 	if (rc)
 		goto fail;
 
-	o->state_len = vmo__align_up(o->npages, VMO_PAGE);
-	void *st = mmap(NULL, o->state_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	o->pages.state_len = vmo__align_up(o->npages, VMO_PAGE);
+	void *st = mmap(NULL, o->pages.state_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (st == MAP_FAILED) {
 		rc = -errno;
 		goto fail;
 	}
-	o->state = st;
+	o->pages.state = st;
 	if (ops->unlock) {
-		o->wlock_len = vmo__align_up((o->npages + 63) / 64 * 8, VMO_PAGE);
-		void *w = mmap(NULL, o->wlock_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		o->pages.wlock_len = vmo__align_up((o->npages + 63) / 64 * 8, VMO_PAGE);
+		void *w = mmap(NULL, o->pages.wlock_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 			       -1, 0);
 		if (w == MAP_FAILED) {
 			rc = -errno;
 			goto fail;
 		}
-		o->wlock = w;
+		o->pages.wlock = w;
 	}
 	o->memfd = memfd_create("vmo", MFD_CLOEXEC);
 	if (o->memfd < 0) {
@@ -145,10 +145,10 @@ VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops
 fail:
 	if (o->memfd >= 0)
 		close(o->memfd);
-	if (o->state)
-		munmap((void *)o->state, o->state_len);
-	if (o->wlock)
-		munmap((void *)o->wlock, o->wlock_len);
+	if (o->pages.state)
+		munmap((void *)o->pages.state, o->pages.state_len);
+	if (o->pages.wlock)
+		munmap((void *)o->pages.wlock, o->pages.wlock_len);
 	vmo__chunks_free(o);
 	pthread_mutex_destroy(&o->mu);
 	pthread_cond_destroy(&o->cv);
@@ -227,7 +227,7 @@ VMO_API void vmo_object_unref(struct vmo_object *obj)
 static void object_free(struct vmo_object *obj)
 {
 	int rc = vmo_object_shutdown(obj); /* writes dirty pages back */
-	long lost = atomic_load(&obj->dirty_pages);
+	long lost = atomic_load(&obj->pages.dirty_pages);
 	if (rc && obj->ops->write)
 		vmo__err("object released with %ld dirty pages not written back: %s", lost, vmo_strerror(rc));
 	struct vmo_engine *eng = obj->eng;
@@ -250,14 +250,14 @@ static void object_free(struct vmo_object *obj)
 	if (obj->ops->release)
 		obj->ops->release(obj->ctx);
 	/* Its memory goes with the memfd: take it off the engine's count. */
-	atomic_fetch_sub(&eng->resident, (uint64_t)atomic_load(&obj->resident_pages) << obj->page_shift);
+	atomic_fetch_sub(&eng->resident, (uint64_t)atomic_load(&obj->pages.resident_pages) << obj->page_shift);
 	close(obj->memfd);
-	munmap((void *)obj->state, obj->state_len);
-	if (obj->wlock)
-		munmap((void *)obj->wlock, obj->wlock_len);
+	munmap((void *)obj->pages.state, obj->pages.state_len);
+	if (obj->pages.wlock)
+		munmap((void *)obj->pages.wlock, obj->pages.wlock_len);
 	vmo__chunks_free(obj);
-	free(obj->errs);
-	free(obj->pend);
+	free(obj->pages.errs);
+	free(obj->pages.pend);
 	pthread_mutex_destroy(&obj->mu);
 	pthread_cond_destroy(&obj->cv);
 	pthread_mutex_destroy(&obj->wb_mu);
@@ -274,11 +274,11 @@ VMO_API int vmo_object_shutdown(struct vmo_object *obj)
 	int rc = 0;
 	/* Async tracking: writes since the last collection are not counted in
 	 * dirty_pages yet, so always look. */
-	if (!atomic_load(&obj->dead) && (atomic_load(&obj->dirty_pages) || obj->eng->async))
+	if (!atomic_load(&obj->dead) && (atomic_load(&obj->pages.dirty_pages) || obj->eng->async))
 		rc = vmo_sync(obj, VMO_WAIT);
 	pthread_mutex_lock(&obj->mu);
 	atomic_store(&obj->dead, 1);
-	while (obj->inflight)
+	while (obj->pages.inflight)
 		pthread_cond_wait(&obj->cv, &obj->mu);
 	pthread_mutex_unlock(&obj->mu);
 	/* Reads the pager would answer later are given up (a supply now gets
@@ -312,8 +312,8 @@ VMO_API int vmo_object_stats_sized(struct vmo_object *obj, struct vmo_stats *out
 	if (!obj || !out || size < offsetof(struct vmo_stats, resident))
 		return -EINVAL;
 	memset(st, 0, sizeof *st);
-	st->resident = (uint64_t)atomic_load(&obj->resident_pages) << obj->page_shift;
-	st->dirty = (uint64_t)atomic_load(&obj->dirty_pages) << obj->page_shift;
+	st->resident = (uint64_t)atomic_load(&obj->pages.resident_pages) << obj->page_shift;
+	st->dirty = (uint64_t)atomic_load(&obj->pages.dirty_pages) << obj->page_shift;
 	st->faults = atomic_load(&obj->st.faults);
 	st->missing_faults = atomic_load(&obj->st.missing);
 	st->minor_faults = atomic_load(&obj->st.minor);

@@ -178,7 +178,7 @@ VMO_API int vmo_clear_error(struct vmo_object *obj, uint64_t off)
 	pthread_mutex_lock(&obj->mu);
 	struct vmo__err *e = vmo__find_err(obj, pg);
 	if (e)
-		*e = obj->errs[--obj->nerrs];
+		*e = obj->pages.errs[--obj->pages.nerrs];
 	pthread_mutex_unlock(&obj->mu);
 	/* Remove the poison markers from every view so that the page faults
 	 * again, then let the next fault ask the pager. */

@@ -20,7 +20,7 @@ bool vmo__callback_begin(struct vmo_object *obj)
 	pthread_mutex_lock(&obj->mu);
 	bool ok = !atomic_load(&obj->dead);
 	if (ok)
-		obj->inflight++;
+		obj->pages.inflight++;
 	pthread_mutex_unlock(&obj->mu);
 	return ok;
 }
@@ -28,16 +28,16 @@ bool vmo__callback_begin(struct vmo_object *obj)
 void vmo__callback_end(struct vmo_object *obj)
 {
 	pthread_mutex_lock(&obj->mu);
-	if (--obj->inflight == 0 && atomic_load(&obj->dead))
+	if (--obj->pages.inflight == 0 && atomic_load(&obj->dead))
 		pthread_cond_broadcast(&obj->cv);
 	pthread_mutex_unlock(&obj->mu);
 }
 
 struct vmo__err *vmo__find_err(struct vmo_object *obj, uint64_t pg)
 {
-	for (size_t i = 0; i < obj->nerrs; i++)
-		if (obj->errs[i].pg == pg)
-			return &obj->errs[i];
+	for (size_t i = 0; i < obj->pages.nerrs; i++)
+		if (obj->pages.errs[i].pg == pg)
+			return &obj->pages.errs[i];
 	return NULL;
 }
 
@@ -46,17 +46,17 @@ void vmo__set_error(struct vmo_object *obj, uint64_t pg, int err)
 	pthread_mutex_lock(&obj->mu);
 	struct vmo__err *e = vmo__find_err(obj, pg);
 	if (!e) {
-		if (obj->nerrs == obj->errs_cap) {
-			size_t cap = obj->errs_cap ? obj->errs_cap * 2 : 16;
-			struct vmo__err *n = realloc(obj->errs, cap * sizeof *n);
+		if (obj->pages.nerrs == obj->pages.errs_cap) {
+			size_t cap = obj->pages.errs_cap ? obj->pages.errs_cap * 2 : 16;
+			struct vmo__err *n = realloc(obj->pages.errs, cap * sizeof *n);
 			if (!n) { /* keep the state ERROR; the errno is lost, report EIO */
 				pthread_mutex_unlock(&obj->mu);
 				return;
 			}
-			obj->errs = n;
-			obj->errs_cap = cap;
+			obj->pages.errs = n;
+			obj->pages.errs_cap = cap;
 		}
-		e = &obj->errs[obj->nerrs++];
+		e = &obj->pages.errs[obj->pages.nerrs++];
 		e->pg = pg;
 	}
 	e->err = err;
@@ -67,9 +67,9 @@ void vmo__set_error(struct vmo_object *obj, uint64_t pg, int err)
 void vmo__forget_errors(struct vmo_object *obj, uint64_t pg0, uint64_t pg1)
 {
 	pthread_mutex_lock(&obj->mu);
-	for (size_t i = 0; i < obj->nerrs;) {
-		if (obj->errs[i].pg >= pg0 && obj->errs[i].pg < pg1)
-			obj->errs[i] = obj->errs[--obj->nerrs];
+	for (size_t i = 0; i < obj->pages.nerrs;) {
+		if (obj->pages.errs[i].pg >= pg0 && obj->pages.errs[i].pg < pg1)
+			obj->pages.errs[i] = obj->pages.errs[--obj->pages.nerrs];
 		else
 			i++;
 	}
@@ -85,15 +85,15 @@ bool vmo__add_waiter(struct vmo_object *obj, uint64_t pg, struct vmo__space *sp,
 	w->sp = sp;
 	w->addr = addr;
 	pthread_mutex_lock(&obj->mu);
-	w->next = obj->waiters;
-	obj->waiters = w;
-	atomic_fetch_add(&obj->nwaiters, 1);
+	w->next = obj->pages.waiters;
+	obj->pages.waiters = w;
+	atomic_fetch_add(&obj->pages.nwaiters, 1);
 	/* Re-check after publishing: the filler stores the final state and then
 	 * looks at nwaiters, so one of the two sees the other. */
 	uint8_t s = ps_get(obj, pg);
 	if (s != PS_FILLING && s != PS_EVICTING && s != PS_PENDING) {
-		obj->waiters = w->next;
-		atomic_fetch_sub(&obj->nwaiters, 1);
+		obj->pages.waiters = w->next;
+		atomic_fetch_sub(&obj->pages.nwaiters, 1);
 		pthread_mutex_unlock(&obj->mu);
 		free(w);
 		return false;
@@ -104,17 +104,17 @@ bool vmo__add_waiter(struct vmo_object *obj, uint64_t pg, struct vmo__space *sp,
 
 void vmo__wake_waiters(struct vmo_object *obj, uint64_t pg, uint64_t n)
 {
-	if (atomic_load(&obj->nwaiters) == 0)
+	if (atomic_load(&obj->pages.nwaiters) == 0)
 		return;
 	struct vmo__waiter *wake = NULL;
 	pthread_mutex_lock(&obj->mu);
-	for (struct vmo__waiter **pp = &obj->waiters; *pp;) {
+	for (struct vmo__waiter **pp = &obj->pages.waiters; *pp;) {
 		struct vmo__waiter *w = *pp;
 		if (w->pg >= pg && w->pg < pg + n) {
 			*pp = w->next;
 			w->next = wake;
 			wake = w;
-			atomic_fetch_sub(&obj->nwaiters, 1);
+			atomic_fetch_sub(&obj->pages.nwaiters, 1);
 		} else {
 			pp = &w->next;
 		}
@@ -132,23 +132,23 @@ void vmo__wake_waiters(struct vmo_object *obj, uint64_t pg, uint64_t n)
 int vmo__chunks_init(struct vmo_object *o)
 {
 	uint64_t cb = o->page_size > CHUNK_BYTES ? o->page_size : CHUNK_BYTES;
-	o->chunk_pages = (uint32_t)(cb >> o->page_shift);
-	o->chunk_shift = (uint32_t)__builtin_ctz(o->chunk_pages);
-	o->nchunks = (o->npages + o->chunk_pages - 1) >> o->chunk_shift;
-	size_t res_len = o->nchunks * sizeof(uint32_t);
-	o->chunk_len = vmo__align_up(res_len + o->nchunks, VMO_PAGE);
-	void *p = mmap(NULL, o->chunk_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	o->pages.chunk_pages = (uint32_t)(cb >> o->page_shift);
+	o->pages.chunk_shift = (uint32_t)__builtin_ctz(o->pages.chunk_pages);
+	o->pages.nchunks = (o->npages + o->pages.chunk_pages - 1) >> o->pages.chunk_shift;
+	size_t res_len = o->pages.nchunks * sizeof(uint32_t);
+	o->pages.chunk_len = vmo__align_up(res_len + o->pages.nchunks, VMO_PAGE);
+	void *p = mmap(NULL, o->pages.chunk_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -errno;
-	o->chunk_res = p;
-	o->chunk_ref = (_Atomic uint8_t *)((char *)p + res_len);
+	o->pages.chunk_res = p;
+	o->pages.chunk_ref = (_Atomic uint8_t *)((char *)p + res_len);
 	return 0;
 }
 
 void vmo__chunks_free(struct vmo_object *o)
 {
-	if (o->chunk_res)
-		munmap((void *)o->chunk_res, o->chunk_len);
+	if (o->pages.chunk_res)
+		munmap((void *)o->pages.chunk_res, o->pages.chunk_len);
 }
 
 void vmo__account(struct vmo_object *o, uint64_t pg, long n, uint8_t st)
@@ -156,20 +156,20 @@ void vmo__account(struct vmo_object *o, uint64_t pg, long n, uint8_t st)
 	long sign = n < 0 ? -1 : 1;
 	uint64_t cnt = (uint64_t)(n < 0 ? -n : n);
 	for (uint64_t i = 0; i < cnt;) {
-		uint64_t c = (pg + i) >> o->chunk_shift;
-		uint64_t end = (c + 1) << o->chunk_shift;
+		uint64_t c = (pg + i) >> o->pages.chunk_shift;
+		uint64_t end = (c + 1) << o->pages.chunk_shift;
 		uint64_t k = end - (pg + i);
 		if (k > cnt - i)
 			k = cnt - i;
-		atomic_fetch_add_explicit(&o->chunk_res[c], (uint32_t)(sign * (long)k), memory_order_relaxed);
+		atomic_fetch_add_explicit(&o->pages.chunk_res[c], (uint32_t)(sign * (long)k), memory_order_relaxed);
 		if (sign > 0)
-			atomic_store_explicit(&o->chunk_ref[c], 1, memory_order_relaxed);
+			atomic_store_explicit(&o->pages.chunk_ref[c], 1, memory_order_relaxed);
 		i += k;
 	}
-	atomic_fetch_add(&o->resident_pages, n);
+	atomic_fetch_add(&o->pages.resident_pages, n);
 	atomic_fetch_add(&o->eng->resident, (uint64_t)(n * (long)o->page_size));
 	if (st == PS_DIRTY)
-		atomic_fetch_add(&o->dirty_pages, n);
+		atomic_fetch_add(&o->pages.dirty_pages, n);
 }
 
 void vmo__pages_notify_evict(struct vmo_object *o, uint64_t pg, uint64_t n)
@@ -191,7 +191,7 @@ void vmo__pages_drop(struct vmo_object *o, uint64_t pg, uint64_t n, long dirty)
 		for (uint64_t i = 0; i < n; i++)
 			ps_set(o, pg + i, dirty ? PS_DIRTY : PS_CLEAN);
 		if (dirty)
-			atomic_fetch_add(&o->dirty_pages, (long)n - dirty);
+			atomic_fetch_add(&o->pages.dirty_pages, (long)n - dirty);
 		vmo__wake_waiters(o, pg, n);
 		return;
 	}
@@ -199,7 +199,7 @@ void vmo__pages_drop(struct vmo_object *o, uint64_t pg, uint64_t n, long dirty)
 		ps_set(o, pg + i, PS_ABSENT);
 	vmo__account(o, pg, -(long)n, PS_CLEAN);
 	if (dirty)
-		atomic_fetch_sub(&o->dirty_pages, dirty);
+		atomic_fetch_sub(&o->pages.dirty_pages, dirty);
 	atomic_fetch_add(&o->st.evictions, n);
 	vmo__wake_waiters(o, pg, n);
 	vmo__pages_notify_evict(o, pg, n);
@@ -209,27 +209,27 @@ void vmo__pending_add(struct vmo_object *o, uint64_t pg, uint64_t n)
 {
 	pthread_mutex_lock(&o->mu);
 	/* Prune ranges with nothing PENDING left before growing. */
-	if (o->npend == o->pend_cap) {
+	if (o->pages.npend == o->pages.pend_cap) {
 		size_t k = 0;
-		for (size_t i = 0; i < o->npend; i++) {
+		for (size_t i = 0; i < o->pages.npend; i++) {
 			bool live = false;
-			for (uint64_t j = 0; j < o->pend[i].n && !live; j++)
-				live = ps_get(o, o->pend[i].pg + j) == PS_PENDING;
+			for (uint64_t j = 0; j < o->pages.pend[i].n && !live; j++)
+				live = ps_get(o, o->pages.pend[i].pg + j) == PS_PENDING;
 			if (live)
-				o->pend[k++] = o->pend[i];
+				o->pages.pend[k++] = o->pages.pend[i];
 		}
-		o->npend = k;
+		o->pages.npend = k;
 	}
-	if (o->npend == o->pend_cap) {
-		size_t cap = o->pend_cap ? o->pend_cap * 2 : 16;
-		struct vmo__pend *v = realloc(o->pend, cap * sizeof *v);
+	if (o->pages.npend == o->pages.pend_cap) {
+		size_t cap = o->pages.pend_cap ? o->pages.pend_cap * 2 : 16;
+		struct vmo__pend *v = realloc(o->pages.pend, cap * sizeof *v);
 		if (v) {
-			o->pend = v;
-			o->pend_cap = cap;
+			o->pages.pend = v;
+			o->pages.pend_cap = cap;
 		}
 	}
-	if (o->npend < o->pend_cap)
-		o->pend[o->npend++] = (struct vmo__pend){ pg, n };
+	if (o->pages.npend < o->pages.pend_cap)
+		o->pages.pend[o->pages.npend++] = (struct vmo__pend){ pg, n };
 	else
 		vmo__err("no memory to remember a pending read; a shutdown will not give up its pages");
 	pthread_mutex_unlock(&o->mu);
@@ -238,10 +238,10 @@ void vmo__pending_add(struct vmo_object *o, uint64_t pg, uint64_t n)
 void vmo__pending_abandon(struct vmo_object *o)
 {
 	pthread_mutex_lock(&o->mu);
-	struct vmo__pend *v = o->pend;
-	size_t n = o->npend;
-	o->pend = NULL;
-	o->npend = o->pend_cap = 0;
+	struct vmo__pend *v = o->pages.pend;
+	size_t n = o->pages.npend;
+	o->pages.pend = NULL;
+	o->pages.npend = o->pages.pend_cap = 0;
 	pthread_mutex_unlock(&o->mu);
 	for (size_t i = 0; i < n; i++)
 		for (uint64_t j = 0; j < v[i].n; j++)

@@ -7,11 +7,59 @@
 #define VMO_PAGES_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct vmo_object;
 struct vmo__space;
-struct vmo__err;
+
+/* A fault waiting for a page another worker is filling or evicting. */
+struct vmo__waiter {
+	uint64_t pg;
+	struct vmo__space *sp;
+	uintptr_t addr; /* page address in the faulting mapping */
+	struct vmo__waiter *next;
+};
+
+struct vmo__err {
+	uint64_t pg;
+	int err;
+};
+
+/* An object's pages, embedded in it (obj->pages).  The lists (waiters,
+ * errs, pend) and inflight are under the object's lock. */
+struct vmo__pages {
+	/* One byte per page (enum vmo__pstate, core.h), lazily allocated. */
+	_Atomic uint8_t *state;
+	size_t state_len;
+	/* Pages supplied write-locked (the read set VMO_READ_WRITELOCK): their
+	 * first write asks the pager's unlock.  A bit per page; NULL without an
+	 * unlock callback. */
+	_Atomic uint64_t *wlock;
+	size_t wlock_len;
+	_Atomic long resident_pages, dirty_pages; /* dirty counts DIRTY + CLEANING */
+
+	/* reclaim: per chunk, resident pages and a referenced bit */
+	uint32_t chunk_pages; /* pages per chunk */
+	uint32_t chunk_shift; /* log2(chunk_pages) */
+	uint64_t nchunks;
+	_Atomic uint32_t *chunk_res;
+	_Atomic uint8_t *chunk_ref;
+	size_t chunk_len; /* bytes mapped for chunk_res + chunk_ref */
+	uint64_t hand;    /* CLOCK hand (chunk index), under eng->evict_mu */
+
+	struct vmo__waiter *waiters;
+	_Atomic int nwaiters;
+	struct vmo__err *errs;
+	size_t nerrs, errs_cap;
+	int inflight; /* pager callbacks running */
+	/* Ranges a read answered -EINPROGRESS for (pages PENDING until
+	 * supplied): what shutdown gives up; pruned as they are supplied. */
+	struct vmo__pend {
+		uint64_t pg, n;
+	} *pend;
+	size_t npend, pend_cap;
+};
 
 /* The chunk table reclaim works on (per chunk: resident pages, a
  * referenced bit). */

@@ -43,16 +43,16 @@ static bool copy_to_waiter(struct vmo_object *o, uint64_t pg, const void *buf)
 {
 	struct vmo__space *sp = NULL;
 	uintptr_t addr = 0;
-	if (!atomic_load(&o->nwaiters))
+	if (!atomic_load(&o->pages.nwaiters))
 		return false;
 	/* Take the waiter off the list: the copy wakes it (no second wake). */
 	struct vmo__waiter *w = NULL;
 	pthread_mutex_lock(&o->mu);
-	for (struct vmo__waiter **pp = &o->waiters; *pp; pp = &(*pp)->next)
+	for (struct vmo__waiter **pp = &o->pages.waiters; *pp; pp = &(*pp)->next)
 		if ((*pp)->pg == pg) {
 			w = *pp;
 			*pp = w->next;
-			atomic_fetch_sub(&o->nwaiters, 1);
+			atomic_fetch_sub(&o->pages.nwaiters, 1);
 			break;
 		}
 	pthread_mutex_unlock(&o->mu);
@@ -91,7 +91,7 @@ static bool copy_to_waiter(struct vmo_object *o, uint64_t pg, const void *buf)
 static int install(struct vmo_object *o, uint64_t pg, uint64_t n, const void *buf, unsigned flags)
 {
 	vmo__budget_check(o, n); /* room first, as a worker's fill */
-	if (o->wlock)
+	if (o->pages.wlock)
 		wlock_set(o, pg, n, flags & VMO_READ_WRITELOCK);
 	int rc = 0;
 	for (uint64_t i = 0; i < n;) {
@@ -103,7 +103,7 @@ static int install(struct vmo_object *o, uint64_t pg, uint64_t n, const void *bu
 		}
 		/* the run up to the next page a thread waits for, through the memfd */
 		uint64_t k = 1;
-		while (i + k < n && !atomic_load(&o->nwaiters))
+		while (i + k < n && !atomic_load(&o->pages.nwaiters))
 			k++;
 		size_t len = (size_t)k << o->page_shift;
 		int w = vmo__pwrite_full(o->memfd, b, len, (pg + i) << o->page_shift);
