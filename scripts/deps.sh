@@ -2,7 +2,8 @@
 # Install the Debian packages vmo needs to build, test and benchmark.
 # Idempotent and quick when everything is there; needs root (or sudo) otherwise.
 set -euo pipefail
-PKGS=(build-essential cmake ninja-build pkg-config python3 libfuse3-dev fuse3)
+# clang and libclang-rt-14-dev (libFuzzer, the sanitizers' runtimes): scripts/fuzz.sh
+PKGS=(build-essential cmake ninja-build pkg-config python3 libfuse3-dev fuse3 clang libclang-rt-14-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

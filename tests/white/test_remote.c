@@ -247,8 +247,17 @@ static void case_serve_child(void)
 	cmd(sv[0], 'v');
 	CHECK(s->reads > reads0);
 
-	/* killed mid-fault: the read of the last page blocks until we let it go */
-	CHECK_OK(vmo_return(o, VMO_WAIT));
+	/* killed mid-fault: the read of the last page blocks until we let it go.
+	 * Everything out of memory first: the child's last read may still be
+	 * finishing (a page being filled is not evicted), so until none is left. */
+	for (int i = 0; i < 1000; i++) {
+		CHECK_OK(vmo_return(o, VMO_WAIT));
+		CHECK_OK(vmo_object_stats(o, &st));
+		if (!st.resident)
+			break;
+		usleep(1000);
+	}
+	CHECK_EQ(st.resident, 0);
 	s->block_pg = NPG - 1;
 	cmd(sv[0], 'b');
 	pthread_mutex_lock(&s->mu);
