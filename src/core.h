@@ -194,6 +194,9 @@ void vmo__reclaim(struct vmo_engine *e, struct vmo_object *only, uint64_t extra_
 /* Drop the clean pages of [pg0, pg1) from memory (punch the memfd). */
 uint64_t vmo__evict_clean(struct vmo_object *obj, uint64_t pg0, uint64_t pg1, bool dirty_too);
 
+/* ops.c: [off, off+len) as pages [*pg0, *pg1): -EINVAL unless len > 0,
+ * both multiples of the object's page size, within the object. */
+int vmo__range_pages(struct vmo_object *o, uint64_t off, uint64_t len, uint64_t *pg0, uint64_t *pg1);
 /* ops.c: run the background work queued on obj (evictor thread). */
 void vmo__run_bg(struct vmo_object *obj);
 
@@ -228,6 +231,10 @@ void vmo__views_lost_writes(struct vmo_object *obj, uint64_t off, uint64_t len);
  * views are still visited). */
 int vmo__views_each(struct vmo_object *o, uint64_t lo, uint64_t hi, bool wp_only,
 		    int (*fn)(struct vmo_map *m, uintptr_t addr, size_t len, void *arg), void *arg);
+/* Zap object bytes [lo, hi) in every view (only writable tracked ones, with
+ * wp_only): their page-table entries go, the pages stay; the next access
+ * faults.  A failure is warned about with `what` (NULL: quietly). */
+void vmo__views_zap(struct vmo_object *o, uint64_t lo, uint64_t hi, bool wp_only, const char *what);
 
 /* object.c */
 /* Add the counters of s (not resident, dirty, mappings, budget) to g. */

@@ -27,20 +27,11 @@
 
 /* ---- eviction of one range ------------------------------------------------ */
 
-/* Punch [pg, pg+n) (all EVICTING) out of the memfd, then mark them absent. */
 /* Async tracking: a page claimed for eviction may have been written since
  * dirty pages were last collected, and the kernel did not tell us.  Unmap it
- * from the writable views (later accesses fault to us and wait), then write
- * it back whatever it holds.  false: the write failed, keep the pages. */
-static int zap_view(struct vmo_map *m, uintptr_t addr, size_t len, void *arg)
-{
-	(void)arg;
-	/* Another process's view on a kernel whose process_madvise cannot
-	 * zap keeps its entries: its accesses are not seen (aging only). */
-	m->space->ops->zap(m->space, (void *)addr, len);
-	return 0;
-}
-
+ * from the writable views (later accesses fault to us and wait; another
+ * process's views cannot be zapped and keep their entries), then write it
+ * back whatever it holds.  false: the write failed, keep the pages. */
 static bool async_flush(struct vmo_object *o, uint64_t pg, uint64_t n)
 {
 	uint64_t lo = pg << o->page_shift, hi = (pg + n) << o->page_shift;
@@ -48,7 +39,7 @@ static bool async_flush(struct vmo_object *o, uint64_t pg, uint64_t n)
 	int nw = o->nwmaps;
 	pthread_mutex_unlock(&o->mu);
 	if (nw)
-		vmo__views_each(o, lo, hi, true, zap_view, NULL);
+		vmo__views_zap(o, lo, hi, true, NULL);
 	if (!nw || !o->ops->write)
 		return true;
 	size_t len = (size_t)n << o->page_shift;
@@ -121,7 +112,7 @@ static void unmap_chunk(struct vmo_object *o, uint64_t c)
 	if (o->eng->async)
 		return; /* unmapping a written page would erase its written bit:
 			 * async tracking keeps the supply-time reference only */
-	vmo__views_each(o, lo, hi, false, zap_view, NULL);
+	vmo__views_zap(o, lo, hi, false, NULL); /* (another process's: aging only) */
 }
 
 /* Advance obj's CLOCK hand until `want` pages are freed or two sweeps made. */

@@ -11,16 +11,20 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static int range_args(struct vmo_object *o, uint64_t off, uint64_t len, unsigned flags, uint64_t *pg0,
-		      uint64_t *pg1)
+int vmo__range_pages(struct vmo_object *o, uint64_t off, uint64_t len, uint64_t *pg0, uint64_t *pg1)
 {
 	uint64_t end;
-	if (!o || (flags & ~VMO_WAIT) || !len || ((off | len) & (o->page_size - 1)) || !vmo__add_ok(off, len, &end) ||
-	    end > o->size)
+	if (!o || !len || ((off | len) & (o->page_size - 1)) || !vmo__add_ok(off, len, &end) || end > o->size)
 		return -EINVAL;
 	*pg0 = off >> o->page_shift;
 	*pg1 = end >> o->page_shift;
 	return 0;
+}
+
+static int range_args(struct vmo_object *o, uint64_t off, uint64_t len, unsigned flags, uint64_t *pg0,
+		      uint64_t *pg1)
+{
+	return flags & ~VMO_WAIT ? -EINVAL : vmo__range_pages(o, off, len, pg0, pg1);
 }
 
 /* Queue [pg0, pg1) for the evictor thread; false if the queue is full (the
@@ -156,16 +160,6 @@ VMO_API int vmo_get_error(struct vmo_object *obj, uint64_t off)
 	return err;
 }
 
-static int zap_view(struct vmo_map *m, uintptr_t addr, size_t len, void *arg)
-{
-	(void)arg;
-	int rc = m->space->ops->zap(m->space, (void *)addr, len);
-	if (rc && rc != -ESRCH)
-		vmo__warn("clear_error: removing the poison at %#lx (%s space): %s", (unsigned long)addr,
-			  m->space->ops->kind, strerror(-rc));
-	return 0;
-}
-
 VMO_API int vmo_clear_error(struct vmo_object *obj, uint64_t off)
 {
 	if (!obj || off >= obj->size)
@@ -182,7 +176,7 @@ VMO_API int vmo_clear_error(struct vmo_object *obj, uint64_t off)
 	pthread_mutex_unlock(&obj->mu);
 	/* Remove the poison markers from every view so that the page faults
 	 * again, then let the next fault ask the pager. */
-	vmo__views_each(obj, po, po + obj->page_size, false, zap_view, NULL);
+	vmo__views_zap(obj, po, po + obj->page_size, false, "clear_error: removing the poison");
 	ps_cas(obj, pg, PS_ERROR, PS_ABSENT);
 	pthread_mutex_unlock(lk);
 	return 0;

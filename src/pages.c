@@ -102,6 +102,28 @@ bool vmo__add_waiter(struct vmo_object *obj, uint64_t pg, struct vmo__space *sp,
 	return true;
 }
 
+bool vmo__waiter_take(struct vmo_object *obj, uint64_t pg, struct vmo__space **sp, uintptr_t *addr)
+{
+	if (atomic_load(&obj->pages.nwaiters) == 0)
+		return false;
+	struct vmo__waiter *w = NULL;
+	pthread_mutex_lock(&obj->mu);
+	for (struct vmo__waiter **pp = &obj->pages.waiters; *pp; pp = &(*pp)->next)
+		if ((*pp)->pg == pg) {
+			w = *pp;
+			*pp = w->next;
+			atomic_fetch_sub(&obj->pages.nwaiters, 1);
+			break;
+		}
+	pthread_mutex_unlock(&obj->mu);
+	if (!w)
+		return false;
+	*sp = w->sp;
+	*addr = w->addr;
+	free(w);
+	return true;
+}
+
 void vmo__wake_waiters(struct vmo_object *obj, uint64_t pg, uint64_t n)
 {
 	if (atomic_load(&obj->pages.nwaiters) == 0)

@@ -90,6 +90,9 @@ void vmo__callback_end(struct vmo_object *obj);
 /* Park a fault at addr of sp on page pg until the page leaves its transient
  * state (returns false if it already has: handle the fault again). */
 bool vmo__add_waiter(struct vmo_object *obj, uint64_t pg, struct vmo__space *sp, uintptr_t addr);
+/* Take the first waiter on page pg off the list, unwoken (the caller wakes
+ * it, e.g. by supplying the page into its view): false if there is none. */
+bool vmo__waiter_take(struct vmo_object *obj, uint64_t pg, struct vmo__space **sp, uintptr_t *addr);
 /* Wake (UFFDIO_WAKE) every waiter on pages [pg, pg+n). */
 void vmo__wake_waiters(struct vmo_object *obj, uint64_t pg, uint64_t n);
 

@@ -24,8 +24,8 @@
 
 static int supply_check(struct vmo_object *o, uint64_t off, size_t len)
 {
-	uint64_t end;
-	if (!o || !len || ((off | len) & (o->page_size - 1)) || !vmo__add_ok(off, len, &end) || end > o->size) {
+	uint64_t pg0, pg1;
+	if (vmo__range_pages(o, off, len, &pg0, &pg1)) {
 		vmo__set_detail("supply: off and len must be multiples of the object's page size, len > 0, "
 				"within the object");
 		return -EINVAL;
@@ -41,26 +41,11 @@ static int supply_check(struct vmo_object *o, uint64_t off, size_t len)
  * waiter, or its view is not there any more: the caller writes the memfd. */
 static bool copy_to_waiter(struct vmo_object *o, uint64_t pg, const void *buf)
 {
-	struct vmo__space *sp = NULL;
-	uintptr_t addr = 0;
-	if (!atomic_load(&o->pages.nwaiters))
+	struct vmo__space *sp;
+	uintptr_t addr;
+	/* Off the list: the copy wakes it (no second wake). */
+	if (!vmo__waiter_take(o, pg, &sp, &addr))
 		return false;
-	/* Take the waiter off the list: the copy wakes it (no second wake). */
-	struct vmo__waiter *w = NULL;
-	pthread_mutex_lock(&o->mu);
-	for (struct vmo__waiter **pp = &o->pages.waiters; *pp; pp = &(*pp)->next)
-		if ((*pp)->pg == pg) {
-			w = *pp;
-			*pp = w->next;
-			atomic_fetch_sub(&o->pages.nwaiters, 1);
-			break;
-		}
-	pthread_mutex_unlock(&o->mu);
-	if (!w)
-		return false;
-	sp = w->sp;
-	addr = w->addr;
-	free(w);
 	if (!vmo__space_enter(sp, NULL)) {
 		sp->ops->wake(sp, (void *)addr, o->page_size); /* (gone: it faults again) */
 		return false;
@@ -101,7 +86,9 @@ static int install(struct vmo_object *o, uint64_t pg, uint64_t n, const void *bu
 			i++;
 			continue;
 		}
-		/* the run up to the next page a thread waits for, through the memfd */
+		/* Through the memfd: the rest of the range in one write while no
+		 * thread of the object waits at all, else this page alone (the
+		 * next may have a waiter to copy to). */
 		uint64_t k = 1;
 		while (i + k < n && !atomic_load(&o->pages.nwaiters))
 			k++;

@@ -114,3 +114,22 @@ int vmo__views_each(struct vmo_object *o, uint64_t lo, uint64_t hi, bool wp_only
 	}
 	return err;
 }
+
+/* The kernel operation a zap is: drop the page-table entries of the view's
+ * range (the pages stay in the object).  arg: what to say in a warning when
+ * it fails, or NULL to stay quiet (another process's views cannot be
+ * zapped; a process gone is no failure). */
+static int zap_view(struct vmo_map *m, uintptr_t addr, size_t len, void *arg)
+{
+	const char *what = arg;
+	int rc = m->space->ops->zap(m->space, (void *)addr, len);
+	if (rc && rc != -ESRCH && what)
+		vmo__warn("%s: zapping %#lx (%s space): %s", what, (unsigned long)addr, m->space->ops->kind,
+			  strerror(-rc));
+	return 0;
+}
+
+void vmo__views_zap(struct vmo_object *o, uint64_t lo, uint64_t hi, bool wp_only, const char *what)
+{
+	vmo__views_each(o, lo, hi, wp_only, zap_view, (void *)what);
+}
