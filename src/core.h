@@ -132,6 +132,7 @@ struct vmo_engine {
 	bool running;
 	int inhibit;   /* nesting count */
 	int active;    /* workers handling messages */
+	_Atomic unsigned ready; /* workers started, their buffer reserved */
 
 	pthread_mutex_t objs_mu;
 	struct vmo_object *objs;

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/epoll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,7 @@ static void *worker_main(void *arg)
 	pthread_cleanup_push(worker_cleanup, NULL);
 	vmo__on_vmo_thread = true;
 	vmo__worker_buf_init();
+	atomic_fetch_add(&eng->ready, 1);
 	for (;;) {
 		if (serve_stash(eng))
 			continue;
@@ -116,6 +118,7 @@ static void stop_workers(struct vmo_engine *eng)
 		pthread_cancel(eng->threads[i]);
 	for (unsigned i = 0; i < eng->nworkers; i++)
 		pthread_join(eng->threads[i], NULL);
+	atomic_store(&eng->ready, 0);
 	eng->running = false;
 }
 
@@ -133,6 +136,12 @@ static int start_workers(struct vmo_engine *eng)
 			break;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* Return with the workers set up (their supply buffers mapped): the
+	 * program's address space does not change behind it afterwards (a
+	 * worker scheduled late mapped its buffer while the program counted its
+	 * mappings, under load). */
+	while (atomic_load(&eng->ready) < i)
+		sched_yield();
 	if (rc) {
 		unsigned want = eng->nworkers;
 		eng->nworkers = i; /* stop the ones started, keep the count asked */
