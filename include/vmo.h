@@ -422,6 +422,115 @@ VMO_API int vmo_cache_stats_sized(struct vmo_cache *c, struct vmo_cache_stats *s
 /* int vmo_cache_stats(struct vmo_cache *c, struct vmo_cache_stats *st); */
 #define vmo_cache_stats(c, st) vmo_cache_stats_sized((c), (st), sizeof(struct vmo_cache_stats))
 
+/* ------------------------------------------------------------------------ */
+/* Serving objects to other processes (docs/server.md)                      */
+
+/* A server publishes objects of its engine by name on a Unix socket, as a
+ * Hurd translator serves its files' pages with libpager; other processes
+ * open them with vmo_client_open and get a struct vmo_object that maps,
+ * syncs, returns, discards and reports stats like a local one.  The memory
+ * is shared (a write in one process is seen by every other at once), every
+ * client's faults are served by the server's engine under its budget, and
+ * the server's pager writes dirty pages back.  Each client opens a
+ * userfaultfd and hands it to the server; if the server goes away, the
+ * client's faults on pages not in memory get SIGBUS, never zeros.  Access
+ * is checked against the client's credentials (SO_PEERCRED) and the
+ * object's owner and mode, as for a file. */
+struct vmo_server;
+struct vmo_client;
+
+#include <sys/types.h>
+
+/* vmo_client_open flags, and what a server's open callback is asked. */
+#define VMO_OPEN_RDONLY 0u
+#define VMO_OPEN_RDWR (1u << 0)
+#define VMO_OPEN_CREATE (1u << 1) /* create the object if the server has none of that name */
+
+/* What a client asked for, given to the server's open callback. */
+struct vmo_open_request {
+	const char *name;
+	unsigned flags;   /* VMO_OPEN_* */
+	uint64_t size;    /* bytes, 0 if the client did not say */
+	size_t page_size; /* 0 if the client did not say */
+	uid_t uid;        /* the client's credentials (SO_PEERCRED) */
+	gid_t gid;
+	pid_t pid;
+};
+
+struct vmo_server_opts {
+	/* Where to listen: a socket file created here (mode below; an old
+	 * socket file left by a dead server is replaced), or, with path NULL,
+	 * listen_fd: a bound, listening SOCK_SEQPACKET socket (socket
+	 * activation), owned by the server from here. */
+	const char *path;
+	int listen_fd;
+	unsigned mode;        /* permissions of the socket file; 0: 0600 */
+	unsigned max_clients; /* 0: 256 */
+	unsigned max_objects; /* objects one client may hold open; 0: 1024 */
+	/* A client opened a name nothing is published under: publish it
+	 * (vmo_server_publish) and return 0, or refuse with -errno (-ENOENT).
+	 * May be NULL.  Runs on the client's thread of the server. */
+	int (*open)(void *arg, struct vmo_server *srv, const struct vmo_open_request *req);
+	void *arg;
+};
+
+/* Listen and serve on threads of the server's own (one per client). */
+VMO_API int vmo_server_create(struct vmo_engine *eng, const struct vmo_server_opts *opts, struct vmo_server **out);
+/* Stop listening, end every client's connection (their faults on pages not
+ * in memory get SIGBUS from then on), drop the published objects. */
+VMO_API int vmo_server_destroy(struct vmo_server *srv);
+/* Publish obj under name (1-255 bytes of [A-Za-z0-9._-]) with an owner and
+ * a mode (the 0666 bits of a file: read to open it, read and write to open
+ * it for writing; uid 0 may do anything).  The server takes a reference.
+ * -EEXIST if the name is taken. */
+VMO_API int vmo_server_publish(struct vmo_server *srv, const char *name, struct vmo_object *obj, uid_t uid,
+			       gid_t gid, unsigned mode);
+/* In mode: take the object off the list and drop the server's reference
+ * when the last client closes it (an open meanwhile waits until it is
+ * released, its data written back, then asks the open callback again). */
+#define VMO_PUBLISH_CLOSE_IDLE (1u << 16)
+/* Take name off the list: no new opens; clients that have it open keep it. */
+VMO_API int vmo_server_unpublish(struct vmo_server *srv, const char *name);
+/* How many clients have name open now (-ENOENT if not published). */
+VMO_API int vmo_server_object_clients(struct vmo_server *srv, const char *name);
+
+/* The socket a client connects to when given none: $VMO_SERVER, else
+ * /run/vmod/vmod.sock for root, $XDG_RUNTIME_DIR/vmod.sock (or
+ * /tmp/vmod-UID.sock) for others; vmod listens there by default. */
+VMO_API const char *vmo_server_default_path(void);
+/* Connect to a server.  path NULL: $VMO_SERVER, else the default socket of
+ * vmod (/run/vmod/vmod.sock for root, $XDG_RUNTIME_DIR/vmod.sock else).
+ * The protocol versions are agreed here (-EPROTONOSUPPORT with both ranges
+ * in vmo_last_error_detail when there is none in common). */
+VMO_API int vmo_client_connect(const char *path, struct vmo_client **out);
+/* Open an object on the server.  flags: VMO_OPEN_RDONLY or VMO_OPEN_RDWR,
+ * with VMO_OPEN_CREATE; size and page_size (0: the server's choice) for an
+ * object created.  The object works with vmo_map, vmo_unmap, vmo_sync*,
+ * vmo_return*, vmo_discard* (read-write only), vmo_object_stats, size and
+ * page size, and vmo_object_unref; the calls that belong to the pager's side
+ * (supply, errors, budgets, shutdown) are -EOPNOTSUPP.  vmo_sync with
+ * VMO_WAIT returns once the server's store has the data.  A read-only
+ * object maps only with VMO_PROT_READ (-EACCES otherwise).  Errors of the
+ * server come back as its -errno, with its message in
+ * vmo_last_error_detail; -ECONNRESET once the server is gone. */
+VMO_API int vmo_client_open(struct vmo_client *cl, const char *name, unsigned flags, uint64_t size,
+			    size_t page_size, struct vmo_object **out);
+/* Names the server lists to this client (those it may open), from *cursor
+ * (0 to start; 0 again after the last): up to n entries, their count or
+ * -errno. */
+struct vmo_client_entry {
+	char name[256];
+	uint64_t size;
+	size_t page_size;
+};
+VMO_API int vmo_client_list(struct vmo_client *cl, uint64_t *cursor, struct vmo_client_entry *e, size_t n);
+/* The server's engine-wide statistics. */
+VMO_API int vmo_client_server_stats_sized(struct vmo_client *cl, struct vmo_stats *st, size_t size);
+#define vmo_client_server_stats(cl, st) vmo_client_server_stats_sized((cl), (st), sizeof(struct vmo_stats))
+/* Drop the program's hold on the connection: it closes once every object
+ * opened through it is unreferenced too. */
+VMO_API int vmo_client_close(struct vmo_client *cl);
+
 #ifdef __cplusplus
 }
 #endif

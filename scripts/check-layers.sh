@@ -21,6 +21,7 @@ lib=$build/libvmo.a
 
 # top to bottom
 LAYERS=(
+	"server client"                  # serving objects to other processes; objects opened from a server
 	"file mem zero"                  # stores: pagers over the public API
 	"engine"                         # engines: workers (epoll over spaces), spaces wired to objects
 	"evictor cache"                  # background thread, pressure; the yield cache

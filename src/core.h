@@ -54,8 +54,20 @@ struct vmo__ostats {
 #define CHUNK_BYTES (2u << 20)
 #define WP_STRIPES 64
 
+/* A client's object (client.c): the public calls on it go to its server
+ * through these, set by the layer above (vmo_client_open); eng is NULL. */
+enum { VMO__RANGE_SYNC = 1, VMO__RANGE_RETURN, VMO__RANGE_DISCARD };
+struct vmo__proxy_ops {
+	int (*map)(struct vmo_object *o, uint64_t off, size_t len, unsigned flags, void **addr);
+	int (*unmap)(struct vmo_object *o, void *addr, size_t len);
+	int (*range)(struct vmo_object *o, int what, uint64_t off, uint64_t len, unsigned flags);
+	int (*stats)(struct vmo_object *o, struct vmo_stats *st);
+	void (*release)(struct vmo_object *o); /* the program's last reference went */
+};
+
 struct vmo_object {
 	struct vmo_engine *eng;
+	const struct vmo__proxy_ops *proxy; /* a client's object; NULL for the engine's */
 	const struct vmo_pager_ops *ops;
 	void *ctx;
 	/* refs: every reference (the program's, each view's, vmo's short-lived

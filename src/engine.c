@@ -72,12 +72,14 @@ static void *worker_main(void *arg)
 	pthread_cleanup_push(worker_cleanup, NULL);
 	vmo__on_vmo_thread = true;
 	vmo__worker_buf_init();
-	atomic_fetch_add(&eng->ready, 1);
+	unsigned self = atomic_fetch_add(&eng->ready, 1);
 	for (;;) {
+		/* Holding no space here: closed ones may be freed (space.h). */
+		vmo__spaces_pass(&eng->spaces, self);
 		if (serve_stash(eng))
 			continue;
 		/* Cancellation (engine stop) is allowed only while blocked here. */
-		int timeout = vmo__spaces_run_late(&eng->spaces);
+		int timeout = vmo__spaces_timeout(&eng->spaces, vmo__spaces_run_late(&eng->spaces));
 		struct epoll_event ev;
 		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
 		int pr = epoll_wait(eng->spaces.epfd, &ev, 1, timeout);
@@ -118,12 +120,16 @@ static void stop_workers(struct vmo_engine *eng)
 		pthread_cancel(eng->threads[i]);
 	for (unsigned i = 0; i < eng->nworkers; i++)
 		pthread_join(eng->threads[i], NULL);
+	vmo__spaces_workers(&eng->spaces, 0);
 	atomic_store(&eng->ready, 0);
 	eng->running = false;
 }
 
 static int start_workers(struct vmo_engine *eng)
 {
+	int wrc = vmo__spaces_workers(&eng->spaces, eng->nworkers);
+	if (wrc)
+		return wrc;
 	sigset_t all, old;
 	sigfillset(&all);
 	/* Workers block every signal: they belong to the library. */

@@ -164,6 +164,8 @@ VMO_API int vmo_object_set_budget(struct vmo_object *obj, uint64_t high, uint64_
 {
 	if (!obj)
 		return -EINVAL;
+	if (obj->proxy)
+		return vmo__not_on_client("vmo_object_set_budget");
 	int rc = set_budget(&obj->budget_hi, &obj->budget_lo, high, low, obj->page_size);
 	if (!rc && high && (uint64_t)atomic_load(&obj->pages.resident_pages) > atomic_load(&obj->budget_hi))
 		vmo__reclaim(obj->eng, obj, 0);

@@ -73,6 +73,23 @@ static bool view_enter(struct fault *f)
 	return vmo__space_enter(f->sp, f->m);
 }
 
+/* A private view (VMO__VIEW_PRIVATE): the pages go into the memfd (over
+ * whatever is there: a page marked absent holds nothing of the object's),
+ * then are mapped (read-only, the kernel sees to that) and the thread
+ * woken.  Once in the memfd they are supplied, whatever the mapping says:
+ * a thread that was not woken faults again and meets them (MINOR). */
+static int fill_private(struct fault *f, size_t off, const void *src, size_t len, size_t *done)
+{
+	struct vmo_object *o = f->obj;
+	int rc = vmo__pwrite_full(o->memfd, src, len, (f->pg << o->page_shift) + off);
+	if (rc < 0)
+		return rc;
+	if (f->sp->ops->cont(f->sp, (void *)(f->paddr + off), len, false, true, NULL) < 0)
+		f->sp->ops->wake(f->sp, (void *)(f->paddr + off), len);
+	*done = len;
+	return 0;
+}
+
 static void view_exit(struct fault *f)
 {
 	vmo__space_exit(f->sp);
@@ -350,8 +367,12 @@ static void fill(struct fault *f)
 	while (i < n) {
 		size_t done = 0;
 		size_t off = (size_t)i << o->page_shift;
-		rc = in ? f->sp->ops->copy(f->sp, (void *)(f->paddr + off), (char *)buf + off, len - off, wp, &done)
-			: -ENOENT;
+		if (!in)
+			rc = -ENOENT;
+		else if (f->m->flags & VMO__VIEW_PRIVATE)
+			rc = fill_private(f, off, (char *)buf + off, len - off, &done);
+		else
+			rc = f->sp->ops->copy(f->sp, (void *)(f->paddr + off), (char *)buf + off, len - off, wp, &done);
 		uint64_t k = done >> o->page_shift;
 		/* A CAS: async dirty collection may already have found the page
 		 * written (FILLING -> DIRTY) since the copy woke the writer. */

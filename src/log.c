@@ -73,6 +73,14 @@ void vmo__set_detail(const char *fmt, ...)
 	vmo__log(VMO_LOG_ERROR, "%s", detail);
 }
 
+int vmo__not_on_client(const char *call)
+{
+	vmo__set_detail("%s: not for an object opened from a server (vmo_client_open): the server's "
+			"pager side does that",
+			call);
+	return -EOPNOTSUPP;
+}
+
 VMO_API const char *vmo_last_error_detail(void)
 {
 	return detail;

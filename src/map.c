@@ -32,6 +32,10 @@ VMO_API int vmo_map(struct vmo_object *obj, uint64_t off, size_t len, unsigned f
 	uint64_t end;
 	if ((off | len) & (obj->page_size - 1) || !vmo__add_ok(off, len, &end) || end > obj->size)
 		return -EINVAL;
+	if ((flags & VMO_MAP_FIXED) && (!*addr || ((uintptr_t)*addr & (VMO_PAGE - 1))))
+		return -EINVAL;
+	if (obj->proxy)
+		return obj->proxy->map(obj, off, len, flags, addr);
 	void *hint = NULL;
 	int mflags = MAP_SHARED;
 	if (flags & VMO_MAP_FIXED) {
@@ -79,6 +83,8 @@ VMO_API int vmo_unmap(struct vmo_object *obj, void *addr, size_t len)
 {
 	if (!obj || !addr || !len)
 		return -EINVAL;
+	if (obj->proxy)
+		return obj->proxy->unmap(obj, addr, len);
 	struct vmo_engine *eng = obj->eng;
 	struct vmo_map *m = vmo__view_take(eng->local, obj, (uintptr_t)addr, len);
 	if (!m)

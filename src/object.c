@@ -212,6 +212,11 @@ VMO_API void vmo_object_unref(struct vmo_object *obj)
 {
 	if (!obj)
 		return;
+	if (obj->proxy) {
+		if (atomic_fetch_sub(&obj->urefs, 1) == 1)
+			obj->proxy->release(obj);
+		return;
+	}
 	if (atomic_fetch_sub(&obj->urefs, 1) == 1 && !vmo__on_vmo_thread) {
 		/* Events already read (the program's munmap returned) applied
 		 * first: the views they retire count out of nmaps. */
@@ -270,6 +275,8 @@ VMO_API int vmo_object_shutdown(struct vmo_object *obj)
 {
 	if (!obj)
 		return -EINVAL;
+	if (obj->proxy)
+		return vmo__not_on_client("vmo_object_shutdown");
 	/* As libpager's pager_shutdown: write everything back first. */
 	int rc = 0;
 	/* Async tracking: writes since the last collection are not counted in
@@ -301,7 +308,7 @@ VMO_API size_t vmo_object_page_size(const struct vmo_object *obj)
 
 VMO_API void *vmo_object_ctx(const struct vmo_object *obj)
 {
-	return obj ? obj->ctx : NULL;
+	return obj && !obj->proxy ? obj->ctx : NULL;
 }
 
 /* ---- stats ---------------------------------------------------------------- */
@@ -312,6 +319,12 @@ VMO_API int vmo_object_stats_sized(struct vmo_object *obj, struct vmo_stats *out
 	if (!obj || !out || size < offsetof(struct vmo_stats, resident))
 		return -EINVAL;
 	memset(st, 0, sizeof *st);
+	if (obj->proxy) {
+		int rc = obj->proxy->stats(obj, st);
+		if (rc)
+			return rc;
+		goto out;
+	}
 	st->resident = (uint64_t)atomic_load(&obj->pages.resident_pages) << obj->page_shift;
 	st->dirty = (uint64_t)atomic_load(&obj->pages.dirty_pages) << obj->page_shift;
 	st->faults = atomic_load(&obj->st.faults);
@@ -330,6 +343,7 @@ VMO_API int vmo_object_stats_sized(struct vmo_object *obj, struct vmo_stats *out
 	pthread_mutex_lock(&obj->mu);
 	st->mappings = (uint64_t)obj->nmaps;
 	pthread_mutex_unlock(&obj->mu);
+out:;
 	/* The caller's struct may be older (smaller) or newer (larger) than
 	 * this library's: fill what both know, zero the rest (vmo.h). */
 	size_t n = size < sizeof s ? size : sizeof s;

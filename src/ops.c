@@ -92,6 +92,8 @@ static int sync_or_return(struct vmo_object *obj, uint64_t off, uint64_t len, un
 	int rc = range_args(obj, off, len, flags, &pg0, &pg1);
 	if (rc)
 		return rc;
+	if (obj->proxy)
+		return obj->proxy->range(obj, what == BG_SYNC ? VMO__RANGE_SYNC : VMO__RANGE_RETURN, off, len, flags);
 	if (!(flags & VMO_WAIT) && queue_bg(obj, pg0, pg1, what))
 		return 0;
 	rc = vmo__writeback(obj, pg0, pg1);
@@ -128,6 +130,8 @@ VMO_API int vmo_discard_range(struct vmo_object *obj, uint64_t off, uint64_t len
 	int rc = range_args(obj, off, len, flags, &pg0, &pg1);
 	if (rc)
 		return rc;
+	if (obj->proxy)
+		return obj->proxy->range(obj, VMO__RANGE_DISCARD, off, len, flags);
 	/* No writeback in flight meanwhile: nothing is half-cleaned. */
 	pthread_mutex_lock(&obj->wb_mu);
 	vmo__evict_clean(obj, pg0, pg1, true);
@@ -150,6 +154,8 @@ VMO_API int vmo_get_error(struct vmo_object *obj, uint64_t off)
 {
 	if (!obj || off >= obj->size)
 		return -EINVAL;
+	if (obj->proxy)
+		return vmo__not_on_client("vmo_get_error");
 	uint64_t pg = off >> obj->page_shift;
 	pthread_mutex_lock(&obj->mu);
 	struct vmo__err *e = vmo__find_err(obj, pg);
@@ -164,6 +170,8 @@ VMO_API int vmo_clear_error(struct vmo_object *obj, uint64_t off)
 {
 	if (!obj || off >= obj->size)
 		return -EINVAL;
+	if (obj->proxy)
+		return vmo__not_on_client("vmo_clear_error");
 	uint64_t pg = off >> obj->page_shift, po = pg << obj->page_shift;
 	/* The stripe: a fault failing this page (fail_page) sees it either still
 	 * failed or already re-armed, never refilled in between. */

@@ -237,12 +237,16 @@ static void space_free(struct vmo__space *sp)
 
 void vmo__spaces_fini(struct vmo__spaces *set)
 {
-	struct vmo__space *sp = set->list;
-	while (sp) {
-		struct vmo__space *next = sp->next;
-		space_free(sp);
-		sp = next;
+	for (int l = 0; l < 2; l++) {
+		struct vmo__space *sp = l ? set->grave : set->list;
+		while (sp) {
+			struct vmo__space *next = sp->next;
+			free(sp->snap);
+			space_free(sp);
+			sp = next;
+		}
 	}
+	free(set->passes);
 	close(set->stash_efd);
 	close(set->epfd);
 	free(set->stash);
@@ -272,6 +276,7 @@ static struct vmo__space *space_new(struct vmo__spaces *set, const struct vmo__s
 	sp->usrc.sp = sp;
 	sp->psrc.kind = VMO__SRC_PIDFD;
 	sp->psrc.sp = sp;
+	atomic_store(&sp->refs, 1); /* open */
 	return sp;
 }
 
@@ -424,9 +429,11 @@ void vmo__map_put(struct vmo_map *m)
 	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	struct vmo_object *obj = m->obj;
-	const struct vmo__view_hooks *h = m->space->set->hooks;
+	struct vmo__space *sp = m->space;
+	const struct vmo__view_hooks *h = sp->set->hooks;
 	free(m);
 	h->unref(obj);
+	atomic_fetch_sub_explicit(&sp->refs, 1, memory_order_release);
 }
 
 /* Put m in the space's and the object's trees. */
@@ -479,6 +486,7 @@ int vmo__view_attach(struct vmo__space *sp, struct vmo_object *obj, uintptr_t ad
 		return rc;
 	}
 	sp->set->hooks->ref(obj);
+	atomic_fetch_add(&sp->refs, 1);
 	view_link(m);
 	pthread_rwlock_unlock(&sp->lock);
 	*out = m;
@@ -547,6 +555,7 @@ static struct vmo_map *view_piece(struct vmo_map *m, uintptr_t a, uintptr_t b, i
 	n->wp = m->wp;
 	n->ra_window = 1;
 	m->space->set->hooks->ref(m->obj);
+	atomic_fetch_add(&m->space->refs, 1);
 	return n;
 }
 
@@ -733,6 +742,117 @@ int vmo__space_take_stash(struct vmo__spaces *set, struct vmo__stashed *out, int
 	atomic_store(&set->stashed, set->nstash);
 	pthread_mutex_unlock(&set->mu);
 	return n;
+}
+
+/* ---- closing a space for good ------------------------------------------------ */
+
+void vmo__space_close(struct vmo__space *sp)
+{
+	struct vmo__spaces *set = sp->set;
+	vmo__space_reap(sp); /* views retired, out of the epoll set */
+	pthread_mutex_lock(&set->mu);
+	struct vmo__space **pp = &set->list;
+	while (*pp && *pp != sp)
+		pp = &(*pp)->next;
+	if (!*pp) { /* closed already */
+		pthread_mutex_unlock(&set->mu);
+		return;
+	}
+	*pp = sp->next;
+	if (set->npasses) {
+		sp->snap = malloc(set->npasses * sizeof *sp->snap);
+		for (unsigned i = 0; sp->snap && i < set->npasses; i++)
+			sp->snap[i] = atomic_load(&set->passes[i]);
+	}
+	sp->next = set->grave;
+	set->grave = sp;
+	atomic_fetch_add(&set->ngrave, 1);
+	atomic_fetch_sub(&sp->refs, 1); /* the open reference */
+	pthread_mutex_unlock(&set->mu);
+}
+
+/* Can closed sp be freed: no view left, no stashed message or late wake
+ * naming it, every worker past the top of its loop since it was closed.
+ * Under set->mu. */
+static bool unreachable(struct vmo__spaces *set, struct vmo__space *sp)
+{
+	if (atomic_load_explicit(&sp->refs, memory_order_acquire) > 0)
+		return false;
+	for (size_t i = 0; i < set->nstash; i++)
+		if (set->stash[i].sp == sp)
+			return false;
+	for (size_t i = 0; i < set->nlate; i++)
+		if (set->late[i].sp == sp)
+			return false;
+	if (set->npasses && !sp->snap)
+		return false; /* (no memory for the snapshot: kept until the engine goes) */
+	for (unsigned i = 0; i < set->npasses; i++)
+		if (atomic_load(&set->passes[i]) == sp->snap[i])
+			return false;
+	return true;
+}
+
+static void bury(struct vmo__spaces *set)
+{
+	struct vmo__space *dead = NULL;
+	pthread_mutex_lock(&set->mu);
+	for (struct vmo__space **pp = &set->grave; *pp;) {
+		struct vmo__space *sp = *pp;
+		if (!unreachable(set, sp)) {
+			pp = &sp->next;
+			continue;
+		}
+		*pp = sp->next;
+		sp->next = dead;
+		dead = sp;
+		atomic_fetch_sub(&set->ngrave, 1);
+	}
+	pthread_mutex_unlock(&set->mu);
+	while (dead) {
+		struct vmo__space *next = dead->next;
+		vmo__debug("space: process %d's space freed", (int)dead->pid);
+		free(dead->snap);
+		space_free(dead);
+		dead = next;
+	}
+}
+
+int vmo__spaces_workers(struct vmo__spaces *set, unsigned n)
+{
+	_Atomic uint64_t *p = NULL;
+	if (n && !(p = calloc(n, sizeof *p)))
+		return -ENOMEM;
+	pthread_mutex_lock(&set->mu);
+	free(set->passes);
+	set->passes = p;
+	set->npasses = n;
+	/* Snapshots of the old workers mean nothing to the new ones, and none
+	 * of the old holds a space now: what waited only for them may go. */
+	for (struct vmo__space *sp = set->grave; sp; sp = sp->next) {
+		free(sp->snap);
+		sp->snap = n ? calloc(n, sizeof *sp->snap) : NULL;
+		for (unsigned i = 0; sp->snap && i < n; i++)
+			sp->snap[i] = UINT64_MAX; /* any pass differs */
+	}
+	pthread_mutex_unlock(&set->mu);
+	if (atomic_load(&set->ngrave))
+		bury(set);
+	return 0;
+}
+
+void vmo__spaces_pass(struct vmo__spaces *set, unsigned i)
+{
+	if (i < set->npasses)
+		atomic_fetch_add_explicit(&set->passes[i], 1, memory_order_release);
+	if (atomic_load_explicit(&set->ngrave, memory_order_relaxed))
+		bury(set);
+}
+
+int vmo__spaces_timeout(struct vmo__spaces *set, int t)
+{
+	if (atomic_load_explicit(&set->ngrave, memory_order_relaxed) && (t < 0 || t > 200))
+		return 200;
+	return t;
 }
 
 #define LATE_NS 50000000ull

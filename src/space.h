@@ -34,6 +34,13 @@
 struct vmo__space;
 struct vmo_object;
 
+/* A view's flags: VMO_PROT_* (vmo.h), and this one: the process maps the
+ * memfd MAP_PRIVATE from a read-only descriptor (a read-only client of a
+ * server: the kernel registers no shared mapping it may not write).  Pages
+ * go into the memfd and are mapped with CONTINUE, never UFFDIO_COPY (which
+ * would give the process a private copy, not the object's page). */
+#define VMO__VIEW_PRIVATE (1u << 16)
+
 /* A view: [addr, addr+len) of a space shows object bytes [off, off+len).
  * Its address, length and offset never change: when the program unmaps or
  * moves part of a view (UNMAP/REMAP events), the view is retired and new
@@ -109,7 +116,13 @@ struct vmo__space {
 	_Atomic int unknown_count;
 
 	struct vmo__source usrc, psrc; /* epoll data: the userfaultfd, the pidfd */
-	struct vmo__space *next;       /* engine's list, under eng->spaces_mu */
+	struct vmo__space *next;       /* set's list (or its graveyard), under set->mu */
+	/* Lifetime of a closed space (vmo__space_close): one reference per
+	 * view (vmo_map.space) and one while it is open; freed once none is
+	 * left and every worker has passed the top of its loop since (it may
+	 * hold the pointer from an epoll event or the stash until then). */
+	_Atomic long refs;
+	uint64_t *snap; /* the workers' passes when it was closed */
 };
 
 /* What the layer above (objects) does when a view comes or goes: link it in
@@ -152,6 +165,12 @@ struct vmo__spaces {
 	} *late;
 	size_t nlate, late_cap;
 	_Atomic size_t nlate_any;
+	/* Closed spaces waiting to be freed (under mu), and each worker's
+	 * count of passes through the top of its loop (vmo__spaces_pass). */
+	struct vmo__space *grave;
+	_Atomic size_t ngrave;
+	_Atomic uint64_t *passes;
+	unsigned npasses;
 };
 
 /* The set: its epoll descriptor and stash eventfd. */
@@ -169,6 +188,20 @@ int vmo__space_adopt(struct vmo__spaces *set, int fd, uint64_t uffd_features, pi
  * its pidfd polls readable).  The struct stays until the engine goes (the
  * epoll set may still hand it to a worker); its descriptors too. */
 void vmo__space_reap(struct vmo__space *sp);
+/* Close sp for good (its process left the engine: a client that
+ * disconnected): its views are retired as if unmapped (left registered:
+ * the process keeps its userfaultfd and must not see holes turn into zero
+ * pages), it leaves the epoll set, and it is freed, descriptors and all,
+ * once nothing can reach it (refs, above). */
+void vmo__space_close(struct vmo__space *sp);
+/* The workers: n of them start (0: all stopped).  Called while none runs. */
+int vmo__spaces_workers(struct vmo__spaces *set, unsigned n);
+/* Worker i is at the top of its loop, holding no space: free the closed
+ * spaces nothing reaches any more. */
+void vmo__spaces_pass(struct vmo__spaces *set, unsigned i);
+/* The epoll timeout for a worker: t (ms, -1 forever), shortened while a
+ * closed space waits for the workers to pass. */
+int vmo__spaces_timeout(struct vmo__spaces *set, int t);
 /* VMO_FEAT_* a userfaultfd with these negotiated features offers. */
 unsigned vmo__space_features(const struct vmo__uffd *u);
 

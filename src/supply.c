@@ -25,6 +25,8 @@
 static int supply_check(struct vmo_object *o, uint64_t off, size_t len)
 {
 	uint64_t pg0, pg1;
+	if (o && o->proxy)
+		return vmo__not_on_client("vmo_object_supply");
 	if (vmo__range_pages(o, off, len, &pg0, &pg1)) {
 		vmo__set_detail("supply: off and len must be multiples of the object's page size, len > 0, "
 				"within the object");
@@ -52,7 +54,7 @@ static bool copy_to_waiter(struct vmo_object *o, uint64_t pg, const void *buf)
 	}
 	bool done = false;
 	struct vmo_map *m = vmo__map_lookup_get(sp, addr);
-	if (m && m->obj == o && addr - m->addr + m->off == pg << o->page_shift) {
+	if (m && m->obj == o && addr - m->addr + m->off == pg << o->page_shift && !(m->flags & VMO__VIEW_PRIVATE)) {
 		uint8_t st = vmo__supplied_state(o, m);
 		vmo__account(o, pg, 1, st);
 		int rc = sp->ops->copy(sp, (void *)addr, buf, o->page_size, m->wp, NULL);
@@ -140,7 +142,7 @@ VMO_API int vmo_object_supply(struct vmo_object *obj, uint64_t off, size_t len, 
 VMO_API int vmo_object_supply_error(struct vmo_object *obj, uint64_t off, size_t len, int err)
 {
 	int rc = supply_check(obj, off, len);
-	if (rc == -VMO_ESHUTDOWN)
+	if (rc == -VMO_ESHUTDOWN || rc == -EOPNOTSUPP)
 		return rc;
 	if (rc || err >= 0)
 		return -EINVAL;
