@@ -445,6 +445,7 @@ struct vmo_client;
 #define VMO_OPEN_RDONLY 0u
 #define VMO_OPEN_RDWR (1u << 0)
 #define VMO_OPEN_CREATE (1u << 1) /* create the object if the server has none of that name */
+#define VMO_OPEN_CACHE (1u << 2)  /* ask the server to keep it after the last close (may_cache) */
 
 /* What a client asked for, given to the server's open callback. */
 struct vmo_open_request {

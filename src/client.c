@@ -535,7 +535,7 @@ static const struct vmo__proxy_ops proxy_ops = {
 VMO_API int vmo_client_open(struct vmo_client *cl, const char *name, unsigned flags, uint64_t size,
 			    size_t page_size, struct vmo_object **out)
 {
-	if (!cl || !name || !out || (flags & ~(VMO_OPEN_RDWR | VMO_OPEN_CREATE)))
+	if (!cl || !name || !out || (flags & ~(VMO_OPEN_RDWR | VMO_OPEN_CREATE | VMO_OPEN_CACHE)))
 		return -EINVAL;
 	size_t nl = strlen(name);
 	if (!vmo__wire_name_ok(name, nl)) {
@@ -549,7 +549,7 @@ VMO_API int vmo_client_open(struct vmo_client *cl, const char *name, unsigned fl
 	}
 	struct vmo__wire_msg m = { .type = VMO__WIRE_OPEN }, r;
 	m.u.open.flags = (flags & VMO_OPEN_RDWR ? VMO__WIRE_O_RDWR : VMO__WIRE_O_RDONLY) |
-			 (flags & VMO_OPEN_CREATE ? VMO__WIRE_O_CREATE : 0);
+			 (flags & VMO_OPEN_CREATE ? VMO__WIRE_O_CREATE : 0) | (flags & VMO_OPEN_CACHE ? VMO__WIRE_O_CACHE : 0);
 	m.u.open.size = size;
 	m.u.open.page_size = (uint32_t)page_size;
 	memcpy(m.u.open.name, name, nl + 1);

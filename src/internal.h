@@ -28,6 +28,8 @@ void vmo__set_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 /* -EOPNOTSUPP, with a detail: call is for the pager's side, not for an
  * object opened from a server. */
 int vmo__not_on_client(const char *call);
+/* No detail (before a call whose failure may or may not set one). */
+void vmo__clear_detail(void);
 
 static inline bool vmo__is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
 static inline uint64_t vmo__align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }

@@ -70,7 +70,16 @@ void vmo__set_detail(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof detail, fmt, ap);
 	va_end(ap);
-	vmo__log(VMO_LOG_ERROR, "%s", detail);
+	/* The caller gets the error and this text with it; the log has it at
+	 * debug level (a server must not fill its log at error level with
+	 * every bad request of a client). */
+	if (detail[0])
+		vmo__log(VMO_LOG_DEBUG, "%s", detail);
+}
+
+void vmo__clear_detail(void)
+{
+	detail[0] = 0;
 }
 
 int vmo__not_on_client(const char *call)

@@ -290,14 +290,15 @@ static int do_open(struct conn *c, const struct vmo__wire_msg *m)
 	if (!p && srv->opts.open) {
 		struct vmo_open_request req = {
 			.name = o->name,
-			.flags = (rw ? VMO_OPEN_RDWR : 0) | (o->flags & VMO__WIRE_O_CREATE ? VMO_OPEN_CREATE : 0),
+			.flags = (rw ? VMO_OPEN_RDWR : 0) | (o->flags & VMO__WIRE_O_CREATE ? VMO_OPEN_CREATE : 0) |
+				 (o->flags & VMO__WIRE_O_CACHE ? VMO_OPEN_CACHE : 0),
 			.size = o->size,
 			.page_size = o->page_size,
 			.uid = c->cred.uid,
 			.gid = c->cred.gid,
 			.pid = c->cred.pid,
 		};
-		vmo__set_detail("%s", "");
+		vmo__clear_detail();
 		int rc = srv->opts.open(srv->opts.arg, srv, &req);
 		if (rc && rc != -EEXIST) /* (EEXIST: another client's open made it) */
 			return reply_error(c, m->seq, rc < 0 ? rc : -EIO, "OPEN");
@@ -497,7 +498,7 @@ static int do_range(struct conn *c, const struct vmo__wire_msg *m)
 		return reply_error(c, m->seq, -EBADF, what);
 	}
 	int rc;
-	vmo__set_detail("%s", "");
+	vmo__clear_detail();
 	if (m->type == VMO__WIRE_SYNC) {
 		rc = vmo_sync_range(h->p->obj, r->off, r->len, r->flags);
 	} else if (m->type == VMO__WIRE_RETURN) {
@@ -628,6 +629,7 @@ static void *conn_main(void *arg)
 	int fds[VMO__WIRE_MAX_FDS], nfds;
 	for (;;) {
 		struct vmo__wire_msg m;
+		vmo__clear_detail(); /* (a reply's detail is this request's) */
 		int rc = vmo__wire_recv(c->fd, &m, fds, &nfds);
 		if (rc == -ECONNRESET || rc == -EBADF || rc == -ENOTCONN)
 			break;

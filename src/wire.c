@@ -177,7 +177,7 @@ static int check_id(const struct vmo__wire_msg *m, uint64_t id)
 static int check_oflags(const struct vmo__wire_msg *m, uint32_t f)
 {
 	uint32_t acc = f & (VMO__WIRE_O_RDONLY | VMO__WIRE_O_RDWR);
-	if (f & ~(VMO__WIRE_O_RDONLY | VMO__WIRE_O_RDWR | VMO__WIRE_O_CREATE))
+	if (f & ~(VMO__WIRE_O_RDONLY | VMO__WIRE_O_RDWR | VMO__WIRE_O_CREATE | VMO__WIRE_O_CACHE))
 		return refuse(-EINVAL, m, "unknown flags %#x", f);
 	if (acc != VMO__WIRE_O_RDONLY && acc != VMO__WIRE_O_RDWR)
 		return refuse(-EINVAL, m, "flags %#x: not exactly one of RDONLY and RDWR", f);

@@ -87,6 +87,9 @@ enum vmo__wire_type {
 #define VMO__WIRE_O_RDONLY (1u << 0)
 #define VMO__WIRE_O_RDWR (1u << 1)
 #define VMO__WIRE_O_CREATE (1u << 2)
+/* OPEN: keep the object after the last close (Sprite's may_cache); a hint
+ * the server may ignore */
+#define VMO__WIRE_O_CACHE (1u << 3)
 /* ATTACH prot: VMO_PROT_READ, optionally with VMO_PROT_WRITE (vmo.h) */
 /* SYNC / RETURN / DISCARD flags: VMO_WAIT (vmo.h) */
 

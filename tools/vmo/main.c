@@ -7,6 +7,9 @@
  *   vmo sum    FNV-1a 64 of a file read through a vmo mapping (sum.c)
  *   vmo info   what the running kernel offers, or why userfaultfd is not
  *              there (info.c)
+ *   vmo server speak to a running server (vmod): list, stats, sync, drop
+ *              (server.c)
+ *   vmo share  two processes share one object served by vmod (share.c)
  *   vmo help   usage (here)
  *
  * Subcommands live in the table `commands` below: a new one (for instance
@@ -33,6 +36,8 @@ static const struct cli_cmd *const commands[] = {
 	&cli_cmd_cat,
 	&cli_cmd_sum,
 	&cli_cmd_info,
+	&cli_cmd_server,
+	&cli_cmd_share,
 	/* To come: "stats", writeback and eviction counters of a run under a
 	 * budget (print_stats() prints every field); "cache", the yield cache
 	 * (vmo_cache_*). */

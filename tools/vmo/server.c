@@ -1,0 +1,101 @@
+/* vmo server: speak to a running server (vmod): list its objects, their
+ * statistics and the server's, sync them, drop their caches. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int open_obj(struct vmo_client *cl, const char *name, struct vmo_object **o)
+{
+	int rc = vmo_client_open(cl, name, VMO_OPEN_RDONLY, 0, 0, o);
+	if (rc) {
+		msg("opening \"%s\": %s (%s)", name, vmo_strerror(rc), vmo_last_error_detail());
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_server(int argc, char **argv)
+{
+	const char *sock = NULL, *pos[2];
+	int npos;
+	const struct opt opts[] = { { "--socket", true, &sock, NULL }, { NULL, false, NULL, NULL } };
+	int rc = parse_opts(argc, argv, opts, pos, 2, &npos);
+	if (rc)
+		return rc;
+	if (npos < 1)
+		return usage_error("say what to do: list, stats [NAME], sync NAME or drop NAME");
+	const char *what = pos[0], *name = npos > 1 ? pos[1] : NULL;
+	bool needs_name = !strcmp(what, "sync") || !strcmp(what, "drop");
+	if (strcmp(what, "list") && strcmp(what, "stats") && !needs_name)
+		return usage_error("unknown action \"%s\": list, stats, sync or drop", what);
+	if (needs_name && !name)
+		return usage_error("%s needs an object NAME", what);
+	if (!strcmp(what, "list") && name)
+		return usage_error("list takes no NAME");
+	struct vmo_client *cl;
+	if ((rc = vmo_client_connect(sock, &cl))) {
+		msg("connecting to %s: %s (%s)", sock ? sock : vmo_server_default_path(), vmo_strerror(rc),
+		    vmo_last_error_detail());
+		return 1;
+	}
+	int ret = 0;
+	char b1[32], b2[32];
+	if (!strcmp(what, "list")) {
+		uint64_t cur = 0;
+		struct vmo_client_entry e[16];
+		printf("%-40s %12s %10s\n", "NAME", "SIZE", "PAGE");
+		do {
+			int n = vmo_client_list(cl, &cur, e, 16);
+			if (n < 0) {
+				ret = fail("vmo_client_list", n);
+				break;
+			}
+			for (int i = 0; i < n; i++)
+				printf("%-40s %12s %10s\n", e[i].name, human(e[i].size, b1, sizeof b1),
+				       human(e[i].page_size, b2, sizeof b2));
+		} while (cur);
+	} else if (!strcmp(what, "stats")) {
+		struct vmo_stats st;
+		if (!name) {
+			if ((rc = vmo_client_server_stats(cl, &st)))
+				ret = fail("vmo_client_server_stats", rc);
+			else {
+				printf("server (every object, every client):\n");
+				print_stats(stdout, "  ", &st);
+			}
+		} else {
+			struct vmo_object *o;
+			if (!(ret = open_obj(cl, name, &o))) {
+				if ((rc = vmo_object_stats(o, &st)))
+					ret = fail("vmo_object_stats", rc);
+				else {
+					printf("%s (%s):\n", name, human(vmo_object_size(o), b1, sizeof b1));
+					print_stats(stdout, "  ", &st);
+				}
+				vmo_object_unref(o);
+			}
+		}
+	} else {
+		struct vmo_object *o;
+		if (!(ret = open_obj(cl, name, &o))) {
+			/* drop: vmo_return, which writes back and drops the clean pages */
+			rc = !strcmp(what, "sync") ? vmo_sync(o, VMO_WAIT) : vmo_return(o, VMO_WAIT);
+			if (rc)
+				ret = fail(!strcmp(what, "sync") ? "vmo_sync" : "vmo_return", rc);
+			else
+				printf("%s: %s\n", name, !strcmp(what, "sync") ? "written back" : "written back and dropped");
+			vmo_object_unref(o);
+		}
+	}
+	vmo_client_close(cl);
+	return ret;
+}
+
+const struct cli_cmd cli_cmd_server = {
+	"server", cmd_server, "[--socket PATH] list | stats [NAME] | sync NAME | drop NAME",
+	"Speak to a running server (vmod; --socket, else $VMO_SERVER, else its\n"
+	"default socket): list the objects it serves, print the statistics of one\n"
+	"object or of the whole server, write an object's dirty pages back (sync)\n"
+	"or write them back and drop its pages from memory (drop).",
+};
