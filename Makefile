@@ -23,7 +23,7 @@ build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j$(NPROC)
 
 run: build
-	$(BUILD)/vmo demo
+	scripts/run.sh $(BUILD)
 
 check: build
 	cd $(BUILD) && ctest --output-on-failure -j2 --timeout 900
