@@ -1,0 +1,167 @@
+/* bench/server: the same work through vmod and in this process.
+ *
+ * vmod (the real daemon, started here on a store directory in /dev/shm with
+ * a socket of its own) serves an object that is a file of its store; the
+ * baseline is this process's engine serving the same kind of object (the
+ * file pager on a file in the same tmpfs), measured in the same run.
+ *
+ *   random first touch: NPAGES pages read once each in random order, each a
+ *     fault served (through vmod: by vmod's workers, in this process's
+ *     address space through its adopted userfaultfd); target <= 1.3x;
+ *   sequential scan: every page in order (read-ahead in both);
+ *   sync of 1 MiB: 256 pages written, then vmo_sync(VMO_WAIT) (through vmod:
+ *     one request, the writeback there), the median of ROUNDS.
+ *
+ * Environment: VMO_BENCH_PAGES (default 32768), VMO_BENCH_ROUNDS (20),
+ * VMOD (the vmod binary; default: next to this program's directory). */
+#include "lib/common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static size_t npages;
+static int rounds;
+
+struct run {
+	double random_ns, seq_ns, sync_us;
+};
+
+/* The three figures on object o (fresh: nothing resident). */
+static void measure(struct vmo_object *o, struct run *r, const uint32_t *perm)
+{
+	volatile char *p;
+	size_t len = npages * PG;
+	int rc = vmo_map(o, 0, len, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&p);
+	if (rc)
+		die("vmo_map", rc);
+	uint64_t sum = 0, t0 = now_ns();
+	for (size_t i = 0; i < npages; i++)
+		sum += p[(size_t)perm[i] * PG];
+	r->random_ns = (double)(now_ns() - t0) / (double)npages;
+	if ((rc = vmo_return(o, VMO_WAIT)))
+		die("vmo_return", rc);
+	t0 = now_ns();
+	for (size_t i = 0; i < npages; i++)
+		sum += p[i * PG];
+	r->seq_ns = (double)(now_ns() - t0) / (double)npages;
+	double *v = calloc((size_t)rounds, sizeof *v);
+	for (int k = 0; k < rounds; k++) {
+		for (size_t i = 0; i < 256; i++)
+			p[(((size_t)k * 256 + i) % npages) * PG] = (char)(k + 1);
+		t0 = now_ns();
+		if ((rc = vmo_sync(o, VMO_WAIT)))
+			die("vmo_sync", rc);
+		v[k] = (double)(now_ns() - t0) / 1e3;
+	}
+	r->sync_us = median(v, rounds);
+	free(v);
+	if (sum == 42)
+		fputc(' ', stderr);
+	vmo_unmap(o, (void *)p, len);
+}
+
+static char dir[64];
+
+static void cleanup(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	if (system(cmd))
+		fprintf(stderr, "bench: could not remove %s\n", dir);
+}
+
+int main(int argc, char **argv)
+{
+	(void)argc;
+	npages = env_ul("VMO_BENCH_PAGES", 32768);
+	rounds = (int)env_ul("VMO_BENCH_ROUNDS", 20);
+	uint32_t *perm = make_perm(npages, 7);
+	snprintf(dir, sizeof dir, "/dev/shm/vmo-bench-server-XXXXXX");
+	if (!mkdtemp(dir))
+		die("mkdtemp", -errno);
+	atexit(cleanup);
+
+	/* In this process: the file pager on a tmpfs file. */
+	char path[128];
+	snprintf(path, sizeof path, "%s/local", dir);
+	int fd = open(path, O_RDWR | O_CREAT, 0600);
+	if (fd < 0 || ftruncate(fd, (off_t)(npages * PG)))
+		die("local store file", -errno);
+	struct vmo_engine *eng;
+	int rc = vmo_engine_create(NULL, &eng);
+	if (rc)
+		die("vmo_engine_create", rc);
+	const struct vmo_pager_ops *ops;
+	void *ctx;
+	if ((rc = vmo_pager_file(fd, 0, &ops, &ctx)))
+		die("vmo_pager_file", rc);
+	struct vmo_object *o;
+	struct vmo_object_opts oo = { .size = npages * PG };
+	if ((rc = vmo_object_create(eng, ops, ctx, &oo, &o)))
+		die("vmo_object_create", rc);
+	struct run local;
+	measure(o, &local, perm);
+	vmo_object_unref(o);
+	vmo_engine_destroy(eng);
+	close(fd);
+
+	/* Through vmod. */
+	char vmod[512], sock[128], store[128];
+	const char *env = getenv("VMOD");
+	if (env && *env)
+		snprintf(vmod, sizeof vmod, "%s", env);
+	else {
+		char self[400];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+		self[n > 0 ? n : 0] = 0;
+		char *s = strrchr(self, '/');
+		if (s)
+			*s = 0;
+		snprintf(vmod, sizeof vmod, "%s/../vmod", self);
+	}
+	snprintf(sock, sizeof sock, "%s/vmod.sock", dir);
+	snprintf(store, sizeof store, "%s/store", dir);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 1);
+		execl(vmod, "vmod", "--socket", sock, "--dir", store, "--log-level", "warn", (char *)NULL);
+		_exit(127);
+	}
+	struct vmo_client *cl = NULL;
+	for (int i = 0; i < 400 && (rc = vmo_client_connect(sock, &cl)); i++)
+		usleep(10000);
+	if (rc) {
+		kill(pid, SIGKILL);
+		die("connecting to vmod (is it built? VMOD names it)", rc);
+	}
+	if ((rc = vmo_client_open(cl, "bench", VMO_OPEN_RDWR | VMO_OPEN_CREATE, npages * PG, 0, &o)))
+		die("vmo_client_open", rc);
+	struct run remote;
+	measure(o, &remote, perm);
+	vmo_object_unref(o);
+	vmo_client_close(cl);
+	kill(pid, SIGTERM);
+	int st;
+	waitpid(pid, &st, 0);
+
+	printf("pages=%zu\n", npages);
+	printf("random_touch_local_ns=%.0f\n", local.random_ns);
+	printf("random_touch_vmod_ns=%.0f\n", remote.random_ns);
+	printf("random_touch_vmod_vs_local=%.2f\n", remote.random_ns / local.random_ns);
+	printf("seq_scan_local_ns_per_page=%.0f\n", local.seq_ns);
+	printf("seq_scan_vmod_ns_per_page=%.0f\n", remote.seq_ns);
+	printf("seq_scan_vmod_vs_local=%.2f\n", remote.seq_ns / local.seq_ns);
+	printf("sync_1mib_local_us=%.0f\n", local.sync_us);
+	printf("sync_1mib_vmod_us=%.0f\n", remote.sync_us);
+	printf("sync_1mib_vmod_vs_local=%.2f\n", remote.sync_us / local.sync_us);
+	free(perm);
+	return 0;
+}
