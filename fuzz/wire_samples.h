@@ -90,6 +90,15 @@ static inline size_t wire_samples(struct wire_sample *s)
 	NEXT("error", VMO__WIRE_ERROR);
 	m->u.error.err = -ENOENT;
 	strcpy(m->u.error.msg, "no object named db.main-1_x");
+	NEXT("cache_open", VMO__WIRE_CACHE_OPEN);
+	m->u.cache_open.window = 4 << 20;
+	NEXT("cache_yield", VMO__WIRE_CACHE_YIELD);
+	m->u.block = (struct vmo__wire_block){ .id = 0x1234, .off = 8192, .len = 65536 };
+	NEXT("cache_get", VMO__WIRE_CACHE_GET);
+	m->u.block = (struct vmo__wire_block){ .id = 0, .off = 0, .len = 4096 };
+	NEXT("cache_forget", VMO__WIRE_CACHE_FORGET);
+	m->u.forget = (struct vmo__wire_forget){ .id = 0x1234, .all = 0 };
+	NEXT("cache_stats", VMO__WIRE_CACHE_STATS);
 
 	/* at the limits */
 	NEXT("open_longname", VMO__WIRE_OPEN);
@@ -112,6 +121,8 @@ static inline size_t wire_samples(struct wire_sample *s)
 	NEXT("error_long", VMO__WIRE_ERROR);
 	m->u.error.err = -4095;
 	memset(m->u.error.msg, '~', VMO__WIRE_ERRMSG_MAX);
+	NEXT("cache_forget_all", VMO__WIRE_CACHE_FORGET);
+	m->u.forget = (struct vmo__wire_forget){ .id = 0, .all = 1 };
 	NEXT("attach_top", VMO__WIRE_ATTACH);
 	m->u.attach = (struct vmo__wire_attach){ .id = ~0ull, .addr = VMO__WIRE_ADDR_LIMIT - 4096, .len = 4096,
 						 .off = VMO__WIRE_OFF_LIMIT - 4096, .prot = VMO_PROT_READ };

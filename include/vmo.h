@@ -473,6 +473,11 @@ struct vmo_server_opts {
 	 * May be NULL.  Runs on the client's thread of the server. */
 	int (*open)(void *arg, struct vmo_server *srv, const struct vmo_open_request *req);
 	void *arg;
+	/* The yield cache served to clients (vmo_cache_connect), or NULL for
+	 * none: each user (uid) of the clients gets a cache of its own, made
+	 * with these options (its budget is per user), so that no user gets
+	 * another's blocks; every one forgets under memory pressure. */
+	const struct vmo_cache_opts *cache;
 };
 
 /* Listen and serve on threads of the server's own (one per client). */
@@ -528,6 +533,14 @@ VMO_API int vmo_client_list(struct vmo_client *cl, uint64_t *cursor, struct vmo_
 /* The server's engine-wide statistics. */
 VMO_API int vmo_client_server_stats_sized(struct vmo_client *cl, struct vmo_stats *st, size_t size);
 #define vmo_client_server_stats(cl, st) vmo_client_server_stats_sized((cl), (st), sizeof(struct vmo_stats))
+/* A yield cache whose blocks a server holds (MINIX VM's cache, across
+ * processes): the vmo_cache_* calls work on it as on one made by
+ * vmo_cache_create; vmo_cache_destroy closes it.  Blocks are copied through
+ * a shared window of window bytes (0: 4 MiB; a block is at most that);
+ * they belong to the client's user: every process of that user sees them,
+ * no other.  path NULL: as vmo_client_connect.  -EOPNOTSUPP if the server
+ * serves no cache. */
+VMO_API int vmo_cache_connect(const char *path, size_t window, struct vmo_cache **out);
 /* Drop the program's hold on the connection: it closes once every object
  * opened through it is unreferenced too. */
 VMO_API int vmo_client_close(struct vmo_client *cl);

@@ -21,6 +21,7 @@
  * MADV_DONTNEED; up to warm_max bytes of emptied copy slots stay populated
  * for reuse (a page fault costs ~10 us here, a memcpy of 4 KiB ~0.3 us). */
 #include "internal.h"
+#include "cache.h"
 #include "pressure.h"
 #include "uffd.h"
 
@@ -75,6 +76,9 @@ struct cls {
 };
 
 struct vmo_cache {
+	/* a server's cache (vmo_cache_connect): everything below unused */
+	const struct vmo__cache_proxy_ops *proxy;
+	void *proxy_ctx;
 	pthread_mutex_t mu;
 	uint32_t flags;
 	uint64_t budget;   /* UINT64_MAX: none */
@@ -554,10 +558,25 @@ VMO_API int vmo_cache_create(const struct vmo_cache_opts *opts, struct vmo_cache
 	return 0;
 }
 
+struct vmo_cache *vmo__cache_proxy_new(const struct vmo__cache_proxy_ops *ops, void *ctx)
+{
+	struct vmo_cache *c = calloc(1, sizeof *c);
+	if (c) {
+		c->proxy = ops;
+		c->proxy_ctx = ctx;
+	}
+	return c;
+}
+
 VMO_API int vmo_cache_destroy(struct vmo_cache *c)
 {
 	if (!c)
 		return -EINVAL;
+	if (c->proxy) {
+		c->proxy->destroy(c->proxy_ctx);
+		free(c);
+		return 0;
+	}
 	vmo__pressure_unsubscribe(c->watch);
 	c->watch = NULL;
 	for (size_t i = 0; i <= c->tab_mask; i++) {
@@ -721,6 +740,8 @@ static int yield_common(struct vmo_cache *c, uint64_t id, void *addr, size_t len
 
 VMO_API int vmo_cache_yield(struct vmo_cache *c, uint64_t id, void *addr, size_t len)
 {
+	if (c && c->proxy)
+		return bad_range(addr, len) ? -EINVAL : c->proxy->yield(c->proxy_ctx, id, addr, len);
 	return yield_common(c, id, addr, len, false, 0);
 }
 
@@ -729,6 +750,10 @@ VMO_API int vmo_cache_yield_get(struct vmo_cache *c, uint64_t yield_id, uint64_t
 {
 	if (!c || bad_range(addr, len))
 		return -EINVAL;
+	if (c->proxy) { /* two requests; between them another user's block cannot come */
+		int rc = c->proxy->yield(c->proxy_ctx, yield_id, addr, len);
+		return rc ? rc : c->proxy->get(c->proxy_ctx, get_id, addr, len);
+	}
 	if (yield_id != get_id)
 		return yield_common(c, yield_id, addr, len, true, get_id);
 	/* Yield then get the same id: the bytes stay at addr, the id leaves. */
@@ -745,6 +770,8 @@ VMO_API int vmo_cache_get(struct vmo_cache *c, uint64_t id, void *addr, size_t l
 {
 	if (!c || bad_range(addr, len))
 		return -EINVAL;
+	if (c->proxy)
+		return c->proxy->get(c->proxy_ctx, id, addr, len);
 	pthread_mutex_lock(&c->mu);
 	struct block **pp = lookup(c, id);
 	struct block *b = *pp;
@@ -775,6 +802,8 @@ VMO_API int vmo_cache_forget(struct vmo_cache *c, uint64_t id)
 {
 	if (!c)
 		return -EINVAL;
+	if (c->proxy)
+		return c->proxy->forget(c->proxy_ctx, id, false);
 	pthread_mutex_lock(&c->mu);
 	struct block **pp = lookup(c, id);
 	struct block *b = *pp;
@@ -792,6 +821,8 @@ VMO_API int vmo_cache_forget_all(struct vmo_cache *c)
 {
 	if (!c)
 		return -EINVAL;
+	if (c->proxy)
+		return c->proxy->forget(c->proxy_ctx, 0, true);
 	struct block *victims = NULL;
 	pthread_mutex_lock(&c->mu);
 	while (c->head) {
@@ -810,12 +841,20 @@ VMO_API int vmo_cache_stats_sized(struct vmo_cache *c, struct vmo_cache_stats *o
 {
 	if (!c || !out || size < offsetof(struct vmo_cache_stats, blocks))
 		return -EINVAL;
-	pthread_mutex_lock(&c->mu);
-	struct vmo_cache_stats st = c->st;
-	st.bytes = c->bytes;
-	st.idle_bytes = c->warm_bytes;
-	st.cap = cap_now(c);
-	pthread_mutex_unlock(&c->mu);
+	struct vmo_cache_stats st;
+	if (c->proxy) {
+		memset(&st, 0, sizeof st);
+		int rc = c->proxy->stats(c->proxy_ctx, &st);
+		if (rc)
+			return rc;
+	} else {
+		pthread_mutex_lock(&c->mu);
+		st = c->st;
+		st.bytes = c->bytes;
+		st.idle_bytes = c->warm_bytes;
+		st.cap = cap_now(c);
+		pthread_mutex_unlock(&c->mu);
+	}
 	/* The caller's struct may be older (smaller) or newer (larger) than
 	 * this library's: fill what both know, zero the rest (vmo.h). */
 	size_t n = size < sizeof st ? size : sizeof st;

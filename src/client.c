@@ -14,6 +14,7 @@
  * signal to the faulting thread where poison is missing).  Never zeros,
  * never a hang. */
 #include "core.h"
+#include "cache.h"
 #include "wire.h"
 
 #include <fcntl.h>
@@ -441,7 +442,10 @@ static int px_map(struct vmo_object *o, uint64_t off, size_t len, unsigned flags
 		free(cm);
 		return rc;
 	}
-	atomic_fetch_add(&cl->refs, 1);
+	/* The mapping holds the object (and through it the connection): the
+	 * object is closed on the server only once no mapping of it is left
+	 * (the server would unregister a range still mapped here). */
+	vmo_object_ref(o);
 	*addr = p;
 	return 0;
 }
@@ -476,7 +480,7 @@ static int px_unmap(struct vmo_object *o, void *addr, size_t len)
 	}
 	munmap(addr, len);
 	free(cm);
-	client_put(cl);
+	vmo_object_unref(o);
 	return 0;
 }
 
@@ -582,4 +586,139 @@ VMO_API int vmo_client_open(struct vmo_client *cl, const char *name, unsigned fl
 	atomic_fetch_add(&cl->refs, 1);
 	*out = o;
 	return 0;
+}
+
+/* ---- a cache whose blocks the server holds ------------------------------------------- */
+
+struct ccache {
+	struct vmo_client *cl;
+	pthread_mutex_t mu; /* the window: one block in flight */
+	char *win;
+	size_t winlen;
+};
+
+static int cc_yield(void *ctx, uint64_t id, void *addr, size_t len)
+{
+	struct ccache *cc = ctx;
+	if (len > cc->winlen) {
+		vmo__set_detail("a block through the server is at most the window (%zu bytes)", cc->winlen);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&cc->mu);
+	memcpy(cc->win, addr, len);
+	struct vmo__wire_msg m = { .type = VMO__WIRE_CACHE_YIELD }, r;
+	m.u.block = (struct vmo__wire_block){ .id = id, .off = 0, .len = len };
+	int rc = request(cc->cl, &m, NULL, 0, VMO__WIRE_OK, &r, NULL);
+	pthread_mutex_unlock(&cc->mu);
+	if (!rc)
+		memset(addr, 0, len); /* as the local cache: the range reads zeros */
+	return rc;
+}
+
+static int cc_get(void *ctx, uint64_t id, void *addr, size_t len)
+{
+	struct ccache *cc = ctx;
+	if (len > cc->winlen) {
+		vmo__set_detail("a block through the server is at most the window (%zu bytes)", cc->winlen);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&cc->mu);
+	struct vmo__wire_msg m = { .type = VMO__WIRE_CACHE_GET }, r;
+	m.u.block = (struct vmo__wire_block){ .id = id, .off = 0, .len = len };
+	int rc = request(cc->cl, &m, NULL, 0, VMO__WIRE_OK, &r, NULL);
+	if (!rc)
+		memcpy(addr, cc->win, len);
+	pthread_mutex_unlock(&cc->mu);
+	return rc;
+}
+
+static int cc_forget(void *ctx, uint64_t id, bool all)
+{
+	struct ccache *cc = ctx;
+	struct vmo__wire_msg m = { .type = VMO__WIRE_CACHE_FORGET }, r;
+	m.u.forget = (struct vmo__wire_forget){ .id = all ? 0 : id, .all = all };
+	return request(cc->cl, &m, NULL, 0, VMO__WIRE_OK, &r, NULL);
+}
+
+static int cc_stats(void *ctx, struct vmo_cache_stats *st)
+{
+	struct ccache *cc = ctx;
+	struct vmo__wire_msg m = { .type = VMO__WIRE_CACHE_STATS }, r;
+	int rc = request(cc->cl, &m, NULL, 0, VMO__WIRE_STATS_OK, &r, NULL);
+	if (rc)
+		return rc;
+	size_t n = (sizeof *st - 8) / 8;
+	if (r.u.stats_ok.n < n)
+		n = r.u.stats_ok.n;
+	memcpy((char *)st + 8, r.u.stats_ok.v, n * 8);
+	return 0;
+}
+
+static void cc_destroy(void *ctx)
+{
+	struct ccache *cc = ctx;
+	munmap(cc->win, cc->winlen);
+	pthread_mutex_destroy(&cc->mu);
+	client_put(cc->cl);
+	free(cc);
+}
+
+static const struct vmo__cache_proxy_ops cache_proxy_ops = {
+	.yield = cc_yield,
+	.get = cc_get,
+	.forget = cc_forget,
+	.stats = cc_stats,
+	.destroy = cc_destroy,
+};
+
+VMO_API int vmo_cache_connect(const char *path, size_t window, struct vmo_cache **out)
+{
+	if (!out || (window & (VMO_PAGE - 1)) || window > (1u << 30))
+		return -EINVAL;
+	if (!window)
+		window = 4u << 20;
+	struct vmo_client *cl;
+	int rc = vmo_client_connect(path, &cl);
+	if (rc)
+		return rc;
+	struct ccache *cc = calloc(1, sizeof *cc);
+	int fd = memfd_create("vmo-cache-window", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (!cc || fd < 0) {
+		rc = fd < 0 ? -errno : -ENOMEM;
+		goto fail;
+	}
+	if (ftruncate(fd, (off_t)window) < 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	cc->win = mmap(NULL, window, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (cc->win == MAP_FAILED) {
+		rc = -errno;
+		goto fail;
+	}
+	cc->winlen = window;
+	cc->cl = cl;
+	pthread_mutex_init(&cc->mu, NULL);
+	struct vmo__wire_msg m = { .type = VMO__WIRE_CACHE_OPEN }, r;
+	m.u.cache_open.window = window;
+	rc = request(cl, &m, &fd, 1, VMO__WIRE_OK, &r, NULL);
+	close(fd);
+	fd = -1;
+	if (rc)
+		goto fail_map;
+	*out = vmo__cache_proxy_new(&cache_proxy_ops, cc);
+	if (!*out) {
+		rc = -ENOMEM;
+		goto fail_map;
+	}
+	return 0;
+fail_map:
+	munmap(cc->win, window);
+	pthread_mutex_destroy(&cc->mu);
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(cc);
+	vmo_client_close(cl);
+	return rc;
 }

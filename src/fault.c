@@ -382,16 +382,29 @@ static void fill(struct fault *f)
 		if (rc == 0)
 			break;
 		if (rc == -EEXIST) {
-			/* Already in the memfd although marked absent: keep what is
-			 * there and never drop it unwritten. */
-			vmo__warn("page %#llx present while absent; kept as dirty",
+			/* In the memfd although marked absent: nothing of vmo's put
+			 * it there.  A process touched the memfd outside a
+			 * registered view (a client that unregistered its own
+			 * range, say), and the kernel filled the hole with zeros:
+			 * data invented.  The pager's data wins: written over it,
+			 * then mapped.  (Only if that write fails is what is there
+			 * kept, as dirty, rather than lost.) */
+			size_t po = (size_t)i << o->page_shift;
+			vmo__warn("page %#llx present while absent (filled outside vmo); the pager's data replaces it",
 				  (unsigned long long)((f->pg + i) << o->page_shift));
+			if (vmo__pwrite_full(o->memfd, (char *)buf + po, o->page_size, (f->pg + i) << o->page_shift) == 0) {
+				if (f->sp->ops->cont(f->sp, (void *)(f->paddr + po), o->page_size, wp, true, NULL) < 0)
+					f->sp->ops->wake(f->sp, (void *)(f->paddr + po), o->page_size);
+				ps_cas(o, f->pg + i, PS_FILLING, st);
+				i++;
+				continue;
+			}
 			ps_set(o, f->pg + i, PS_DIRTY);
 			if (st != PS_DIRTY)
 				atomic_fetch_add(&o->pages.dirty_pages, 1);
 			/* The copy that would have woken whoever waits on it did not
 			 * happen: wake them (the faulting thread, if i == 0). */
-			f->sp->ops->wake(f->sp, (void *)(f->paddr + ((size_t)i << o->page_shift)), o->page_size);
+			f->sp->ops->wake(f->sp, (void *)(f->paddr + po), o->page_size);
 			i++;
 			continue;
 		}

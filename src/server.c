@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -63,8 +64,16 @@ struct cview { /* a view the client attached */
 	size_t len;
 };
 
+struct ucache { /* the yield cache of one user */
+	struct ucache *next;
+	uid_t uid;
+	struct vmo_cache *c;
+};
+
 struct conn {
 	struct vmo_server *srv;
+	char *win; /* the client's cache window, mapped */
+	size_t winlen;
 	struct conn *next;
 	int fd;
 	pthread_t th;
@@ -87,6 +96,9 @@ struct vmo_server {
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* a closing pub went */
 	struct pub *pubs;
+	struct vmo_cache_opts cache_opts;
+	bool cache;
+	struct ucache *caches;
 	struct conn *conns;
 	unsigned nconns;
 	bool stopping;
@@ -382,8 +394,12 @@ static int check_mapping(pid_t pid, uintptr_t addr, size_t len, uint64_t off, co
 	char path[64], line[512];
 	snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
 	FILE *f = fopen(path, "re");
-	if (!f)
-		return -errno;
+	if (!f) {
+		/* (not ours to read: a server that is not root serving another
+		 * user; the check is for mistakes, go without it) */
+		vmo__debug("server: %s: %s; the mapping is not checked", path, strerror(errno));
+		return 0;
+	}
 	int rc = -EINVAL;
 	while (fgets(line, sizeof line, f)) {
 		unsigned long long a, b, o, ino;
@@ -606,8 +622,109 @@ static int do_list(struct conn *c, const struct vmo__wire_msg *m)
 	return vmo__wire_send(c->fd, &r, NULL, 0);
 }
 
+/* ---- the yield cache ------------------------------------------------------------- */
+
+static struct vmo_cache *user_cache(struct conn *c, int *err)
+{
+	struct vmo_server *srv = c->srv;
+	pthread_mutex_lock(&srv->mu);
+	struct ucache *u = srv->caches;
+	while (u && u->uid != c->cred.uid)
+		u = u->next;
+	if (!u && (u = calloc(1, sizeof *u))) {
+		u->uid = c->cred.uid;
+		*err = vmo_cache_create(&srv->cache_opts, &u->c);
+		if (*err) {
+			free(u);
+			u = NULL;
+		} else {
+			u->next = srv->caches;
+			srv->caches = u;
+		}
+	} else if (!u) {
+		*err = -ENOMEM;
+	}
+	pthread_mutex_unlock(&srv->mu);
+	return u ? u->c : NULL;
+}
+
+static int do_cache(struct conn *c, const struct vmo__wire_msg *m, int fd)
+{
+	const char *what = vmo__wire_type_name(m->type);
+	if (!c->srv->cache) {
+		if (fd >= 0)
+			close(fd);
+		vmo__set_detail("this server serves no yield cache");
+		return reply_error(c, m->seq, -EOPNOTSUPP, what);
+	}
+	if (m->type == VMO__WIRE_CACHE_OPEN) {
+		/* The window must stay as long as we map it: sealed against
+		 * shrinking (else a client's ftruncate is our SIGBUS). */
+		struct stat st;
+		int seals = fcntl(fd, F_GET_SEALS);
+		int err = 0;
+		if (c->win)
+			err = -EALREADY;
+		else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < m->u.cache_open.window ||
+			 seals < 0 || !(seals & F_SEAL_SHRINK))
+			err = -EINVAL;
+		void *p = err ? MAP_FAILED
+			      : mmap(NULL, m->u.cache_open.window, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		close(fd);
+		if (!err && p == MAP_FAILED)
+			err = -errno;
+		if (err) {
+			vmo__set_detail("the cache window must be a memfd of at least %llu bytes sealed with "
+					"F_SEAL_SHRINK, given once",
+					(unsigned long long)m->u.cache_open.window);
+			return reply_error(c, m->seq, err, what);
+		}
+		c->win = p;
+		c->winlen = (size_t)m->u.cache_open.window;
+		return reply_ok(c, m->seq, 0);
+	}
+	if (!c->win) {
+		vmo__set_detail("CACHE_OPEN first");
+		return reply_error(c, m->seq, -EPROTO, what);
+	}
+	int err = 0;
+	struct vmo_cache *uc = user_cache(c, &err);
+	if (!uc)
+		return reply_error(c, m->seq, err, what);
+	const struct vmo__wire_block *b = &m->u.block;
+	int rc;
+	switch (m->type) {
+	case VMO__WIRE_CACHE_YIELD:
+	case VMO__WIRE_CACHE_GET:
+		if (b->off > c->winlen || b->len > c->winlen - b->off) {
+			vmo__set_detail("[%#llx, +%#llx) is not within the window of %zu bytes", (unsigned long long)b->off,
+					(unsigned long long)b->len, c->winlen);
+			return reply_error(c, m->seq, -EINVAL, what);
+		}
+		rc = m->type == VMO__WIRE_CACHE_YIELD ? vmo_cache_yield(uc, b->id, c->win + b->off, (size_t)b->len)
+						      : vmo_cache_get(uc, b->id, c->win + b->off, (size_t)b->len);
+		return rc ? reply_error(c, m->seq, rc, what) : reply_ok(c, m->seq, b->len);
+	case VMO__WIRE_CACHE_FORGET:
+		rc = m->u.forget.all ? vmo_cache_forget_all(uc) : vmo_cache_forget(uc, m->u.forget.id);
+		return rc ? reply_error(c, m->seq, rc, what) : reply_ok(c, m->seq, 0);
+	default: { /* CACHE_STATS */
+		struct vmo_cache_stats st;
+		if ((rc = vmo_cache_stats(uc, &st)))
+			return reply_error(c, m->seq, rc, what);
+		struct vmo__wire_msg r = { .type = VMO__WIRE_STATS_OK, .seq = m->seq };
+		enum { N = (sizeof st - 8) / 8 };
+		_Static_assert(N <= VMO__WIRE_STATS_MAX, "cache stats fit a STATS_OK");
+		r.u.stats_ok.n = N;
+		memcpy(r.u.stats_ok.v, (const char *)&st + 8, N * 8);
+		return vmo__wire_send(c->fd, &r, NULL, 0);
+	}
+	}
+}
+
 static void conn_end(struct conn *c)
 {
+	if (c->win)
+		munmap(c->win, c->winlen);
 	/* Views first (as if unmapped; left registered: the process keeps its
 	 * userfaultfd), then the handles. */
 	if (c->sp)
@@ -619,8 +736,9 @@ static void conn_end(struct conn *c)
 	}
 	while (c->handles)
 		handle_close(c, c->handles);
-	close(c->fd);
-	c->fd = -1;
+	/* (closed once the thread is joined: the descriptor number stays ours
+	 * while vmo_server_destroy may shut it down) */
+	shutdown(c->fd, SHUT_RDWR);
 }
 
 static void *conn_main(void *arg)
@@ -664,6 +782,11 @@ static void *conn_main(void *arg)
 			case VMO__WIRE_STATS: rc = do_stats(c, &m); break;
 			case VMO__WIRE_CLOSE: rc = do_close(c, &m); break;
 			case VMO__WIRE_LIST: rc = do_list(c, &m); break;
+			case VMO__WIRE_CACHE_OPEN: rc = do_cache(c, &m, fds[0]); nfds = 0; break;
+			case VMO__WIRE_CACHE_YIELD:
+			case VMO__WIRE_CACHE_GET:
+			case VMO__WIRE_CACHE_FORGET:
+			case VMO__WIRE_CACHE_STATS: rc = do_cache(c, &m, -1); break;
 			default: rc = reply_error(c, m.seq, -EPROTO, "unknown request"); break;
 			}
 		}
@@ -693,6 +816,7 @@ static void reap_conns(struct vmo_server *srv, bool all)
 		srv->nconns--;
 		pthread_mutex_unlock(&srv->mu);
 		pthread_join(c->th, NULL);
+		close(c->fd);
 		free(c);
 		pthread_mutex_lock(&srv->mu);
 	}
@@ -740,6 +864,7 @@ static void *listen_main(void *arg)
 		c->srv = srv;
 		c->fd = fd;
 		if (pthread_create(&c->th, NULL, conn_main, c)) {
+			/* (no thread: nothing of it to reap) */
 			pthread_mutex_unlock(&srv->mu);
 			close(fd);
 			free(c);
@@ -810,6 +935,11 @@ VMO_API int vmo_server_create(struct vmo_engine *eng, const struct vmo_server_op
 	if (!srv->opts.max_objects)
 		srv->opts.max_objects = DEFAULT_MAX_OBJECTS;
 	srv->opts.path = NULL;
+	if (opts->cache) {
+		srv->cache_opts = *opts->cache;
+		srv->cache = true;
+	}
+	srv->opts.cache = NULL;
 	int rc;
 	if (opts->path) {
 		srv->path = strdup(opts->path);
@@ -876,6 +1006,12 @@ VMO_API int vmo_server_destroy(struct vmo_server *srv)
 		pub_unlist(srv, p);
 		if (!p->closing)
 			pub_put(srv, p);
+	}
+	while (srv->caches) {
+		struct ucache *u = srv->caches;
+		srv->caches = u->next;
+		vmo_cache_destroy(u->c);
+		free(u);
 	}
 	pthread_mutex_unlock(&srv->mu);
 	close(srv->stopfd);

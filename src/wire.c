@@ -37,6 +37,11 @@ static const struct wire_type {
 	[VMO__WIRE_LIST_OK] = { "LIST_OK", 0, false, true, 16 },
 	[VMO__WIRE_OK] = { "OK", 0, false, false, 8 },
 	[VMO__WIRE_ERROR] = { "ERROR", 0, false, true, 8 },
+	[VMO__WIRE_CACHE_OPEN] = { "CACHE_OPEN", 1, true, false, 8 },
+	[VMO__WIRE_CACHE_YIELD] = { "CACHE_YIELD", 0, true, false, 24 },
+	[VMO__WIRE_CACHE_GET] = { "CACHE_GET", 0, true, false, 24 },
+	[VMO__WIRE_CACHE_FORGET] = { "CACHE_FORGET", 0, true, false, 16 },
+	[VMO__WIRE_CACHE_STATS] = { "CACHE_STATS", 0, true, false, 8 },
 };
 
 #define ENTRY_HDR 16 /* a LIST_OK entry before its name */
@@ -385,6 +390,27 @@ static int parse_payload(const uint8_t *p, size_t plen, struct vmo__wire_msg *m)
 	case VMO__WIRE_OK:
 		m->u.ok.val = rd64(p);
 		return 0;
+	case VMO__WIRE_CACHE_OPEN:
+		m->u.cache_open.window = rd64(p);
+		return check_range(m, 0, m->u.cache_open.window);
+	case VMO__WIRE_CACHE_YIELD:
+	case VMO__WIRE_CACHE_GET:
+		m->u.block.id = rd64(p);
+		m->u.block.off = rd64(p + 8);
+		m->u.block.len = rd64(p + 16);
+		return check_range(m, m->u.block.off, m->u.block.len);
+	case VMO__WIRE_CACHE_FORGET:
+		m->u.forget.id = rd64(p);
+		m->u.forget.all = rd32(p + 8);
+		if ((r = reserved(m, rd32(p + 12))))
+			return r;
+		if (m->u.forget.all > 1)
+			return refuse(-EINVAL, m, "all = %u (0 or 1)", m->u.forget.all);
+		if (m->u.forget.all && m->u.forget.id)
+			return refuse(-EINVAL, m, "forget all with an id");
+		return 0;
+	case VMO__WIRE_CACHE_STATS:
+		return reserved(m, (uint32_t)(rd64(p) | rd64(p) >> 32));
 	case VMO__WIRE_ERROR: {
 		struct vmo__wire_error *e = &m->u.error;
 		size_t n = rd16(p + 4);
@@ -569,6 +595,21 @@ int vmo__wire_encode(const struct vmo__wire_msg *m, void *buf, size_t cap)
 		break;
 	case VMO__WIRE_OK:
 		wr64(p, m->u.ok.val);
+		break;
+	case VMO__WIRE_CACHE_OPEN:
+		wr64(p, m->u.cache_open.window);
+		break;
+	case VMO__WIRE_CACHE_YIELD:
+	case VMO__WIRE_CACHE_GET:
+		wr64(p, m->u.block.id);
+		wr64(p + 8, m->u.block.off);
+		wr64(p + 16, m->u.block.len);
+		break;
+	case VMO__WIRE_CACHE_FORGET:
+		wr64(p, m->u.forget.id);
+		wr32(p + 8, m->u.forget.all);
+		break;
+	case VMO__WIRE_CACHE_STATS:
 		break;
 	case VMO__WIRE_ERROR: {
 		size_t k = strnlen(m->u.error.msg, sizeof m->u.error.msg);

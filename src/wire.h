@@ -78,6 +78,12 @@ enum vmo__wire_type {
 	VMO__WIRE_LIST_OK = 15,
 	VMO__WIRE_OK = 16,
 	VMO__WIRE_ERROR = 17,
+	/* the yield cache of the server, shared by its clients */
+	VMO__WIRE_CACHE_OPEN = 18,   /* + the client's window memfd -> OK */
+	VMO__WIRE_CACHE_YIELD = 19,  /* -> OK */
+	VMO__WIRE_CACHE_GET = 20,    /* -> OK (val: bytes got), ERROR -ENOENT on a miss */
+	VMO__WIRE_CACHE_FORGET = 21, /* -> OK */
+	VMO__WIRE_CACHE_STATS = 22,  /* -> STATS_OK (id 0: the u64 fields of struct vmo_cache_stats) */
 	VMO__WIRE_NTYPES /* one past the last */
 };
 
@@ -154,6 +160,17 @@ struct vmo__wire_list_ok {
 		char name[VMO__WIRE_NAME_MAX + 1];
 	} e[VMO__WIRE_LIST_MAX];
 };
+struct vmo__wire_cache_open {
+	uint64_t window; /* bytes of the window memfd that comes with it: aligned, nonzero */
+};
+struct vmo__wire_block { /* CACHE_YIELD, CACHE_GET */
+	uint64_t id;       /* the block's id (any value) */
+	uint64_t off, len; /* where in the window: aligned, len nonzero, off + len <= VMO__WIRE_OFF_LIMIT */
+};
+struct vmo__wire_forget {
+	uint64_t id;
+	uint32_t all; /* 1: every block of this client's user (id ignored), else 0 */
+};
 struct vmo__wire_ok {
 	uint64_t val; /* 0 unless the request says otherwise */
 };
@@ -181,6 +198,9 @@ struct vmo__wire_msg {
 		struct vmo__wire_list_ok list_ok;
 		struct vmo__wire_ok ok;
 		struct vmo__wire_error error;
+		struct vmo__wire_cache_open cache_open;
+		struct vmo__wire_block block; /* CACHE_YIELD, CACHE_GET */
+		struct vmo__wire_forget forget;
 	} u;
 };
 

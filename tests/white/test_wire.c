@@ -691,7 +691,7 @@ static void case_fields(void)
 	/* OPEN: flags 0, page_size 4, size 8, reserved 18 */
 	CHECK_EQ(parse_patched(VMO__WIRE_OPEN, 0, 4, 0), -EINVAL); /* no access mode */
 	CHECK_EQ(parse_patched(VMO__WIRE_OPEN, 0, 4, VMO__WIRE_O_RDONLY | VMO__WIRE_O_RDWR), -EINVAL);
-	CHECK_EQ(parse_patched(VMO__WIRE_OPEN, 0, 4, VMO__WIRE_O_RDONLY | 8), -EINVAL);
+	CHECK_EQ(parse_patched(VMO__WIRE_OPEN, 0, 4, VMO__WIRE_O_RDONLY | 16), -EINVAL);
 	CHECK_EQ(parse_patched(VMO__WIRE_OPEN, 0, 4, VMO__WIRE_O_RDONLY), 0);
 	CHECK_EQ(parse_patched(VMO__WIRE_OPEN, 4, 4, 0), 0);
 	CHECK_EQ(parse_patched(VMO__WIRE_OPEN, 4, 4, 2048), -EINVAL);

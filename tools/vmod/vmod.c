@@ -10,6 +10,10 @@
  * asked to keep it (VMO_OPEN_CACHE, Sprite's may_cache): then it stays until
  * vmod stops.  One engine serves every client, under one budget.
  *
+ * vmod also keeps the system-wide yield cache (MINIX VM's cache across
+ * processes): clients yield blocks to it with vmo_cache_connect and the
+ * usual vmo_cache_* calls, a cache per user, forgotten under pressure.
+ *
  * Options come from the command line and a config file (the same names,
  * `name = value`), the command line winning.  Logs go to stderr through the
  * library's log function (the journal, under systemd).  SIGTERM and SIGINT
@@ -44,6 +48,8 @@ struct config {
 	uint64_t max_size;
 	unsigned max_clients;
 	int log_level;
+	uint64_t cache_budget;
+	bool no_cache;
 };
 
 static struct config cfg;
@@ -317,6 +323,8 @@ static void usage(FILE *f)
 		   "  --default-size N     size of a new object whose client gave none (default 1G)\n"
 		   "  --max-size N         the largest object (default 1T)\n"
 		   "  --max-clients N      (default 256)\n"
+		   "  --cache-budget N     bytes of yielded blocks each user may keep (default: as memory allows)\n"
+		   "  --no-cache           serve no yield cache (vmo_cache_connect)\n"
 		   "  --log-level LEVEL    error, warn, info or debug (default info)\n"
 		   "  --version, --help\n"
 		   "Sizes take a K, M, G or T suffix.  Exit: 0 stopped by SIGTERM/SIGINT, 1 failure, 2 bad option.\n",
@@ -324,7 +332,7 @@ static void usage(FILE *f)
 }
 
 enum { O_SOCKET = 1, O_DIR, O_CONFIG, O_SMODE, O_OMODE, O_BUDGET, O_WORKERS, O_DSIZE, O_MSIZE, O_MCLIENTS,
-       O_LOG, O_VERSION, O_HELP };
+       O_LOG, O_CBUDGET, O_NOCACHE, O_VERSION, O_HELP };
 static const struct option longopts[] = {
 	{ "socket", required_argument, NULL, O_SOCKET },
 	{ "dir", required_argument, NULL, O_DIR },
@@ -337,6 +345,8 @@ static const struct option longopts[] = {
 	{ "max-size", required_argument, NULL, O_MSIZE },
 	{ "max-clients", required_argument, NULL, O_MCLIENTS },
 	{ "log-level", required_argument, NULL, O_LOG },
+	{ "cache-budget", required_argument, NULL, O_CBUDGET },
+	{ "no-cache", no_argument, NULL, O_NOCACHE },
 	{ "version", no_argument, NULL, O_VERSION },
 	{ "help", no_argument, NULL, O_HELP },
 	{ 0 },
@@ -366,8 +376,12 @@ static int set_opt(int id, const char *name, const char *val)
 		return 0;
 	}
 	case O_BUDGET:
-		if (parse_size(val, &cfg.budget))
+	case O_CBUDGET:
+		if (parse_size(val, id == O_BUDGET ? &cfg.budget : &cfg.cache_budget))
 			goto bad;
+		return 0;
+	case O_NOCACHE:
+		cfg.no_cache = true;
 		return 0;
 	case O_DSIZE:
 	case O_MSIZE:
@@ -429,7 +443,7 @@ static int read_config(const char *path, bool must, const bool *given)
 			*--t = 0;
 		const struct option *o = longopts;
 		for (; o->name; o++)
-			if (!strcmp(o->name, name) && o->has_arg == required_argument && o->val != O_CONFIG)
+			if (!strcmp(o->name, name) && o->val != O_CONFIG && o->val != O_HELP && o->val != O_VERSION)
 				break;
 		if (!o->name) {
 			fprintf(stderr, "vmod: %s:%d: unknown option \"%s\"\n", path, lineno, name);
@@ -440,6 +454,16 @@ static int read_config(const char *path, bool must, const bool *given)
 			continue;
 		char label[300];
 		snprintf(label, sizeof label, "%s (%s:%d)", name, path, lineno);
+		if (o->has_arg == no_argument) { /* a flag: `name = yes` */
+			if (strcmp(val, "yes") && strcmp(val, "true") && strcmp(val, "1")) {
+				if (!strcmp(val, "no") || !strcmp(val, "false") || !strcmp(val, "0"))
+					continue;
+				fprintf(stderr, "vmod: bad value \"%s\" for %s (yes or no)\n", val, label);
+				rc = -1;
+				break;
+			}
+			val = "";
+		}
 		if (set_opt(o->val, label, val)) {
 			rc = -1;
 			break;
@@ -526,7 +550,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		given[c] = true;
-		if (set_opt(c, longopts[c - 1].name, optarg))
+		if (set_opt(c, longopts[c - 1].name, optarg ? optarg : ""))
 			return 2;
 	}
 	if (optind < argc) {
@@ -559,6 +583,7 @@ int main(int argc, char **argv)
 		.mode = cfg.socket_mode,
 		.max_clients = cfg.max_clients,
 		.open = on_open,
+		.cache = cfg.no_cache ? NULL : &(struct vmo_cache_opts){ .budget = cfg.cache_budget },
 	};
 	if (so.listen_fd < 0) {
 		so.path = cfg.socket;
