@@ -8,6 +8,9 @@
  *       cache's own watcher has to act alone).  Prints a status line per second and, at
  *       the end, key=value lines.  Exit 0 unless a check failed.
  *
+ *       With PROG_CACHE_SERVER=SOCKET the cache is vmod's system-wide one
+ *       (vmo_cache_connect): the blocks live in vmod.
+ *
  *   prog_cache_pressure hog MIB[,MIB...] HOLD_MS
  *       Grows its anonymous memory to each size in turn (touching every
  *       page), holding each for HOLD_MS, then frees it all and exits 0.
@@ -40,7 +43,12 @@ static int hold(uint64_t total_mib, size_t block_kib, double seconds)
 	struct vmo_cache *c;
 	/* PROG_CACHE_FLAGS: cache flags, e.g. 1 (NO_PRESSURE) to see the test fail */
 	struct vmo_cache_opts o = { .flags = (uint32_t)strtoul(getenv("PROG_CACHE_FLAGS") ?: "0", NULL, 0) };
-	CHECK_OK(vmo_cache_create(&o, &c));
+	/* PROG_CACHE_SERVER: a socket of vmod: its system-wide cache instead */
+	const char *srv = getenv("PROG_CACHE_SERVER");
+	if (srv && *srv)
+		CHECK_OK(vmo_cache_connect(srv, 0, &c));
+	else
+		CHECK_OK(vmo_cache_create(&o, &c));
 	uint64_t *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	CHECK(buf != MAP_FAILED);
 	uint64_t t0 = t_now_ns(), last = t0, s = 42, t_filled = 0;
