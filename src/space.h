@@ -199,8 +199,8 @@ int vmo__spaces_workers(struct vmo__spaces *set, unsigned n);
 /* Worker i is at the top of its loop, holding no space: free the closed
  * spaces nothing reaches any more. */
 void vmo__spaces_pass(struct vmo__spaces *set, unsigned i);
-/* The epoll timeout for a worker: t (ms, -1 forever), shortened while a
- * closed space waits for the workers to pass. */
+/* The epoll timeout for a worker: t (ms, -1 forever), at most half a
+ * second: a closed space waits for every worker to pass. */
 int vmo__spaces_timeout(struct vmo__spaces *set, int t);
 /* VMO_FEAT_* a userfaultfd with these negotiated features offers. */
 unsigned vmo__space_features(const struct vmo__uffd *u);
