@@ -27,7 +27,9 @@
  *   other-uid-refused     mode 0600 refuses another uid's open; a socket of
  *                         mode 0600 refuses its connect (root);
  *   kill-client-mid-fault a client killed while its fault is in the pager
- *                         leaves the server serving, and leaking nothing;
+ *                         leaves the server serving, and leaking nothing
+ *                         (its descriptors back to the count before it,
+ *                         within 2 s);
  *   server-killed         a client whose server is SIGKILLed gets SIGBUS for
  *                         pages not in memory (a pending fault too), keeps
  *                         those in memory; a new server reads what was
@@ -35,12 +37,13 @@
  *   malformed-messages    hand-made bad packets on a raw socket are each
  *                         answered with ERROR, the connection stays usable,
  *                         and a normal client is served meanwhile. */
+#include <vmo.h>
+
 #include "helper.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -427,7 +430,7 @@ static const struct vmo_pager_ops wrap_ops = {
 };
 
 /* --server SOCK STOREFILE BLOCK: serve "obj" (NPG pages of STOREFILE,
- * owner 0 mode 0600) on SOCK; "ready" once listening.  Commands: quit. */
+ * owner this uid, mode 0600) on SOCK; "ready" once listening.  Commands: quit. */
 static int server_main(const char *sock, const char *file, long block_pg)
 {
 	alarm(90);
@@ -443,7 +446,7 @@ static int server_main(const char *sock, const char *file, long block_pg)
 	CHECK_OK(vmo_object_create(eng, &wrap_ops, w, &oo, &obj));
 	struct vmo_server *srv;
 	CHECK_OK(vmo_server_create(eng, &(struct vmo_server_opts){ .path = sock }, &srv));
-	CHECK_OK(vmo_server_publish(srv, "obj", obj, 0, 0, 0600));
+	CHECK_OK(vmo_server_publish(srv, "obj", obj, geteuid(), getegid(), 0600));
 	answer("ready");
 	char line[128];
 	while (fgets(line, sizeof line, stdin)) {
@@ -759,7 +762,7 @@ static void case_two_clients(void)
 	struct env e;
 	env_start(&e, 0);
 	uint64_t *mem = env_mem_object(&e, 0);
-	CHECK_OK(vmo_server_publish(e.srv, "shared", e.obj, 0, 0, 0600));
+	CHECK_OK(vmo_server_publish(e.srv, "shared", e.obj, geteuid(), getegid(), 0600));
 	struct child a, b;
 	client_open(&a, "client A", e.sock, "shared", true);
 	client_open(&b, "client B", e.sock, "shared", true);
@@ -917,7 +920,7 @@ static void case_kill_client_mid_fault(void)
 	pthread_cond_init(&s.cv, NULL);
 	struct vmo_object_opts oo = { .size = SIZE, .flags = VMO_OBJ_NO_READAHEAD };
 	CHECK_OK(vmo_object_create(e.eng, &bs_ops, &s, &oo, &e.obj));
-	CHECK_OK(vmo_server_publish(e.srv, "obj", e.obj, 0, 0, 0600));
+	CHECK_OK(vmo_server_publish(e.srv, "obj", e.obj, geteuid(), getegid(), 0600));
 
 	int base = count_fds();
 	struct child a;
@@ -1220,7 +1223,7 @@ static void case_malformed_messages(void)
 	struct env e;
 	env_start(&e, 0);
 	uint64_t *mem = env_mem_object(&e, 0);
-	CHECK_OK(vmo_server_publish(e.srv, "obj", e.obj, 0, 0, 0600));
+	CHECK_OK(vmo_server_publish(e.srv, "obj", e.obj, geteuid(), getegid(), 0600));
 
 	/* A normal client, before and after. */
 	struct child c;
