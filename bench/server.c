@@ -67,31 +67,16 @@ static void measure(struct vmo_object *o, struct run *r, const uint32_t *perm)
 	vmo_unmap(o, (void *)p, len);
 }
 
-static char dir[64];
-
-static void cleanup(void)
+int main(void)
 {
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	if (system(cmd))
-		fprintf(stderr, "bench: could not remove %s\n", dir);
-}
-
-int main(int argc, char **argv)
-{
-	(void)argc;
 	npages = env_ul("VMO_BENCH_PAGES", 32768);
 	rounds = (int)env_ul("VMO_BENCH_ROUNDS", 20);
 	uint32_t *perm = make_perm(npages, 7);
-	snprintf(dir, sizeof dir, "/dev/shm/vmo-bench-server-XXXXXX");
-	if (!mkdtemp(dir))
-		die("mkdtemp", -errno);
-	atexit(cleanup);
-
 	/* In this process: the file pager on a tmpfs file. */
-	char path[128];
-	snprintf(path, sizeof path, "%s/local", dir);
-	int fd = open(path, O_RDWR | O_CREAT, 0600);
+	char path[] = "/dev/shm/vmo-bench-server-XXXXXX";
+	int fd = mkstemp(path);
+	if (fd >= 0)
+		unlink(path);
 	if (fd < 0 || ftruncate(fd, (off_t)(npages * PG)))
 		die("local store file", -errno);
 	struct vmo_engine *eng;
@@ -113,44 +98,18 @@ int main(int argc, char **argv)
 	close(fd);
 
 	/* Through vmod. */
-	char vmod[512], sock[128], store[128];
-	const char *env = getenv("VMOD");
-	if (env && *env)
-		snprintf(vmod, sizeof vmod, "%s", env);
-	else {
-		char self[400];
-		ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-		self[n > 0 ? n : 0] = 0;
-		char *s = strrchr(self, '/');
-		if (s)
-			*s = 0;
-		snprintf(vmod, sizeof vmod, "%s/../vmod", self);
-	}
-	snprintf(sock, sizeof sock, "%s/vmod.sock", dir);
-	snprintf(store, sizeof store, "%s/store", dir);
-	pid_t pid = fork();
-	if (pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-		dup2(null, 1);
-		execl(vmod, "vmod", "--socket", sock, "--dir", store, "--log-level", "warn", (char *)NULL);
-		_exit(127);
-	}
-	struct vmo_client *cl = NULL;
-	for (int i = 0; i < 400 && (rc = vmo_client_connect(sock, &cl)); i++)
-		usleep(10000);
-	if (rc) {
-		kill(pid, SIGKILL);
-		die("connecting to vmod (is it built? VMOD names it)", rc);
-	}
+	char sock[128];
+	int pid = bench_start_vmod(sock, sizeof sock);
+	struct vmo_client *cl;
+	if ((rc = vmo_client_connect(sock, &cl)))
+		die("vmo_client_connect", rc);
 	if ((rc = vmo_client_open(cl, "bench", VMO_OPEN_RDWR | VMO_OPEN_CREATE, npages * PG, 0, &o)))
 		die("vmo_client_open", rc);
 	struct run remote;
 	measure(o, &remote, perm);
 	vmo_object_unref(o);
 	vmo_client_close(cl);
-	kill(pid, SIGTERM);
-	int st;
-	waitpid(pid, &st, 0);
+	bench_stop_vmod(pid);
 
 	printf("pages=%zu\n", npages);
 	printf("random_touch_local_ns=%.0f\n", local.random_ns);

@@ -10,6 +10,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <string.h>
 #include <unistd.h>
 
 _Noreturn void die(const char *what, int err)
@@ -145,4 +148,64 @@ double run_floor(const char *src, size_t npages, const uint32_t *order, size_t n
 	close(c.uffd);
 	munmap(c.base, len);
 	return (double)(t1 - t0) / (double)n;
+}
+
+static char vmod_dir[64];
+
+static void vmod_cleanup(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", vmod_dir);
+	if (system(cmd))
+		fprintf(stderr, "bench: could not remove %s\n", vmod_dir);
+}
+
+int bench_start_vmod(char *sock, size_t socklen)
+{
+	char vmod[512], store[128];
+	snprintf(vmod_dir, sizeof vmod_dir, "/dev/shm/vmo-bench-vmod-XXXXXX");
+	if (!mkdtemp(vmod_dir))
+		die("mkdtemp", -errno);
+	atexit(vmod_cleanup);
+	const char *env = getenv("VMOD");
+	if (env && *env) {
+		snprintf(vmod, sizeof vmod, "%s", env);
+	} else {
+		char self[400];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+		self[n > 0 ? n : 0] = 0;
+		char *s = strrchr(self, '/');
+		if (s)
+			*s = 0;
+		snprintf(vmod, sizeof vmod, "%s/../vmod", self);
+	}
+	snprintf(sock, socklen, "%s/vmod.sock", vmod_dir);
+	snprintf(store, sizeof store, "%s/store", vmod_dir);
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork", -errno);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 1);
+		execl(vmod, "vmod", "--socket", sock, "--dir", store, "--log-level", "warn", (char *)NULL);
+		_exit(127);
+	}
+	/* ready once its socket answers */
+	for (int i = 0; i < 400; i++) {
+		struct vmo_client *cl;
+		if (vmo_client_connect(sock, &cl) == 0) {
+			vmo_client_close(cl);
+			return pid;
+		}
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	die("starting vmod (is it built? VMOD names it)", -ECONNREFUSED);
+}
+
+void bench_stop_vmod(int pid)
+{
+	int st;
+	kill(pid, SIGTERM);
+	waitpid(pid, &st, 0);
 }

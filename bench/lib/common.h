@@ -60,4 +60,11 @@ struct vmo_object *bench_mem_object(struct vmo_engine *eng, char *src, size_t np
  * touch. */
 double run_floor(const char *src, size_t npages, const uint32_t *order, size_t n);
 
+/* The real vmod, for the benchmarks that go through it: a fresh directory
+ * under /dev/shm (removed at exit) holds its store and socket; the binary is
+ * $VMOD, else ../vmod from this program's directory.  Returns vmod's pid;
+ * the socket's path goes into sock.  bench_stop_vmod: SIGTERM, wait. */
+int bench_start_vmod(char *sock, size_t socklen);
+void bench_stop_vmod(int pid);
+
 #endif
