@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int open_obj(struct vmo_client *cl, const char *name, struct vmo_object **o)
 {
@@ -24,15 +25,41 @@ static int cmd_server(int argc, char **argv)
 	if (rc)
 		return rc;
 	if (npos < 1)
-		return usage_error("say what to do: list, stats [NAME], sync NAME or drop NAME");
+		return usage_error("say what to do: list, stats [NAME], sync NAME, drop NAME or cache");
 	const char *what = pos[0], *name = npos > 1 ? pos[1] : NULL;
 	bool needs_name = !strcmp(what, "sync") || !strcmp(what, "drop");
-	if (strcmp(what, "list") && strcmp(what, "stats") && !needs_name)
-		return usage_error("unknown action \"%s\": list, stats, sync or drop", what);
+	if (strcmp(what, "list") && strcmp(what, "stats") && strcmp(what, "cache") && !needs_name)
+		return usage_error("unknown action \"%s\": list, stats, sync, drop or cache", what);
 	if (needs_name && !name)
 		return usage_error("%s needs an object NAME", what);
-	if (!strcmp(what, "list") && name)
-		return usage_error("list takes no NAME");
+	if ((!strcmp(what, "list") || !strcmp(what, "cache")) && name)
+		return usage_error("%s takes no NAME", what);
+	if (!strcmp(what, "cache")) {
+		/* the system-wide yield cache: this user's part of it */
+		struct vmo_cache *c;
+		struct vmo_cache_stats cs;
+		if ((rc = vmo_cache_connect(sock, 0, &c))) {
+			msg("the server's yield cache: %s (%s)", vmo_strerror(rc), vmo_last_error_detail());
+			return 1;
+		}
+		rc = vmo_cache_stats(c, &cs);
+		vmo_cache_destroy(c);
+		if (rc)
+			return fail("vmo_cache_stats", rc);
+		char b1[32], b2[32];
+		printf("yield cache of uid %u on the server:\n", (unsigned)geteuid());
+		printf("  blocks          %llu (%s)\n", (unsigned long long)cs.blocks, human(cs.bytes, b1, sizeof b1));
+		printf("  yields          %llu (hits %llu, misses %llu)\n", (unsigned long long)cs.yields,
+		       (unsigned long long)cs.hits, (unsigned long long)cs.misses);
+		printf("  forgotten       %llu blocks (%s)\n", (unsigned long long)cs.forgotten_blocks,
+		       human(cs.forgotten_bytes, b2, sizeof b2));
+		if (cs.cap == UINT64_MAX)
+			printf("  cap             none\n");
+		else
+			printf("  cap             %s\n", human(cs.cap, b1, sizeof b1));
+		printf("  pressure events %llu\n", (unsigned long long)cs.pressure_events);
+		return 0;
+	}
 	struct vmo_client *cl;
 	if ((rc = vmo_client_connect(sock, &cl))) {
 		msg("connecting to %s: %s (%s)", sock ? sock : vmo_server_default_path(), vmo_strerror(rc),
@@ -93,9 +120,10 @@ static int cmd_server(int argc, char **argv)
 }
 
 const struct cli_cmd cli_cmd_server = {
-	"server", cmd_server, "[--socket PATH] list | stats [NAME] | sync NAME | drop NAME",
+	"server", cmd_server, "[--socket PATH] list | stats [NAME] | sync NAME | drop NAME | cache",
 	"Speak to a running server (vmod; --socket, else $VMO_SERVER, else its\n"
 	"default socket): list the objects it serves, print the statistics of one\n"
 	"object or of the whole server, write an object's dirty pages back (sync)\n"
-	"or write them back and drop its pages from memory (drop).",
+	"or write them back and drop its pages from memory (drop); cache: the\n"
+	"statistics of this user's part of the server's system-wide yield cache.",
 };
