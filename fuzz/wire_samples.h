@@ -25,7 +25,7 @@ static inline void wire_sample_name(char *dst, size_t n, unsigned salt)
 		dst[0] = 'x'; /* never "." or ".." */
 }
 
-/* Fill s[0..] (room for at least 32) and return how many: the first
+/* Fill s[0..] (room for at least 48) and return how many: the first
  * VMO__WIRE_NTYPES - 1 are one of each type, in type order. */
 static inline size_t wire_samples(struct wire_sample *s)
 {
@@ -99,6 +99,13 @@ static inline size_t wire_samples(struct wire_sample *s)
 	NEXT("cache_forget", VMO__WIRE_CACHE_FORGET);
 	m->u.forget = (struct vmo__wire_forget){ .id = 0x1234, .all = 0 };
 	NEXT("cache_stats", VMO__WIRE_CACHE_STATS);
+	NEXT("clients", VMO__WIRE_CLIENTS);
+	m->u.list.cursor = 0;
+	NEXT("clients_ok", VMO__WIRE_CLIENTS_OK);
+	m->u.clients_ok.next = 0;
+	m->u.clients_ok.n = 2;
+	m->u.clients_ok.e[0] = (struct vmo__wire_client){ 100, 1000, 1000, 2, 3, 40, 5000 };
+	m->u.clients_ok.e[1] = (struct vmo__wire_client){ 101, 0, 0, 0, 0, 1, 0 };
 
 	/* at the limits */
 	NEXT("open_longname", VMO__WIRE_OPEN);
@@ -121,6 +128,11 @@ static inline size_t wire_samples(struct wire_sample *s)
 	NEXT("error_long", VMO__WIRE_ERROR);
 	m->u.error.err = -4095;
 	memset(m->u.error.msg, '~', VMO__WIRE_ERRMSG_MAX);
+	NEXT("clients_ok_full", VMO__WIRE_CLIENTS_OK);
+	m->u.clients_ok.next = 77;
+	m->u.clients_ok.n = VMO__WIRE_CLIENTS_MAX;
+	for (unsigned i = 0; i < VMO__WIRE_CLIENTS_MAX; i++)
+		m->u.clients_ok.e[i] = (struct vmo__wire_client){ i + 2, i, i, i, i, ~0ull, ~0ull - i };
 	NEXT("cache_forget_all", VMO__WIRE_CACHE_FORGET);
 	m->u.forget = (struct vmo__wire_forget){ .id = 0, .all = 1 };
 	NEXT("attach_top", VMO__WIRE_ATTACH);

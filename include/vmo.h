@@ -530,6 +530,19 @@ struct vmo_client_entry {
 	size_t page_size;
 };
 VMO_API int vmo_client_list(struct vmo_client *cl, uint64_t *cursor, struct vmo_client_entry *e, size_t n);
+/* The clients connected to the server now, from *cursor (as
+ * vmo_client_list): those of this process's user, or all of them for
+ * root.  Up to n entries; their count or -errno. */
+struct vmo_client_info {
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	unsigned objects;  /* open now */
+	unsigned views;    /* mappings attached now */
+	uint64_t requests; /* messages it sent */
+	uint64_t faults;   /* its faults the server served */
+};
+VMO_API int vmo_client_clients(struct vmo_client *cl, uint64_t *cursor, struct vmo_client_info *e, size_t n);
 /* The server's engine-wide statistics. */
 VMO_API int vmo_client_server_stats_sized(struct vmo_client *cl, struct vmo_stats *st, size_t size);
 #define vmo_client_server_stats(cl, st) vmo_client_server_stats_sized((cl), (st), sizeof(struct vmo_stats))

@@ -337,10 +337,39 @@ VMO_API int vmo_client_list(struct vmo_client *cl, uint64_t *cursor, struct vmo_
 			e[k].page_size = r.u.list_ok.e[i].page_size;
 		}
 		if (i < r.u.list_ok.n) { /* more than asked for: resume at the first not taken */
-			*cursor += k;
+			*cursor = m.u.list.cursor + i;
 			return (int)k;
 		}
 		*cursor = r.u.list_ok.next;
+		if (!*cursor)
+			break;
+	}
+	return (int)k;
+}
+
+VMO_API int vmo_client_clients(struct vmo_client *cl, uint64_t *cursor, struct vmo_client_info *e, size_t n)
+{
+	if (!cl || !cursor || (!e && n))
+		return -EINVAL;
+	size_t k = 0;
+	while (k < n) {
+		struct vmo__wire_msg m = { .type = VMO__WIRE_CLIENTS }, r;
+		m.u.list.cursor = *cursor;
+		int rc = request(cl, &m, NULL, 0, VMO__WIRE_CLIENTS_OK, &r, NULL);
+		if (rc)
+			return rc;
+		uint32_t i = 0;
+		for (; i < r.u.clients_ok.n && k < n; i++, k++) {
+			const struct vmo__wire_client *w = &r.u.clients_ok.e[i];
+			e[k] = (struct vmo_client_info){ .pid = (pid_t)w->pid, .uid = w->uid, .gid = w->gid,
+							 .objects = w->objects, .views = w->views,
+							 .requests = w->requests, .faults = w->faults };
+		}
+		if (i < r.u.clients_ok.n) { /* resume at the first not taken */
+			*cursor = m.u.list.cursor + i;
+			return (int)k;
+		}
+		*cursor = r.u.clients_ok.next;
 		if (!*cursor)
 			break;
 	}

@@ -679,6 +679,7 @@ void vmo__handle_fault(struct vmo_engine *eng, struct vmo__space *sp, const stru
 {
 	uintptr_t addr = (uintptr_t)msg->arg.pagefault.address;
 	uint64_t flags = msg->arg.pagefault.flags;
+	atomic_fetch_add_explicit(&sp->faults, 1, memory_order_relaxed);
 	struct vmo_map *m = vmo__map_lookup_get(sp, addr);
 	if (!m) {
 		fault_unknown(sp, addr, (pid_t)msg->arg.pagefault.feat.ptid);

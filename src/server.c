@@ -81,9 +81,16 @@ struct conn {
 	bool hello;
 	struct vmo__space *sp;
 	struct handle *handles;
-	unsigned nhandles;
+	_Atomic unsigned nhandles;
 	uint64_t next_id;
 	struct cview *views;
+	_Atomic unsigned nviews;
+	_Atomic uint64_t requests;
+	/* faults of a closed space (its count, kept when it closed); sp is
+	 * set and closed under srv->mu, so that do_clients may read another
+	 * connection's space there */
+	uint64_t faults;
+	bool sp_closed;
 	_Atomic bool done;
 };
 
@@ -292,8 +299,8 @@ static int do_open(struct conn *c, const struct vmo__wire_msg *m)
 	struct vmo_server *srv = c->srv;
 	const struct vmo__wire_open *o = &m->u.open;
 	bool rw = o->flags & VMO__WIRE_O_RDWR;
-	if (c->nhandles >= srv->opts.max_objects) {
-		vmo__set_detail("this client has %u objects open, the server's limit", c->nhandles);
+	if (atomic_load(&c->nhandles) >= srv->opts.max_objects) {
+		vmo__set_detail("this client has %u objects open, the server's limit", atomic_load(&c->nhandles));
 		return reply_error(c, m->seq, -EMFILE, "OPEN");
 	}
 	pthread_mutex_lock(&srv->mu);
@@ -377,11 +384,15 @@ static int do_adopt(struct conn *c, const struct vmo__wire_msg *m, int fd)
 		vmo__set_detail("this client's userfaultfd was adopted already");
 		return reply_error(c, m->seq, -EALREADY, "ADOPT");
 	}
-	int rc = vmo__space_adopt(&c->srv->eng->spaces, fd, m->u.adopt.uffd_features, c->cred.pid, &c->sp);
+	struct vmo__space *sp;
+	int rc = vmo__space_adopt(&c->srv->eng->spaces, fd, m->u.adopt.uffd_features, c->cred.pid, &sp);
 	if (rc) {
 		close(fd);
 		return reply_error(c, m->seq, rc, "ADOPT");
 	}
+	pthread_mutex_lock(&c->srv->mu);
+	c->sp = sp;
+	pthread_mutex_unlock(&c->srv->mu);
 	return reply_ok(c, m->seq, 0);
 }
 
@@ -472,6 +483,7 @@ static int do_attach(struct conn *c, const struct vmo__wire_msg *m)
 	v->len = (size_t)a->len;
 	v->next = c->views;
 	c->views = v;
+	atomic_fetch_add(&c->nviews, 1);
 	return reply_ok(c, m->seq, 0);
 }
 
@@ -497,6 +509,7 @@ static int do_detach(struct conn *c, const struct vmo__wire_msg *m)
 		*pv = v->next;
 		view_drop(c, v, h->p->obj);
 		free(v);
+		atomic_fetch_sub(&c->nviews, 1);
 		return reply_ok(c, m->seq, 0);
 	}
 	vmo__set_detail("no view [%#llx, +%#llx) of object %llu on this connection", (unsigned long long)d->addr,
@@ -566,6 +579,7 @@ static void handle_close(struct conn *c, struct handle *h)
 		if (c->sp)
 			view_drop(c, v, h->p->obj);
 		free(v);
+		atomic_fetch_sub(&c->nviews, 1);
 	}
 	for (struct handle **ph = &c->handles; *ph; ph = &(*ph)->next)
 		if (*ph == h) {
@@ -721,19 +735,55 @@ static int do_cache(struct conn *c, const struct vmo__wire_msg *m, int fd)
 	}
 }
 
+/* The clients: a client sees those of its own uid, uid 0 sees all (a
+ * process list of other users is theirs). */
+static int do_clients(struct conn *c, const struct vmo__wire_msg *m)
+{
+	struct vmo_server *srv = c->srv;
+	struct vmo__wire_msg r = { .type = VMO__WIRE_CLIENTS_OK, .seq = m->seq };
+	uint64_t pos = 0, start = m->u.list.cursor;
+	pthread_mutex_lock(&srv->mu);
+	for (struct conn *o = srv->conns; o; o = o->next) {
+		if (atomic_load(&o->done) || (c->cred.uid != 0 && o->cred.uid != c->cred.uid))
+			continue;
+		if (pos++ < start)
+			continue;
+		if (r.u.clients_ok.n == VMO__WIRE_CLIENTS_MAX) {
+			r.u.clients_ok.next = pos - 1;
+			break;
+		}
+		struct vmo__wire_client *e = &r.u.clients_ok.e[r.u.clients_ok.n++];
+		e->pid = (uint32_t)o->cred.pid;
+		e->uid = o->cred.uid;
+		e->gid = o->cred.gid;
+		e->objects = atomic_load(&o->nhandles);
+		e->views = atomic_load(&o->nviews);
+		e->requests = atomic_load(&o->requests);
+		e->faults = o->sp && !o->sp_closed ? atomic_load(&o->sp->faults) : o->faults;
+	}
+	pthread_mutex_unlock(&srv->mu);
+	return vmo__wire_send(c->fd, &r, NULL, 0);
+}
+
 static void conn_end(struct conn *c)
 {
 	if (c->win)
 		munmap(c->win, c->winlen);
 	/* Views first (as if unmapped; left registered: the process keeps its
 	 * userfaultfd), then the handles. */
-	if (c->sp)
+	if (c->sp) {
+		pthread_mutex_lock(&c->srv->mu);
+		c->faults = atomic_load(&c->sp->faults);
+		c->sp_closed = true;
+		pthread_mutex_unlock(&c->srv->mu);
 		vmo__space_close(c->sp);
+	}
 	while (c->views) {
 		struct cview *v = c->views;
 		c->views = v->next;
 		free(v);
 	}
+	atomic_store(&c->nviews, 0);
 	while (c->handles)
 		handle_close(c, c->handles);
 	/* (closed once the thread is joined: the descriptor number stays ours
@@ -766,7 +816,7 @@ static void *conn_main(void *arg)
 		if (!vmo__wire_is_request(m.type)) {
 			vmo__set_detail("a %s is a reply, not a request", vmo__wire_type_name(m.type));
 			rc = reply_error(c, m.seq, -EPROTO, "bad message");
-		} else if (!c->hello && m.type != VMO__WIRE_HELLO) {
+		} else if (atomic_fetch_add(&c->requests, 1), !c->hello && m.type != VMO__WIRE_HELLO) {
 			vmo__set_detail("HELLO first");
 			rc = reply_error(c, m.seq, -EPROTO, vmo__wire_type_name(m.type));
 		} else {
@@ -787,6 +837,7 @@ static void *conn_main(void *arg)
 			case VMO__WIRE_CACHE_GET:
 			case VMO__WIRE_CACHE_FORGET:
 			case VMO__WIRE_CACHE_STATS: rc = do_cache(c, &m, -1); break;
+			case VMO__WIRE_CLIENTS: rc = do_clients(c, &m); break;
 			default: rc = reply_error(c, m.seq, -EPROTO, "unknown request"); break;
 			}
 		}

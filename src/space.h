@@ -104,6 +104,7 @@ struct vmo__space {
 	int pidfd;         /* -1 for the local space */
 	int pagemap_fd;    /* /proc/PID/pagemap, for async dirty collection; -1 */
 	_Atomic bool dead; /* the process is gone: no views, no more faults */
+	_Atomic uint64_t faults; /* fault messages served (a server's per-client count) */
 	_Atomic bool doomed; /* its mm is gone (ESRCH): reap it */
 
 	/* views by address, for fault lookup */

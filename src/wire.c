@@ -42,6 +42,8 @@ static const struct wire_type {
 	[VMO__WIRE_CACHE_GET] = { "CACHE_GET", 0, true, false, 24 },
 	[VMO__WIRE_CACHE_FORGET] = { "CACHE_FORGET", 0, true, false, 16 },
 	[VMO__WIRE_CACHE_STATS] = { "CACHE_STATS", 0, true, false, 8 },
+	[VMO__WIRE_CLIENTS] = { "CLIENTS", 0, true, false, 8 },
+	[VMO__WIRE_CLIENTS_OK] = { "CLIENTS_OK", 0, false, true, 16 },
 };
 
 #define ENTRY_HDR 16 /* a LIST_OK entry before its name */
@@ -52,6 +54,8 @@ _Static_assert(VMO__WIRE_HDR + 16 + 8 * VMO__WIRE_STATS_MAX <= VMO__WIRE_MAX, "S
 _Static_assert(VMO__WIRE_HDR + 16 + VMO__WIRE_LIST_MAX * (ENTRY_HDR + VMO__WIRE_NAME_MAX) <= VMO__WIRE_MAX,
 	       "LIST_OK fits");
 _Static_assert(VMO__WIRE_HDR + 8 + VMO__WIRE_ERRMSG_MAX <= VMO__WIRE_MAX, "ERROR fits");
+#define CLIENT_SIZE 40 /* a CLIENTS_OK entry */
+_Static_assert(VMO__WIRE_HDR + 16 + VMO__WIRE_CLIENTS_MAX * CLIENT_SIZE <= VMO__WIRE_MAX, "CLIENTS_OK fits");
 _Static_assert(VMO__WIRE_VERSION_MIN <= VMO__WIRE_VERSION, "version range");
 
 static const struct wire_type *type_of(uint16_t t)
@@ -411,6 +415,34 @@ static int parse_payload(const uint8_t *p, size_t plen, struct vmo__wire_msg *m)
 		return 0;
 	case VMO__WIRE_CACHE_STATS:
 		return reserved(m, (uint32_t)(rd64(p) | rd64(p) >> 32));
+	case VMO__WIRE_CLIENTS:
+		m->u.list.cursor = rd64(p);
+		return 0;
+	case VMO__WIRE_CLIENTS_OK: {
+		struct vmo__wire_clients_ok *k = &m->u.clients_ok;
+		k->next = rd64(p);
+		k->n = rd32(p + 8);
+		if ((r = reserved(m, rd32(p + 12))))
+			return r;
+		if (k->n > VMO__WIRE_CLIENTS_MAX)
+			return refuse(-EINVAL, m, "%u entries, at most %u", k->n, VMO__WIRE_CLIENTS_MAX);
+		if (plen != 16 + (size_t)k->n * CLIENT_SIZE)
+			return refuse(-EPROTO, m, "payload of %zu bytes for %u entries", plen, k->n);
+		for (uint32_t i = 0; i < k->n; i++) {
+			const uint8_t *q = p + 16 + (size_t)i * CLIENT_SIZE;
+			struct vmo__wire_client *e = &k->e[i];
+			e->pid = rd32(q);
+			e->uid = rd32(q + 4);
+			e->gid = rd32(q + 8);
+			e->objects = rd32(q + 12);
+			e->views = rd32(q + 16);
+			if ((r = reserved(m, rd32(q + 20))))
+				return r;
+			e->requests = rd64(q + 24);
+			e->faults = rd64(q + 32);
+		}
+		return 0;
+	}
 	case VMO__WIRE_ERROR: {
 		struct vmo__wire_error *e = &m->u.error;
 		size_t n = rd16(p + 4);
@@ -611,6 +643,29 @@ int vmo__wire_encode(const struct vmo__wire_msg *m, void *buf, size_t cap)
 		break;
 	case VMO__WIRE_CACHE_STATS:
 		break;
+	case VMO__WIRE_CLIENTS:
+		wr64(p, m->u.list.cursor);
+		break;
+	case VMO__WIRE_CLIENTS_OK: {
+		const struct vmo__wire_clients_ok *k = &m->u.clients_ok;
+		if (k->n > VMO__WIRE_CLIENTS_MAX)
+			return refuse(-EINVAL, m, "encode: %u entries, at most %u", k->n, VMO__WIRE_CLIENTS_MAX);
+		wr64(p, k->next);
+		wr32(p + 8, k->n);
+		for (uint32_t i = 0; i < k->n; i++) {
+			uint8_t *q = p + 16 + (size_t)i * CLIENT_SIZE;
+			const struct vmo__wire_client *e = &k->e[i];
+			wr32(q, e->pid);
+			wr32(q + 4, e->uid);
+			wr32(q + 8, e->gid);
+			wr32(q + 12, e->objects);
+			wr32(q + 16, e->views);
+			wr64(q + 24, e->requests);
+			wr64(q + 32, e->faults);
+		}
+		plen += (size_t)k->n * CLIENT_SIZE;
+		break;
+	}
 	case VMO__WIRE_ERROR: {
 		size_t k = strnlen(m->u.error.msg, sizeof m->u.error.msg);
 		if (k > VMO__WIRE_ERRMSG_MAX)

@@ -53,6 +53,7 @@
 #define VMO__WIRE_NAME_MAX 255      /* bytes of an object name at most */
 #define VMO__WIRE_LIST_MAX 14       /* names in one LIST_OK at most */
 #define VMO__WIRE_STATS_MAX 32      /* counters in one STATS_OK at most */
+#define VMO__WIRE_CLIENTS_MAX 64    /* entries in one CLIENTS_OK at most */
 #define VMO__WIRE_ERRMSG_MAX 255    /* bytes of an ERROR's message at most */
 #define VMO__WIRE_OFF_LIMIT (1ull << 63) /* off + len, and a size, at most this */
 #define VMO__WIRE_ADDR_LIMIT (1ull << 57) /* addr + len at most this (5-level paging) */
@@ -84,6 +85,8 @@ enum vmo__wire_type {
 	VMO__WIRE_CACHE_GET = 20,    /* -> OK (val: bytes got), ERROR -ENOENT on a miss */
 	VMO__WIRE_CACHE_FORGET = 21, /* -> OK */
 	VMO__WIRE_CACHE_STATS = 22,  /* -> STATS_OK (id 0: the u64 fields of struct vmo_cache_stats) */
+	VMO__WIRE_CLIENTS = 23,      /* (payload: struct vmo__wire_list) -> CLIENTS_OK */
+	VMO__WIRE_CLIENTS_OK = 24,
 	VMO__WIRE_NTYPES /* one past the last */
 };
 
@@ -171,6 +174,15 @@ struct vmo__wire_forget {
 	uint64_t id;
 	uint32_t all; /* 1: every block of this client's user (id ignored), else 0 */
 };
+struct vmo__wire_clients_ok {
+	uint64_t next; /* cursor for the next CLIENTS; 0: no more */
+	uint32_t n;    /* entries, <= VMO__WIRE_CLIENTS_MAX */
+	struct vmo__wire_client {
+		uint32_t pid, uid, gid;
+		uint32_t objects, views; /* open now */
+		uint64_t requests, faults; /* served so far */
+	} e[VMO__WIRE_CLIENTS_MAX];
+};
 struct vmo__wire_ok {
 	uint64_t val; /* 0 unless the request says otherwise */
 };
@@ -194,7 +206,8 @@ struct vmo__wire_msg {
 		struct vmo__wire_range range;  /* SYNC, RETURN, DISCARD */
 		struct vmo__wire_id id;        /* STATS, CLOSE */
 		struct vmo__wire_stats_ok stats_ok;
-		struct vmo__wire_list list;
+		struct vmo__wire_list list; /* LIST, CLIENTS */
+		struct vmo__wire_clients_ok clients_ok;
 		struct vmo__wire_list_ok list_ok;
 		struct vmo__wire_ok ok;
 		struct vmo__wire_error error;

@@ -782,6 +782,29 @@ static void case_two_clients(void)
 	store_check(mem, 32, 96, &two);
 	store_check(mem, 96, NPG, NULL);
 
+	/* The server lists its clients (ours: uid 0 sees all, others their
+	 * own), with their faults: A and B faulted every page they touched. */
+	struct vmo_client *me;
+	CHECK_OK(vmo_client_connect(e.sock, &me));
+	struct vmo_client_info ci[8];
+	uint64_t cur = 0;
+	int nci = vmo_client_clients(me, &cur, ci, 8);
+	CHECK_EQ(nci, 3);
+	CHECK_EQ(cur, 0);
+	for (int i = 0; i < nci; i++) {
+		if (ci[i].pid != a.pid && ci[i].pid != b.pid)
+			continue;
+		CHECK_EQ(ci[i].objects, 1);
+		CHECK_EQ(ci[i].views, 1);
+		CHECK(ci[i].faults >= 64);
+		CHECK(ci[i].requests >= 4);
+	}
+	cur = 0; /* one at a time: the cursor goes on */
+	CHECK_EQ(vmo_client_clients(me, &cur, ci, 1), 1);
+	CHECK(cur != 0);
+	CHECK_EQ(vmo_client_clients(me, &cur, ci, 8), 2);
+	CHECK_OK(vmo_client_close(me));
+
 	child_quit(&a);
 	child_quit(&b);
 	clients_gone(&e, "shared", 2000);

@@ -44,6 +44,7 @@ w=$(od -An -tx8 -N8 "$dir/store/demo" | tr -d ' ')
 "$vmo" server --socket "$dir/s.sock" drop demo >/dev/null || fail "vmo server drop"
 "$vmo" server --socket "$dir/s.sock" stats nosuch >"$dir/o" 2>&1 && fail "stats of a missing object succeeded"
 "$vmo" server --socket "$dir/s.sock" cache | grep -q "blocks" || fail "vmo server cache"
+"$vmo" server --socket "$dir/s.sock" clients | grep -q "FAULTS" || fail "vmo server clients"
 kill -TERM $pid; wait $pid; rc=$?; pid=
 [ $rc -eq 0 ] || fail "vmod exited with $rc on SIGTERM"
 

@@ -25,14 +25,15 @@ static int cmd_server(int argc, char **argv)
 	if (rc)
 		return rc;
 	if (npos < 1)
-		return usage_error("say what to do: list, stats [NAME], sync NAME, drop NAME or cache");
+		return usage_error("say what to do: list, clients, stats [NAME], sync NAME, drop NAME or cache");
 	const char *what = pos[0], *name = npos > 1 ? pos[1] : NULL;
 	bool needs_name = !strcmp(what, "sync") || !strcmp(what, "drop");
-	if (strcmp(what, "list") && strcmp(what, "stats") && strcmp(what, "cache") && !needs_name)
-		return usage_error("unknown action \"%s\": list, stats, sync, drop or cache", what);
+	if (strcmp(what, "list") && strcmp(what, "stats") && strcmp(what, "cache") && strcmp(what, "clients") &&
+	    !needs_name)
+		return usage_error("unknown action \"%s\": list, clients, stats, sync, drop or cache", what);
 	if (needs_name && !name)
 		return usage_error("%s needs an object NAME", what);
-	if ((!strcmp(what, "list") || !strcmp(what, "cache")) && name)
+	if ((!strcmp(what, "list") || !strcmp(what, "cache") || !strcmp(what, "clients")) && name)
 		return usage_error("%s takes no NAME", what);
 	if (!strcmp(what, "cache")) {
 		/* the system-wide yield cache: this user's part of it */
@@ -68,7 +69,22 @@ static int cmd_server(int argc, char **argv)
 	}
 	int ret = 0;
 	char b1[32], b2[32];
-	if (!strcmp(what, "list")) {
+	if (!strcmp(what, "clients")) {
+		uint64_t cur = 0;
+		struct vmo_client_info e[16];
+		printf("%8s %6s %6s %8s %6s %10s %12s\n", "PID", "UID", "GID", "OBJECTS", "VIEWS", "REQUESTS", "FAULTS");
+		do {
+			int n = vmo_client_clients(cl, &cur, e, 16);
+			if (n < 0) {
+				ret = fail("vmo_client_clients", n);
+				break;
+			}
+			for (int i = 0; i < n; i++)
+				printf("%8d %6u %6u %8u %6u %10llu %12llu\n", (int)e[i].pid, (unsigned)e[i].uid,
+				       (unsigned)e[i].gid, e[i].objects, e[i].views, (unsigned long long)e[i].requests,
+				       (unsigned long long)e[i].faults);
+		} while (cur);
+	} else if (!strcmp(what, "list")) {
 		uint64_t cur = 0;
 		struct vmo_client_entry e[16];
 		printf("%-40s %12s %10s\n", "NAME", "SIZE", "PAGE");
@@ -120,10 +136,12 @@ static int cmd_server(int argc, char **argv)
 }
 
 const struct cli_cmd cli_cmd_server = {
-	"server", cmd_server, "[--socket PATH] list | stats [NAME] | sync NAME | drop NAME | cache",
+	"server", cmd_server, "[--socket PATH] list | clients | stats [NAME] | sync NAME | drop NAME | cache",
 	"Speak to a running server (vmod; --socket, else $VMO_SERVER, else its\n"
-	"default socket): list the objects it serves, print the statistics of one\n"
-	"object or of the whole server, write an object's dirty pages back (sync)\n"
+	"default socket): list the objects it serves, or its clients (of this\n"
+	"user; all for root) with their objects, views, requests and faults;\n"
+	"print the statistics of one object or of the whole server, write an\n"
+	"object's dirty pages back (sync)\n"
 	"or write them back and drop its pages from memory (drop); cache: the\n"
 	"statistics of this user's part of the server's system-wide yield cache.",
 };
