@@ -34,6 +34,9 @@
  *                         pages not in memory (a pending fault too), keeps
  *                         those in memory; a new server reads what was
  *                         synced;
+ *   vmod-killed           the same with the real vmod (stopped, so that a
+ *                         fault stays pending, then SIGKILLed), and a new
+ *                         vmod serving the object from its file;
  *   malformed-messages    hand-made bad packets on a raw socket are each
  *                         answered with ERROR, the connection stays usable,
  *                         and a normal client is served meanwhile. */
@@ -1074,6 +1077,107 @@ static void case_server_killed(void)
 }
 
 /* ======================================================================== */
+/* vmod-killed                                                               */
+
+/* The real vmod (built next to the tests: ../vmod), on store directory
+ * `dir`/store and socket `sock`; its pid, once its socket answers. */
+static pid_t vmod_start(const char *dir, const char *sock)
+{
+	char exe[512], store[256];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 16);
+	CHECK(n > 0);
+	exe[n] = 0;
+	char *sl = strrchr(exe, '/');
+	CHECK(sl);
+	strcpy(sl, "/../vmod");
+	if (access(exe, X_OK))
+		t_skip_case("vmod is not built (%s)", exe);
+	snprintf(store, sizeof store, "%s/store", dir);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 1);
+		dup2(null, 2);
+		execl(exe, "vmod", "--socket", sock, "--dir", store, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500; i++) {
+		struct vmo_client *cl;
+		if (vmo_client_connect(sock, &cl) == 0) {
+			CHECK_OK(vmo_client_close(cl));
+			return pid;
+		}
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	CHECK(!"vmod did not start");
+	return -1;
+}
+
+/* vmod itself SIGKILLed with a fault pending: it is stopped (SIGSTOP) so
+ * that the client's fault on an unread page stays pending, then killed.
+ * The client gets SIGBUS within a bound, keeps what is in memory; a new
+ * vmod serves the object from its file, with what was synced. */
+static void case_vmod_killed(void)
+{
+	t_require_uffd();
+	char dir[64], sock[128], file[128];
+	snprintf(dir, sizeof dir, "/tmp/vmo-vmod-XXXXXX");
+	CHECK(mkdtemp(dir));
+	snprintf(sock, sizeof sock, "%s/sock", dir);
+	snprintf(file, sizeof file, "%s/store", dir);
+	CHECK_OK(mkdir(file, 0700));
+	snprintf(file, sizeof file, "%s/store/obj", dir);
+	int fd = open(file, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	CHECK(fd >= 0);
+	uint64_t *init = malloc(SIZE);
+	CHECK(init);
+	fill_pattern(init, NPG);
+	CHECK(pwrite(fd, init, SIZE, 0) == (ssize_t)SIZE);
+	free(init);
+
+	pid_t v = vmod_start(dir, sock);
+	struct child c;
+	client_open(&c, "client C", sock, "obj", true);
+	child_expect(&c, "ok", "write 0 16 5");
+	child_expect(&c, "ok", "sync");
+	for (uint64_t pg = 0; pg < 16; pg++)
+		CHECK_EQ(file_word(fd, pg, 0), 5);
+	child_expect(&c, "ok", "write 16 32 6"); /* not synced */
+	CHECK_OK(kill(v, SIGSTOP));
+	child_send(&c, "probe 200"); /* pending: nobody serves it (read-ahead of 0..31 stops well before) */
+	const char *early = child_read(&c, 300);
+	if (early)
+		child_fail(&c, "probe 200 (vmod stopped)", early, "no answer yet");
+	CHECK_OK(kill(v, SIGKILL));
+	int st;
+	CHECK_EQ(waitpid(v, &st, 0), v);
+	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	const char *r = child_read(&c, 5000);
+	if (!r || strcmp(r, "bus"))
+		child_fail(&c, "probe 200 (vmod killed)", r, "bus");
+	child_expect(&c, "bus", "probe 150");
+	child_expect(&c, "ok", "check 0 16 5");
+	child_expect(&c, "ok", "check 16 32 6");
+	child_quit(&c);
+
+	v = vmod_start(dir, sock); /* replaces the dead one's socket file */
+	struct child d;
+	client_open(&d, "client D", sock, "obj", false);
+	child_expect(&d, "ok", "check 0 16 5");
+	child_expect(&d, "ok", "checkpat 32 256");
+	child_quit(&d);
+	CHECK_OK(kill(v, SIGTERM));
+	CHECK_EQ(waitpid(v, &st, 0), v);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	close(fd);
+	char cmd[160];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	CHECK_EQ(system(cmd), 0);
+}
+
+/* ======================================================================== */
 /* malformed-messages                                                        */
 
 enum { HELLO = 1, HELLO_OK = 2, OPEN = 3, OPEN_OK = 4, ATTACH = 6, STATS = 11, STATS_OK = 12, LIST = 14,
@@ -1361,6 +1465,6 @@ int main(int argc, char **argv)
 		      T_CASES({ "two-clients", case_two_clients }, { "read-only-routes", case_read_only_routes },
 			      { "other-uid-refused", case_other_uid_refused },
 			      { "kill-client-mid-fault", case_kill_client_mid_fault },
-			      { "server-killed", case_server_killed },
+			      { "server-killed", case_server_killed }, { "vmod-killed", case_vmod_killed },
 			      { "malformed-messages", case_malformed_messages }));
 }
