@@ -37,6 +37,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -292,6 +293,52 @@ VMO_API int vmo_map(struct vmo_object *obj, uint64_t off, size_t len, unsigned f
 VMO_API int vmo_unmap(struct vmo_object *obj, void *addr, size_t len);
 
 /* ------------------------------------------------------------------------ */
+/* Object I/O without a mapping (Hurd's pager_memcpy), errors by range,     */
+/* offer and prefetch                                                       */
+
+/* Copy len bytes between buf and the object at off (any alignment): to the
+ * object with VMO_MEMCPY_TO_OBJECT, from it otherwise.  Pages not in memory
+ * are read from the pager (read ahead within the range) as a fault would;
+ * written pages become dirty as by a write through a view (the pager's
+ * unlock asked first where it wants that).  A page the pager fails stops
+ * the copy: the errno is returned and *done (may be NULL) says how many
+ * bytes were copied before it; never a SIGBUS.  0 when all were. */
+#define VMO_MEMCPY_TO_OBJECT (1u << 0)
+VMO_API int vmo_memcpy(struct vmo_object *obj, uint64_t off, void *buf, size_t len, unsigned flags, size_t *done);
+/* The same as read(2)/write(2) would say it: the bytes copied (short when a
+ * page failed: vmo_get_error at off + the count tells why), or -errno when
+ * none were. */
+VMO_API ssize_t vmo_object_read(struct vmo_object *obj, uint64_t off, void *buf, size_t len);
+VMO_API ssize_t vmo_object_write(struct vmo_object *obj, uint64_t off, const void *buf, size_t len);
+/* Copy len bytes from src at soff to dst at doff (through a buffer; the
+ * two ranges of one object must not overlap); *done as vmo_memcpy. */
+VMO_API int vmo_object_copy(struct vmo_object *dst, uint64_t doff, struct vmo_object *src, uint64_t soff,
+			    uint64_t len, size_t *done);
+/* Move whole pages from src to dst: dst gets the data (dirty), src's range
+ * is discarded (absent: read from its pager again if touched).  The data is
+ * copied: no kernel call moves page-cache pages between files. */
+VMO_API int vmo_object_transfer(struct vmo_object *dst, uint64_t doff, struct vmo_object *src, uint64_t soff,
+				uint64_t len);
+/* Fail whole pages [off, off+len) with err (a negative errno): their data
+ * goes (dirty or not), every access gets SIGBUS and the API err
+ * (vmo_get_error, vmo_memcpy), until they are supplied again
+ * (vmo_object_offer) or the error is cleared (vmo_clear_error,
+ * vmo_discard). */
+VMO_API int vmo_object_fail(struct vmo_object *obj, uint64_t off, uint64_t len, int err);
+/* Offer whole pages nobody asked for (Mach's data_supply, libpager's
+ * pager_offer_page): installed where absent (or failed), ignored where
+ * present or on their way in.  VMO_OFFER_PRECIOUS: dirty, so written back
+ * before they are dropped; else clean (droppable).  VMO_READ_WRITELOCK as
+ * for a read. */
+#define VMO_OFFER_PRECIOUS (1u << 1)
+VMO_API int vmo_object_offer(struct vmo_object *obj, uint64_t off, size_t len, const void *buf, unsigned flags);
+/* Ask the pager for whole pages [off, off+len) ahead of demand: claimed at
+ * once (a fault there waits for this read rather than asking again), read
+ * by the engine's background thread; with VMO_WAIT read here, returning
+ * the first page's error. */
+VMO_API int vmo_object_prefetch(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags);
+
+/* ------------------------------------------------------------------------ */
 /* Statistics                                                               */
 
 /* The stats structs begin with a header: size (bytes of the struct filled
@@ -438,8 +485,6 @@ VMO_API int vmo_cache_stats_sized(struct vmo_cache *c, struct vmo_cache_stats *s
  * object's owner and mode, as for a file. */
 struct vmo_server;
 struct vmo_client;
-
-#include <sys/types.h>
 
 /* vmo_client_open flags, and what a server's open callback is asked. */
 #define VMO_OPEN_RDONLY 0u

@@ -25,7 +25,7 @@ LAYERS=(
 	"file mem zero"                  # stores: pagers over the public API
 	"engine"                         # engines: workers (epoll over spaces), spaces wired to objects
 	"evictor cache"                  # background thread, pressure; the yield cache
-	"object map supply"              # objects, views in the local space, asynchronous supply
+	"object map io supply"           # objects, views in the local space, object I/O, asynchronous supply
 	"ops"                            # sync / return / discard, errors
 	"fault"                          # fault service
 	"evict"                          # budgets, reclaim

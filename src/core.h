@@ -102,6 +102,12 @@ struct vmo_object {
 		unsigned what; /* BG_SYNC or BG_RETURN */
 	} bgq[16];
 	int nbg;
+	/* Prefetches to read (under mu; bg says there is work): claimed
+	 * (PENDING) ranges (io.c). */
+	struct vmo__pfop {
+		uint64_t pg0, pg1;
+	} pfq[16];
+	int npf;
 
 	pthread_mutex_t mu; /* pages' waiters, errs, inflight, pend; views, maps, dead */
 	pthread_cond_t cv;
@@ -212,6 +218,12 @@ uint64_t vmo__evict_clean(struct vmo_object *obj, uint64_t pg0, uint64_t pg1, bo
 int vmo__range_pages(struct vmo_object *o, uint64_t off, uint64_t len, uint64_t *pg0, uint64_t *pg1);
 /* ops.c: run the background work queued on obj (evictor thread). */
 void vmo__run_bg(struct vmo_object *obj);
+/* Read the queued prefetches of obj (io.c; the evictor thread). */
+void vmo__run_prefetch(struct vmo_object *obj);
+/* Install [pg, pg+n), claimed (FILLING), from buf: into a waiting thread's
+ * view, else into the memfd; the pages clean, or dirty if precious (an
+ * offer that must be written back before it is dropped) (supply.c). */
+int vmo__install(struct vmo_object *o, uint64_t pg, uint64_t n, const void *buf, unsigned flags, bool precious);
 
 /* dirty.c: write back dirty pages of [pg0, pg1); first error or 0. */
 /* Async tracking: mark DIRTY every page of [pg0, pg1) written since the last

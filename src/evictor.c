@@ -1,6 +1,7 @@
 /* evictor.c - the engine's background thread: every 100 ms, or when kicked
  * (work queued, a budget lowered, memory pressure), it runs the queued
- * writeback requests (sync / return without VMO_WAIT) and reclaims down to
+ * writeback requests (sync / return without VMO_WAIT) and prefetches
+ * (vmo_object_prefetch), and reclaims down to
  * the budgets; and the memory-pressure watcher that caps the engine while
  * the machine or its cgroup is short (evict.c has the policy).
  *
@@ -27,6 +28,7 @@ static void run_background(struct vmo_engine *e)
 	pthread_mutex_unlock(&e->objs_mu);
 	for (long i = 0; i < k; i++) {
 		vmo__run_bg(v[i]);
+		vmo__run_prefetch(v[i]);
 		vmo__object_unpin(v[i]);
 	}
 	free(v);

@@ -126,6 +126,11 @@ bool vmo__waiter_take(struct vmo_object *obj, uint64_t pg, struct vmo__space **s
 
 void vmo__wake_waiters(struct vmo_object *obj, uint64_t pg, uint64_t n)
 {
+	if (atomic_load(&obj->pages.iowaiters)) { /* object I/O waits on the cv */
+		pthread_mutex_lock(&obj->mu);
+		pthread_cond_broadcast(&obj->cv);
+		pthread_mutex_unlock(&obj->mu);
+	}
 	if (atomic_load(&obj->pages.nwaiters) == 0)
 		return;
 	struct vmo__waiter *wake = NULL;

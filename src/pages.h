@@ -50,6 +50,7 @@ struct vmo__pages {
 
 	struct vmo__waiter *waiters;
 	_Atomic int nwaiters;
+	_Atomic int iowaiters; /* threads of object I/O waiting on obj->cv (io.c) */
 	struct vmo__err *errs;
 	size_t nerrs, errs_cap;
 	int inflight; /* pager callbacks running */

@@ -41,7 +41,7 @@ static int supply_check(struct vmo_object *o, uint64_t off, size_t len)
  * into its view (UFFDIO_COPY puts it in the memfd, maps it there and wakes
  * the thread: one trip less than a wake and a MINOR fault).  false: no
  * waiter, or its view is not there any more: the caller writes the memfd. */
-static bool copy_to_waiter(struct vmo_object *o, uint64_t pg, const void *buf)
+static bool copy_to_waiter(struct vmo_object *o, uint64_t pg, const void *buf, bool precious)
 {
 	struct vmo__space *sp;
 	uintptr_t addr;
@@ -55,7 +55,7 @@ static bool copy_to_waiter(struct vmo_object *o, uint64_t pg, const void *buf)
 	bool done = false;
 	struct vmo_map *m = vmo__map_lookup_get(sp, addr);
 	if (m && m->obj == o && addr - m->addr + m->off == pg << o->page_shift && !(m->flags & VMO__VIEW_PRIVATE)) {
-		uint8_t st = vmo__supplied_state(o, m);
+		uint8_t st = precious ? PS_DIRTY : vmo__supplied_state(o, m);
 		vmo__account(o, pg, 1, st);
 		int rc = sp->ops->copy(sp, (void *)addr, buf, o->page_size, m->wp, NULL);
 		if (rc == 0) {
@@ -74,8 +74,8 @@ static bool copy_to_waiter(struct vmo_object *o, uint64_t pg, const void *buf)
 }
 
 /* Install [pg, pg+n), claimed (FILLING), from buf: into a waiting thread's
- * view, else into the memfd. */
-static int install(struct vmo_object *o, uint64_t pg, uint64_t n, const void *buf, unsigned flags)
+ * view, else into the memfd; clean, or dirty if precious (core.h). */
+int vmo__install(struct vmo_object *o, uint64_t pg, uint64_t n, const void *buf, unsigned flags, bool precious)
 {
 	vmo__budget_check(o, n); /* room first, as a worker's fill */
 	if (o->pages.wlock)
@@ -83,7 +83,7 @@ static int install(struct vmo_object *o, uint64_t pg, uint64_t n, const void *bu
 	int rc = 0;
 	for (uint64_t i = 0; i < n;) {
 		const char *b = (const char *)buf + ((size_t)i << o->page_shift);
-		if (copy_to_waiter(o, pg + i, b)) {
+		if (copy_to_waiter(o, pg + i, b, precious)) {
 			vmo__wake_waiters(o, pg + i, 1); /* others on the page: MINOR faults */
 			i++;
 			continue;
@@ -104,9 +104,10 @@ static int install(struct vmo_object *o, uint64_t pg, uint64_t n, const void *bu
 			if (!rc)
 				rc = w;
 		} else {
-			vmo__account(o, pg + i, (long)k, PS_CLEAN);
+			uint8_t st = precious ? PS_DIRTY : PS_CLEAN;
+			vmo__account(o, pg + i, (long)k, st);
 			for (uint64_t j = 0; j < k; j++)
-				ps_cas(o, pg + i + j, PS_FILLING, PS_CLEAN);
+				ps_cas(o, pg + i + j, PS_FILLING, st);
 		}
 		vmo__wake_waiters(o, pg + i, k);
 		i += k;
@@ -128,7 +129,8 @@ VMO_API int vmo_object_supply(struct vmo_object *obj, uint64_t off, size_t len, 
 		while (i + k < n && ps_cas(obj, pg0 + i + k, PS_PENDING, PS_FILLING))
 			k++;
 		if (k) {
-			int r = install(obj, pg0 + i, k, (const char *)buf + ((size_t)i << obj->page_shift), flags);
+			int r = vmo__install(obj, pg0 + i, k, (const char *)buf + ((size_t)i << obj->page_shift), flags,
+					     false);
 			if (r && !rc)
 				rc = r;
 			i += k;

@@ -1,0 +1,538 @@
+/* io.c - an object's data without a mapping (docs/api.md, Object I/O):
+ * vmo_memcpy (Hurd's pager_memcpy: the bytes done and the errno, never a
+ * SIGBUS), vmo_object_read / _write / _copy / _transfer; errors by range
+ * (vmo_object_fail); offer (pages nobody asked for) and prefetch (asked of
+ * the pager ahead of demand, asynchronously).
+ *
+ * Pages are brought in as a fault brings them, without a view: claimed
+ * (ABSENT -> FILLING, PENDING while the pager reads, so that a fault on
+ * them waits, and a pager may answer later with vmo_object_supply), read,
+ * written into the memfd (install, supply.c), counted against the budget.
+ * Data is copied with pread/pwrite on the memfd under the page's stripe
+ * (core.h): reclaim claims a clean page under it, so a page looked at there
+ * is not punched out before it is copied.  A write makes the page DIRTY as
+ * a write fault does (CLEAN -> DIRTY, CLEANING -> DIRTY so that writeback in
+ * flight does not mark it clean; the pager's unlock first where it asked
+ * for it); views that map it write-protected take one more write fault,
+ * which finds it dirty. */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- waiting for a page in transit ------------------------------------------ */
+
+/* Until page pg leaves FILLING / PENDING / EVICTING: woken by
+ * vmo__wake_waiters (every transition out of them calls it), or after a
+ * short while in case one does not. */
+static void io_wait(struct vmo_object *o, uint64_t pg)
+{
+	pthread_mutex_lock(&o->mu);
+	atomic_fetch_add(&o->pages.iowaiters, 1);
+	uint8_t s = ps_get(o, pg);
+	if (s == PS_FILLING || s == PS_PENDING || s == PS_EVICTING) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 2 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&o->cv, &o->mu, &ts);
+	}
+	atomic_fetch_sub(&o->pages.iowaiters, 1);
+	pthread_mutex_unlock(&o->mu);
+}
+
+static int page_error(struct vmo_object *o, uint64_t pg)
+{
+	pthread_mutex_lock(&o->mu);
+	struct vmo__err *e = vmo__find_err(o, pg);
+	int err = e ? e->err : -EIO;
+	pthread_mutex_unlock(&o->mu);
+	return err;
+}
+
+/* ---- bringing pages in ------------------------------------------------------- */
+
+/* Read [pg, pg+n), which this thread holds PENDING (claimed), from the
+ * pager and install it.  0; or, when a read of several pages fails, 1 with
+ * all of them given back (ask page by page, so that only a page that
+ * really fails is failed, as a fault does); or the pager's -errno for one
+ * page (then failed). */
+static int read_claimed(struct vmo_object *o, uint64_t pg, uint64_t n)
+{
+	size_t len = (size_t)n << o->page_shift;
+	void *buf = malloc(len);
+	if (!buf || !vmo__callback_begin(o)) {
+		for (uint64_t i = 0; i < n; i++)
+			ps_cas(o, pg + i, PS_PENDING, PS_ABSENT);
+		vmo__wake_waiters(o, pg, n);
+		free(buf);
+		return buf ? -VMO_ESHUTDOWN : -ENOMEM;
+	}
+	unsigned rflags = 0;
+	int rc = o->ops->read(o->ctx, pg << o->page_shift, buf, len, &rflags);
+	bool later = rc == -EINPROGRESS && (o->eng->features & VMO_FEAT_MINOR);
+	if (later)
+		vmo__pending_add(o, pg, n); /* (shutdown gives them up) */
+	vmo__callback_end(o);
+	atomic_fetch_add(&o->st.pages_read, n);
+	if (later) { /* vmo_object_supply will install them; the caller waits */
+		free(buf);
+		return 0;
+	}
+	if (rc > 0 || rc == -EINPROGRESS)
+		rc = -EIO;
+	/* Ours again unless the pager supplied them meanwhile. */
+	uint64_t k = 0;
+	while (k < n && ps_cas(o, pg + k, PS_PENDING, PS_FILLING))
+		k++;
+	for (uint64_t i = k; i < n; i++) /* (pages after one supplied: given back) */
+		ps_cas(o, pg + i, PS_PENDING, PS_ABSENT);
+	if (k < n)
+		vmo__wake_waiters(o, pg + k, n - k);
+	if (rc && k > 1) {
+		for (uint64_t i = 0; i < k; i++)
+			ps_set(o, pg + i, PS_ABSENT);
+		vmo__wake_waiters(o, pg, k);
+		free(buf);
+		return 1;
+	}
+	if (rc) {
+		if (k) {
+			vmo__set_error(o, pg, rc);
+			ps_set(o, pg, PS_ERROR);
+			for (uint64_t i = 1; i < k; i++)
+				ps_set(o, pg + i, PS_ABSENT);
+			vmo__wake_waiters(o, pg, k);
+		}
+		free(buf);
+		return rc;
+	}
+	if (k)
+		rc = vmo__install(o, pg, k, buf, rflags, false);
+	free(buf);
+	return rc;
+}
+
+/* Claim the run of ABSENT pages at [pg, pg+max) (PENDING): how many. */
+static uint64_t claim(struct vmo_object *o, uint64_t pg, uint64_t max)
+{
+	uint64_t k = 0;
+	while (k < max && ps_cas(o, pg + k, PS_ABSENT, PS_PENDING))
+		k++;
+	return k;
+}
+
+/* Bring page pg in (and up to max - 1 absent pages after it, read ahead
+ * in one pager call): 0 once pg is resident, or its -errno. */
+static int fetch(struct vmo_object *o, uint64_t pg, uint64_t max)
+{
+	for (;;) {
+		uint8_t s = ps_get(o, pg);
+		if (ps_resident(s))
+			return 0;
+		if (s == PS_ERROR)
+			return page_error(o, pg);
+		if (atomic_load(&o->dead))
+			return -VMO_ESHUTDOWN;
+		if (s != PS_ABSENT) {
+			io_wait(o, pg);
+			continue;
+		}
+		uint64_t k = claim(o, pg, max);
+		if (!k)
+			continue;
+		int rc = read_claimed(o, pg, k);
+		if (rc == 1)
+			max = 1; /* again, the page alone */
+		else if (rc)
+			return rc;
+	}
+}
+
+/* ---- vmo_memcpy ---------------------------------------------------------------- */
+
+/* Write len bytes at off within page pg (resident, or absent and written
+ * whole), under its stripe.  1 done, 0 not (the page must come in first),
+ * -errno (an unlock refused). */
+static int write_page(struct vmo_object *o, uint64_t pg, uint64_t off, const void *src, size_t len)
+{
+	bool whole = len == o->page_size;
+	if (whole && ps_get(o, pg) == PS_ABSENT)
+		vmo__budget_check(o, 1); /* room first (it evicts: not under a stripe) */
+	if (o->pages.wlock && wlock_get(o, pg) && ps_get(o, pg) == PS_CLEAN) {
+		/* libpager's write_lock: the first write asks unlock */
+		if (!vmo__callback_begin(o))
+			return -VMO_ESHUTDOWN;
+		int rc = o->ops->unlock(o->ctx, pg << o->page_shift, o->page_size);
+		vmo__callback_end(o);
+		if (rc) {
+			rc = rc > 0 ? -EIO : rc;
+			vmo__set_error(o, pg, rc);
+			return rc;
+		}
+		wlock_set(o, pg, 1, false);
+		vmo__forget_errors(o, pg, pg + 1);
+	}
+	pthread_mutex_t *lk = vmo__wplock(o, pg);
+	pthread_mutex_lock(lk);
+	uint8_t s = ps_get(o, pg);
+	int done = 0;
+	if (s == PS_CLEAN && !(o->pages.wlock && wlock_get(o, pg))) {
+		if (ps_cas(o, pg, PS_CLEAN, PS_DIRTY)) {
+			atomic_fetch_add(&o->pages.dirty_pages, 1);
+			done = 1;
+		}
+	} else if (s == PS_CLEANING) {
+		done = ps_cas(o, pg, PS_CLEANING, PS_DIRTY); /* (still counted dirty) */
+	} else if (s == PS_DIRTY) {
+		done = 1;
+	} else if (s == PS_ABSENT && whole && ps_cas(o, pg, PS_ABSENT, PS_FILLING)) {
+		/* A whole page over nothing: no need to read what it replaces. */
+		int rc = vmo__pwrite_full(o->memfd, src, len, off);
+		if (rc) {
+			ps_set(o, pg, PS_ABSENT);
+		} else {
+			vmo__account(o, pg, 1, PS_DIRTY);
+			ps_set(o, pg, PS_DIRTY);
+		}
+		pthread_mutex_unlock(lk);
+		vmo__wake_waiters(o, pg, 1);
+		return rc ? rc : 1;
+	}
+	int rc = done ? vmo__pwrite_full(o->memfd, src, len, off) : 0;
+	pthread_mutex_unlock(lk);
+	return rc ? rc : done;
+}
+
+/* Read len bytes at off within page pg if it is resident: 1, 0 (bring it
+ * in first), -errno. */
+static int read_page(struct vmo_object *o, uint64_t pg, uint64_t off, void *dst, size_t len)
+{
+	pthread_mutex_t *lk = vmo__wplock(o, pg);
+	pthread_mutex_lock(lk);
+	int rc = 0;
+	if (ps_resident(ps_get(o, pg))) {
+		rc = 1;
+		for (size_t got = 0; got < len;) {
+			ssize_t r = pread(o->memfd, (char *)dst + got, len - got, (off_t)(off + got));
+			if (r <= 0) {
+				rc = r < 0 && errno != EINTR ? -errno : r == 0 ? -EIO : rc;
+				if (rc < 0)
+					break;
+				continue;
+			}
+			got += (size_t)r;
+		}
+	}
+	pthread_mutex_unlock(lk);
+	if (rc == 1)
+		atomic_store_explicit(&o->pages.chunk_ref[pg >> o->pages.chunk_shift], 1, memory_order_relaxed);
+	return rc;
+}
+
+static int io_args(struct vmo_object *obj, uint64_t off, size_t len, const void *buf, const char *call)
+{
+	uint64_t end;
+	if (!obj || (!buf && len))
+		return -EINVAL;
+	if (obj->proxy)
+		return vmo__not_on_client(call);
+	if (!vmo__add_ok(off, len, &end) || end > obj->size) {
+		vmo__set_detail("%s: [%#llx, +%#zx) is not within the object (%#llx bytes)", call, (unsigned long long)off,
+				len, (unsigned long long)obj->size);
+		return -EINVAL;
+	}
+	if (atomic_load(&obj->dead))
+		return -VMO_ESHUTDOWN;
+	return 0;
+}
+
+VMO_API int vmo_memcpy(struct vmo_object *obj, uint64_t off, void *buf, size_t len, unsigned flags, size_t *done)
+{
+	size_t dummy;
+	if (!done)
+		done = &dummy;
+	*done = 0;
+	if (flags & ~VMO_MEMCPY_TO_OBJECT)
+		return -EINVAL;
+	int rc = io_args(obj, off, len, buf, "vmo_memcpy");
+	if (rc)
+		return rc;
+	bool to = flags & VMO_MEMCPY_TO_OBJECT;
+	while (*done < len) {
+		uint64_t at = off + *done, pg = at >> obj->page_shift;
+		uint64_t pend = (pg + 1) << obj->page_shift;
+		size_t chunk = len - *done < pend - at ? len - *done : (size_t)(pend - at);
+		char *b = (char *)buf + *done;
+		rc = to ? write_page(obj, pg, at, b, chunk) : read_page(obj, pg, at, b, chunk);
+		if (rc < 0)
+			return rc;
+		if (rc == 1) {
+			*done += chunk;
+			continue;
+		}
+		/* Not in memory: bring it in, with what follows of the range
+		 * (read ahead in one pager call, as a sequential fault would). */
+		uint64_t last = (off + len - 1) >> obj->page_shift;
+		uint64_t max = last - pg + 1 < obj->ra_max ? last - pg + 1 : obj->ra_max;
+		if ((rc = fetch(obj, pg, max)))
+			return rc;
+	}
+	return 0;
+}
+
+VMO_API ssize_t vmo_object_read(struct vmo_object *obj, uint64_t off, void *buf, size_t len)
+{
+	size_t done;
+	int rc = vmo_memcpy(obj, off, buf, len, 0, &done);
+	return done || !rc ? (ssize_t)done : rc;
+}
+
+VMO_API ssize_t vmo_object_write(struct vmo_object *obj, uint64_t off, const void *buf, size_t len)
+{
+	size_t done;
+	int rc = vmo_memcpy(obj, off, (void *)buf, len, VMO_MEMCPY_TO_OBJECT, &done);
+	return done || !rc ? (ssize_t)done : rc;
+}
+
+#define COPY_CHUNK (256u << 10)
+
+VMO_API int vmo_object_copy(struct vmo_object *dst, uint64_t doff, struct vmo_object *src, uint64_t soff,
+			    uint64_t len, size_t *done)
+{
+	size_t dummy;
+	if (!done)
+		done = &dummy;
+	*done = 0;
+	int rc = io_args(dst, doff, (size_t)len, "", "vmo_object_copy");
+	if (!rc)
+		rc = io_args(src, soff, (size_t)len, "", "vmo_object_copy");
+	if (rc)
+		return rc;
+	if (dst == src && soff < doff + len && doff < soff + len) {
+		vmo__set_detail("vmo_object_copy: the two ranges overlap");
+		return -EINVAL;
+	}
+	char *b = malloc(len < COPY_CHUNK ? (size_t)len : COPY_CHUNK);
+	if (!b && len)
+		return -ENOMEM;
+	while (*done < len) {
+		size_t n = len - *done < COPY_CHUNK ? (size_t)(len - *done) : COPY_CHUNK, got = 0, put = 0;
+		rc = vmo_memcpy(src, soff + *done, b, n, 0, &got);
+		if (got) {
+			int w = vmo_memcpy(dst, doff + *done, b, got, VMO_MEMCPY_TO_OBJECT, &put);
+			if (w)
+				rc = w;
+		}
+		*done += put;
+		if (rc)
+			break;
+	}
+	free(b);
+	return rc;
+}
+
+VMO_API int vmo_object_transfer(struct vmo_object *dst, uint64_t doff, struct vmo_object *src, uint64_t soff,
+				uint64_t len)
+{
+	if (!src || !dst)
+		return -EINVAL;
+	if ((soff | doff | len) & (src->page_size - 1) || (doff | len) & (dst->page_size - 1)) {
+		vmo__set_detail("vmo_object_transfer: offsets and length must be multiples of both page sizes");
+		return -EINVAL;
+	}
+	/* Page-cache pages cannot change files (no kernel call moves a shmem
+	 * page from one file to another; splice copies into shmem): the data
+	 * is copied, then the source range discarded, not written back: what
+	 * was dirty there belongs to the destination now. */
+	size_t done;
+	int rc = vmo_object_copy(dst, doff, src, soff, len, &done);
+	if (rc)
+		return rc;
+	return vmo_discard_range(src, soff, len, VMO_WAIT);
+}
+
+/* ---- errors by range ------------------------------------------------------------ */
+
+VMO_API int vmo_object_fail(struct vmo_object *obj, uint64_t off, uint64_t len, int err)
+{
+	uint64_t pg0, pg1;
+	if (obj && obj->proxy)
+		return vmo__not_on_client("vmo_object_fail");
+	if (vmo__range_pages(obj, off, len, &pg0, &pg1) || err >= 0 || err < -4095) {
+		vmo__set_detail("vmo_object_fail: a range of whole pages within the object, and a negative errno");
+		return -EINVAL;
+	}
+	/* No writeback in flight meanwhile: it would copy out a page we punch. */
+	pthread_mutex_lock(&obj->wb_mu);
+	for (uint64_t pg = pg0; pg < pg1;) {
+		pthread_mutex_t *lk = vmo__wplock(obj, pg);
+		pthread_mutex_lock(lk);
+		uint8_t s = ps_get(obj, pg);
+		bool next = false;
+		if (s == PS_ABSENT || s == PS_ERROR) {
+			if (ps_cas(obj, pg, s, PS_ERROR)) {
+				vmo__set_error(obj, pg, err);
+				next = true;
+			}
+		} else if (s == PS_PENDING) {
+			if (ps_cas(obj, pg, PS_PENDING, PS_ERROR)) { /* (a later supply finds it not pending) */
+				vmo__set_error(obj, pg, err);
+				next = true;
+			}
+		} else if (ps_resident(s) && ps_cas(obj, pg, s, PS_EVICTING)) {
+			/* Its data goes (dirty or not): out of the memfd, which
+			 * unmaps it from every view; then failed.  (Claimed,
+			 * EVICTING, so the stripe need not be held over the drop
+			 * and the pager's notify_evict.) */
+			pthread_mutex_unlock(lk);
+			vmo__pages_drop(obj, pg, 1, s == PS_CLEAN ? 0 : 1);
+			pthread_mutex_lock(lk);
+			if (ps_cas(obj, pg, PS_ABSENT, PS_ERROR)) {
+				vmo__set_error(obj, pg, err);
+				next = true;
+			}
+		}
+		pthread_mutex_unlock(lk);
+		if (next) {
+			vmo__wake_waiters(obj, pg, 1); /* they fault again: SIGBUS */
+			pg++;
+		} else {
+			io_wait(obj, pg); /* in transit: once it settles, again */
+		}
+	}
+	pthread_mutex_unlock(&obj->wb_mu);
+	atomic_fetch_add(&obj->st.errors, pg1 - pg0);
+	return 0;
+}
+
+/* ---- offer and prefetch ------------------------------------------------------------ */
+
+VMO_API int vmo_object_offer(struct vmo_object *obj, uint64_t off, size_t len, const void *buf, unsigned flags)
+{
+	uint64_t pg0, pg1;
+	if (obj && obj->proxy)
+		return vmo__not_on_client("vmo_object_offer");
+	if (!buf || (flags & ~(VMO_OFFER_PRECIOUS | VMO_READ_WRITELOCK)) ||
+	    vmo__range_pages(obj, off, len, &pg0, &pg1)) {
+		vmo__set_detail("vmo_object_offer: whole pages within the object, a buffer, known flags");
+		return -EINVAL;
+	}
+	if (atomic_load(&obj->dead))
+		return -VMO_ESHUTDOWN;
+	int rc = 0;
+	for (uint64_t pg = pg0; pg < pg1;) {
+		uint8_t s = ps_get(obj, pg);
+		if (s == PS_ERROR) {
+			/* Supplied again: the error goes (with the poison any view
+			 * holds), then the page is absent and taken below. */
+			vmo_clear_error(obj, pg << obj->page_shift);
+			continue;
+		}
+		uint64_t k = 0;
+		while (pg + k < pg1 && ps_cas(obj, pg + k, PS_ABSENT, PS_FILLING))
+			k++;
+		if (!k) { /* present (or on its way): the offer is ignored there */
+			pg++;
+			continue;
+		}
+		const char *b = (const char *)buf + ((pg - pg0) << obj->page_shift);
+		int r = vmo__install(obj, pg, k, b, flags & VMO_READ_WRITELOCK, flags & VMO_OFFER_PRECIOUS);
+		if (r && !rc)
+			rc = r;
+		pg += k;
+	}
+	return rc;
+}
+
+/* Read the prefetched ranges queued for o (the evictor thread). */
+void vmo__run_prefetch(struct vmo_object *o)
+{
+	struct vmo__pfop q[VMO_ARRAY_SIZE(o->pfq)];
+	pthread_mutex_lock(&o->mu);
+	int n = o->npf;
+	memcpy(q, o->pfq, (size_t)n * sizeof *q);
+	o->npf = 0;
+	pthread_mutex_unlock(&o->mu);
+	for (int i = 0; i < n; i++) {
+		/* the claimed (PENDING) runs of it, one pager call each */
+		for (uint64_t pg = q[i].pg0; pg < q[i].pg1;) {
+			uint64_t k = 0;
+			while (pg + k < q[i].pg1 && k < o->ra_max && ps_get(o, pg + k) == PS_PENDING)
+				k++;
+			if (!k) {
+				pg++;
+				continue;
+			}
+			int rc = read_claimed(o, pg, k);
+			if (rc == 1) { /* page by page: only a page that fails is failed */
+				for (uint64_t j = 0; j < k; j++)
+					if (claim(o, pg + j, 1))
+						read_claimed(o, pg + j, 1);
+			} else if (rc) {
+				vmo__debug("prefetch of %#llx: %s", (unsigned long long)(pg << o->page_shift), vmo_strerror(rc));
+			}
+			pg += k;
+		}
+	}
+}
+
+VMO_API int vmo_object_prefetch(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags)
+{
+	uint64_t pg0, pg1;
+	if (obj && obj->proxy)
+		return vmo__not_on_client("vmo_object_prefetch");
+	if ((flags & ~VMO_WAIT) || vmo__range_pages(obj, off, len, &pg0, &pg1))
+		return -EINVAL;
+	if (atomic_load(&obj->dead))
+		return -VMO_ESHUTDOWN;
+	if (flags & VMO_WAIT) {
+		for (uint64_t pg = pg0; pg < pg1; pg++) {
+			uint64_t max = pg1 - pg < obj->ra_max ? pg1 - pg : obj->ra_max;
+			int rc = fetch(obj, pg, max);
+			if (rc)
+				return rc;
+		}
+		return 0;
+	}
+	/* Claimed now (PENDING: a fault on them waits for the read rather
+	 * than asking again), read by the evictor thread.  Recorded as pending
+	 * so that a shutdown gives them up. */
+	bool queued = false;
+	for (uint64_t pg = pg0; pg < pg1;) {
+		uint64_t k = claim(obj, pg, pg1 - pg);
+		if (!k) {
+			pg++;
+			continue;
+		}
+		vmo__pending_add(obj, pg, k);
+		pthread_mutex_lock(&obj->mu);
+		bool room = obj->npf < (int)VMO_ARRAY_SIZE(obj->pfq);
+		if (room) {
+			obj->pfq[obj->npf++] = (struct vmo__pfop){ pg, pg + k };
+			atomic_store(&obj->bg, 1);
+		}
+		pthread_mutex_unlock(&obj->mu);
+		if (room) {
+			queued = true;
+		} else { /* the queue is full: read here */
+			for (uint64_t i = 0; i < k;) {
+				uint64_t m = k - i < obj->ra_max ? k - i : obj->ra_max;
+				if (read_claimed(obj, pg + i, m) == 1)
+					for (uint64_t j = 0; j < m; j++)
+						if (claim(obj, pg + i + j, 1))
+							read_claimed(obj, pg + i + j, 1);
+				i += m;
+			}
+		}
+		pg += k;
+	}
+	if (queued)
+		vmo__evictor_kick(obj->eng);
+	return 0;
+}
