@@ -199,16 +199,24 @@ struct vmo_pager_ops {
 /* Objects                                                                  */
 
 #define VMO_OBJ_NO_READAHEAD (1u << 0) /* serve exactly the faulting page */
+/* Mach's may_cache: at the program's last vmo_object_unref the object is
+ * written back but kept, pages and all, under the engine's budget; a later
+ * vmo_object_create with the same name, ops and ctx gets it back (no pager
+ * reads for what is still in memory).  Released (the pager's release
+ * called) when the engine is destroyed, or when may_cache is turned off
+ * (vmo_object_change_attributes) before the last unref.  Needs a name. */
+#define VMO_OBJ_MAY_CACHE (1u << 1)
 
 struct vmo_object_opts {
 	uint32_t flags;        /* VMO_OBJ_* */
 	uint32_t page_size;    /* 4096 << k, up to 2 MiB; 0 = 4096 */
 	uint64_t size;         /* bytes; 0 = ask report_extent */
 	uint32_t readahead_max;/* pages per fault at most; 0 = default (64) */
-	uint32_t reserved0;
+	uint32_t prot;         /* VMO_PROT_* every mapping must stay within; 0 = read and write */
 	uint64_t budget;       /* resident-byte cap for this object (high water); 0 = none */
 	uint64_t budget_low;   /* evict down to this; 0 = budget * 7/8 */
-	uint64_t reserved[4];
+	const char *name;      /* up to 63 bytes, copied; NULL = none (seed 001's vo_name) */
+	uint64_t reserved[3];
 };
 
 /* Create an object paged by ops/ctx.  ops must outlive the object.  The new
@@ -216,6 +224,16 @@ struct vmo_object_opts {
  * not called: ctx is still the caller's. */
 VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops *ops, void *ctx,
 			      const struct vmo_object_opts *opts, struct vmo_object **out);
+/* As vmo_object_create, with a context of ctx_size bytes allocated (zeroed)
+ * by vmo and freed after the pager's release: libpager's
+ * pager_create_alloc.  vmo_object_ctx gives it. */
+VMO_API int vmo_object_create_alloc(struct vmo_engine *eng, const struct vmo_pager_ops *ops, size_t ctx_size,
+				    const struct vmo_object_opts *opts, struct vmo_object **out);
+/* libpager's pager_change_attributes: VMO_OBJ_MAY_CACHE on or off (in
+ * flags; other bits -EINVAL), and readahead_max (0: unchanged). */
+VMO_API int vmo_object_change_attributes(struct vmo_object *obj, uint32_t flags, uint32_t readahead_max);
+/* The object's name ("" if none). */
+VMO_API const char *vmo_object_name(const struct vmo_object *obj);
 VMO_API void vmo_object_ref(struct vmo_object *obj);
 /* Drop a reference.  The last one (mappings hold one each) writes dirty
  * pages back (as vmo_object_shutdown), then calls release.  The program's

@@ -80,8 +80,13 @@ struct vmo_object {
 	uint64_t npages;
 	uint32_t page_size;
 	uint32_t page_shift;
-	uint32_t ra_max; /* pages; 1 = no read-ahead */
+	_Atomic uint32_t ra_max; /* pages; 1 = no read-ahead */
 	uint32_t flags;
+	uint32_t prot;   /* VMO_PROT_* mappings may have */
+	char name[64];
+	bool own_ctx;    /* ctx allocated by vmo_object_create_alloc: freed after release */
+	_Atomic bool may_cache;
+	bool cached;     /* released by the program, kept by the engine (under eng->objs_mu) */
 	bool track;      /* supply clean pages write-protected (dirty tracking) */
 	int memfd;
 	/* Its pages: states, residency and chunks, waiters, errors, pending

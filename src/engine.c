@@ -279,6 +279,21 @@ VMO_API int vmo_engine_destroy(struct vmo_engine *eng)
 {
 	if (!eng)
 		return -EINVAL;
+	/* Objects kept by may_cache go now (written back, released). */
+	for (;;) {
+		struct vmo_object *c = NULL;
+		pthread_mutex_lock(&eng->objs_mu);
+		for (struct vmo_object *o = eng->objs; o && !c; o = o->next)
+			if (o->cached)
+				c = o;
+		if (c)
+			c->cached = false;
+		pthread_mutex_unlock(&eng->objs_mu);
+		if (!c)
+			break;
+		atomic_store(&c->may_cache, false);
+		vmo__object_put(c);
+	}
 	/* The evictor holds references on objects only under evict_mu: once we
 	 * have it, the count is the user's. */
 	pthread_mutex_lock(&eng->evict_mu);

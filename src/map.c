@@ -34,6 +34,11 @@ VMO_API int vmo_map(struct vmo_object *obj, uint64_t off, size_t len, unsigned f
 		return -EINVAL;
 	if ((flags & VMO_MAP_FIXED) && (!*addr || ((uintptr_t)*addr & (VMO_PAGE - 1))))
 		return -EINVAL;
+	if (!obj->proxy && (flags & (VMO_PROT_READ | VMO_PROT_WRITE) & ~obj->prot)) {
+		vmo__set_detail("vmo_map: the object's protection (opts.prot %#x) does not allow %s", obj->prot,
+				flags & VMO_PROT_WRITE ? "writing" : "reading");
+		return -EACCES;
+	}
 	if (obj->proxy)
 		return obj->proxy->map(obj, off, len, flags, addr);
 	void *hint = NULL;

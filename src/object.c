@@ -3,6 +3,7 @@
 #include "core.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,12 +16,22 @@
 
 static int validate_opts(const struct vmo_object_opts *o)
 {
-	if (o->flags & ~VMO_OBJ_NO_READAHEAD)
+	if (o->flags & ~(VMO_OBJ_NO_READAHEAD | VMO_OBJ_MAY_CACHE))
 		return -EINVAL;
+	if (o->prot & ~(VMO_PROT_READ | VMO_PROT_WRITE))
+		return -EINVAL;
+	if (o->name && (strlen(o->name) >= 64 || !o->name[0])) {
+		vmo__set_detail("vmo_object_create: a name is 1 to 63 bytes");
+		return -EINVAL;
+	}
+	if ((o->flags & VMO_OBJ_MAY_CACHE) && !o->name) {
+		vmo__set_detail("vmo_object_create: VMO_OBJ_MAY_CACHE needs a name (to find the object again)");
+		return -EINVAL;
+	}
 	if (o->page_size && (!vmo__is_pow2(o->page_size) || o->page_size < VMO_PAGE ||
 			     o->page_size > VMO_MAX_PAGE_SIZE))
 		return -EINVAL;
-	if (o->size > MAX_OBJECT_SIZE || o->reserved0)
+	if (o->size > MAX_OBJECT_SIZE)
 		return -EINVAL;
 	for (size_t i = 0; i < VMO_ARRAY_SIZE(o->reserved); i++)
 		if (o->reserved[i])
@@ -39,6 +50,32 @@ VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops
 	int rc = validate_opts(opts);
 	if (rc)
 		return rc;
+	if (opts->name) {
+		/* Mach's cache: the same memory object (name, ops, ctx) released
+		 * with may_cache comes back with its pages. */
+		struct vmo_object *c = NULL;
+		pthread_mutex_lock(&eng->objs_mu);
+		for (struct vmo_object *o = eng->objs; o; o = o->next)
+			if (o->cached && o->ops == ops && o->ctx == ctx && !strcmp(o->name, opts->name)) {
+				c = o;
+				break;
+			}
+		if (c && ((opts->size && vmo__align_up(opts->size, c->page_size) != c->size) ||
+			  (opts->page_size && opts->page_size != c->page_size))) {
+			pthread_mutex_unlock(&eng->objs_mu);
+			vmo__set_detail("vmo_object_create: the cached object \"%s\" has another size or page size",
+					opts->name);
+			return -EEXIST;
+		}
+		if (c) {
+			c->cached = false;
+			atomic_store(&c->urefs, 1); /* its kept reference is the program's again */
+			pthread_mutex_unlock(&eng->objs_mu);
+			*out = c;
+			return 0;
+		}
+		pthread_mutex_unlock(&eng->objs_mu);
+	}
 	uint64_t size = opts->size;
 	if (!size) {
 		if (!ops->report_extent)
@@ -74,6 +111,10 @@ VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops
 		ra = MAX_CLUSTER_BYTES / psz ? MAX_CLUSTER_BYTES / psz : 1;
 	o->ra_max = ra;
 	o->flags = opts->flags;
+	o->prot = opts->prot ? opts->prot : VMO_PROT_READ | VMO_PROT_WRITE;
+	if (opts->name)
+		snprintf(o->name, sizeof o->name, "%s", opts->name);
+	o->may_cache = opts->flags & VMO_OBJ_MAY_CACHE;
 	/* Clean pages are supplied write-protected when there is somewhere to
 	 * write them back (or the pager wants to hear of first writes). */
 	o->track = (ops->write || ops->unlock) && (eng->features & VMO_FEAT_WP) && (eng->features & VMO_FEAT_MINOR);
@@ -217,6 +258,23 @@ VMO_API void vmo_object_unref(struct vmo_object *obj)
 			obj->proxy->release(obj);
 		return;
 	}
+	if (atomic_load(&obj->may_cache) && atomic_load(&obj->urefs) == 1 && !atomic_load(&obj->dead)) {
+		/* Mach's may_cache: written back, then kept (the program's
+		 * reference becomes the engine's) until created again or the
+		 * engine goes. */
+		int rc = vmo_sync(obj, VMO_WAIT);
+		if (rc)
+			vmo__warn("object %s cached with pages not written back: %s", obj->name, vmo_strerror(rc));
+		pthread_mutex_lock(&obj->eng->objs_mu);
+		if (atomic_fetch_sub(&obj->urefs, 1) == 1) {
+			obj->cached = true;
+			pthread_mutex_unlock(&obj->eng->objs_mu);
+			return;
+		}
+		pthread_mutex_unlock(&obj->eng->objs_mu);
+		atomic_fetch_sub(&obj->refs, 1); /* (someone took a reference meanwhile: an ordinary unref) */
+		return;
+	}
 	if (atomic_fetch_sub(&obj->urefs, 1) == 1 && !vmo__on_vmo_thread) {
 		/* Events already read (the program's munmap returned) applied
 		 * first: the views they retire count out of nmaps. */
@@ -254,6 +312,8 @@ static void object_free(struct vmo_object *obj)
 		usleep(100);
 	if (obj->ops->release)
 		obj->ops->release(obj->ctx);
+	if (obj->own_ctx)
+		free(obj->ctx);
 	/* Its memory goes with the memfd: take it off the engine's count. */
 	atomic_fetch_sub(&eng->resident, (uint64_t)atomic_load(&obj->pages.resident_pages) << obj->page_shift);
 	close(obj->memfd);
@@ -294,6 +354,47 @@ VMO_API int vmo_object_shutdown(struct vmo_object *obj)
 	vmo__pending_abandon(obj);
 	vmo__wake_waiters(obj, 0, obj->npages);
 	return rc;
+}
+
+VMO_API int vmo_object_create_alloc(struct vmo_engine *eng, const struct vmo_pager_ops *ops, size_t ctx_size,
+				    const struct vmo_object_opts *opts, struct vmo_object **out)
+{
+	if (!ctx_size || ctx_size > (1u << 30))
+		return -EINVAL;
+	void *ctx = calloc(1, ctx_size);
+	if (!ctx)
+		return -ENOMEM;
+	int rc = vmo_object_create(eng, ops, ctx, opts, out);
+	if (rc)
+		free(ctx);
+	else
+		(*out)->own_ctx = true;
+	return rc;
+}
+
+VMO_API int vmo_object_change_attributes(struct vmo_object *obj, uint32_t flags, uint32_t readahead_max)
+{
+	if (!obj || (flags & ~VMO_OBJ_MAY_CACHE))
+		return -EINVAL;
+	if (obj->proxy)
+		return vmo__not_on_client("vmo_object_change_attributes");
+	if ((flags & VMO_OBJ_MAY_CACHE) && !obj->name[0]) {
+		vmo__set_detail("vmo_object_change_attributes: VMO_OBJ_MAY_CACHE needs a named object");
+		return -EINVAL;
+	}
+	atomic_store(&obj->may_cache, (flags & VMO_OBJ_MAY_CACHE) != 0);
+	if (readahead_max) {
+		uint64_t ra = readahead_max;
+		if (ra * obj->page_size > MAX_CLUSTER_BYTES)
+			ra = MAX_CLUSTER_BYTES / obj->page_size ? MAX_CLUSTER_BYTES / obj->page_size : 1;
+		atomic_store(&obj->ra_max, (uint32_t)ra);
+	}
+	return 0;
+}
+
+VMO_API const char *vmo_object_name(const struct vmo_object *obj)
+{
+	return obj ? obj->name : "";
 }
 
 VMO_API uint64_t vmo_object_size(const struct vmo_object *obj)

@@ -191,10 +191,19 @@ static void object_create_args(struct vmo_engine *eng)
 	}
 	oo.page_size = 0;
 	oo.size = SIZE;
-	/* reserved fields */
-	oo.reserved0 = 1;
+	/* a protection mask of unknown bits; names empty or too long; may_cache
+	 * without a name; reserved fields */
+	oo.prot = 1u << 5;
 	CHECK_EQ(vmo_object_create(eng, &ops_ok, NULL, &oo, &o), -EINVAL);
-	oo.reserved0 = 0;
+	oo.prot = 0;
+	oo.name = "";
+	CHECK_EQ(vmo_object_create(eng, &ops_ok, NULL, &oo, &o), -EINVAL);
+	oo.name = "0123456789012345678901234567890123456789012345678901234567890123"; /* 64 */
+	CHECK_EQ(vmo_object_create(eng, &ops_ok, NULL, &oo, &o), -EINVAL);
+	oo.name = NULL;
+	oo.flags = VMO_OBJ_MAY_CACHE;
+	CHECK_EQ(vmo_object_create(eng, &ops_ok, NULL, &oo, &o), -EINVAL);
+	oo.flags = 0;
 	for (size_t i = 0; i < sizeof oo.reserved / sizeof oo.reserved[0]; i++) {
 		oo.reserved[i] = 1;
 		CHECK_EQ(vmo_object_create(eng, &ops_ok, NULL, &oo, &o), -EINVAL);
