@@ -1115,6 +1115,40 @@ static pid_t vmod_start(const char *dir, const char *sock)
 	return -1;
 }
 
+/* Every thread of pid stopped (SIGSTOP takes effect asynchronously: a
+ * worker may serve one more fault after kill returns). */
+static void wait_stopped(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+	for (int i = 0; i < 400; i++) {
+		DIR *d = opendir(path);
+		CHECK(d);
+		bool all = true;
+		struct dirent *e;
+		while ((e = readdir(d))) {
+			if (e->d_name[0] == '.')
+				continue;
+			char sp[400], buf[512];
+			snprintf(sp, sizeof sp, "%s/%s/stat", path, e->d_name);
+			FILE *f = fopen(sp, "r");
+			if (!f)
+				continue;
+			size_t n = fread(buf, 1, sizeof buf - 1, f);
+			fclose(f);
+			buf[n] = 0;
+			const char *rp = strrchr(buf, ')');
+			if (rp && rp[1] == ' ' && rp[2] != 'T' && rp[2] != 't')
+				all = false;
+		}
+		closedir(d);
+		if (all)
+			return;
+		usleep(5000);
+	}
+	CHECK(!"vmod did not stop");
+}
+
 /* vmod itself SIGKILLed with a fault pending: it is stopped (SIGSTOP) so
  * that the client's fault on an unread page stays pending, then killed.
  * The client gets SIGBUS within a bound, keeps what is in memory; a new
@@ -1146,6 +1180,7 @@ static void case_vmod_killed(void)
 		CHECK_EQ(file_word(fd, pg, 0), 5);
 	child_expect(&c, "ok", "write 16 32 6"); /* not synced */
 	CHECK_OK(kill(v, SIGSTOP));
+	wait_stopped(v);
 	child_send(&c, "probe 200"); /* pending: nobody serves it (read-ahead of 0..31 stops well before) */
 	const char *early = child_read(&c, 300);
 	if (early)
