@@ -356,6 +356,18 @@ VMO_API int vmo_object_offer(struct vmo_object *obj, uint64_t off, size_t len, c
  * the first page's error. */
 VMO_API int vmo_object_prefetch(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags);
 
+/* Pin whole pages [off, off+len) in memory (Sprite pins the blocks its
+ * file-system cache maps; UMap's fetch-and-pin): brought in if absent,
+ * never evicted (nor dropped by vmo_return or vmo_discard) while pinned,
+ * counted in the budget.  Pins nest (up to 255 per page).  -ENOMEM, with a
+ * detail, if the pinned pages would pass the object's or the engine's
+ * budget; a page the pager fails stops it with its errno (the pages pinned
+ * before it stay pinned: unpin them). */
+VMO_API int vmo_object_pin(struct vmo_object *obj, uint64_t off, uint64_t len);
+/* Undo one pin of each page of the range (-EINVAL if one is not pinned:
+ * nothing is changed then). */
+VMO_API int vmo_object_unpin(struct vmo_object *obj, uint64_t off, uint64_t len);
+
 /* ------------------------------------------------------------------------ */
 /* Statistics                                                               */
 
@@ -387,6 +399,7 @@ struct vmo_stats {
 	uint64_t mappings;
 	uint64_t write_errors; /* failed writebacks (the callback, or reading the page) */
 	uint64_t budget;       /* current effective cap in bytes (0 = none) */
+	uint64_t pinned;       /* bytes pinned (vmo_object_pin) */
 };
 VMO_API int vmo_object_stats_sized(struct vmo_object *obj, struct vmo_stats *st, size_t size);
 VMO_API int vmo_engine_stats_sized(struct vmo_engine *eng, struct vmo_stats *st, size_t size);

@@ -378,10 +378,10 @@ VMO_API int vmo_client_clients(struct vmo_client *cl, uint64_t *cursor, struct v
 
 static void stats_from_wire(struct vmo_stats *st, const struct vmo__wire_msg *r)
 {
-	uint64_t v[14] = { 0 };
-	for (uint32_t i = 0; i < r->u.stats_ok.n && i < 14; i++)
+	uint64_t v[15] = { 0 };
+	for (uint32_t i = 0; i < r->u.stats_ok.n && i < 15; i++)
 		v[i] = r->u.stats_ok.v[i];
-	_Static_assert(sizeof *st == 8 + sizeof v, "struct vmo_stats: a header and 14 u64");
+	_Static_assert(sizeof *st == 8 + sizeof v, "struct vmo_stats: a header and 15 u64");
 	memcpy((char *)st + 8, v, sizeof v);
 }
 

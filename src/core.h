@@ -285,6 +285,12 @@ static inline bool wlock_get(struct vmo_object *o, uint64_t pg)
 	return atomic_load_explicit(&o->pages.wlock[pg / 64], memory_order_acquire) >> (pg % 64) & 1;
 }
 
+/* Is page pg pinned (vmo_object_pin)?  Under its stripe to be sure. */
+static inline bool vmo__pinned(struct vmo_object *o, uint64_t pg)
+{
+	return o->pages.pins && atomic_load_explicit(&o->pages.pins[pg], memory_order_relaxed);
+}
+
 static inline uint8_t ps_get(struct vmo_object *o, uint64_t pg)
 {
 	return atomic_load_explicit(&o->pages.state[pg], memory_order_acquire);

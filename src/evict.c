@@ -75,6 +75,8 @@ uint64_t vmo__evict_clean(struct vmo_object *o, uint64_t pg0, uint64_t pg1, bool
 		while (pg + run < cend) {
 			uint8_t s = ps_get(o, pg + run);
 			bool ok = false;
+			if (vmo__pinned(o, pg + run))
+				break; /* pinned: never evicted, nor discarded */
 			if (s == PS_CLEAN)
 				ok = ps_cas(o, pg + run, PS_CLEAN, PS_EVICTING);
 			else if (dirty_too && s == PS_DIRTY && ps_cas(o, pg + run, PS_DIRTY, PS_EVICTING)) {

@@ -2,7 +2,7 @@
  * vmo_memcpy (Hurd's pager_memcpy: the bytes done and the errno, never a
  * SIGBUS), vmo_object_read / _write / _copy / _transfer; errors by range
  * (vmo_object_fail); offer (pages nobody asked for) and prefetch (asked of
- * the pager ahead of demand, asynchronously).
+ * the pager ahead of demand, asynchronously); pinning (vmo_object_pin).
  *
  * Pages are brought in as a fault brings them, without a view: claimed
  * (ABSENT -> FILLING, PENDING while the pager reads, so that a fault on
@@ -19,6 +19,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -408,6 +409,117 @@ VMO_API int vmo_object_fail(struct vmo_object *obj, uint64_t off, uint64_t len, 
 	}
 	pthread_mutex_unlock(&obj->wb_mu);
 	atomic_fetch_add(&obj->st.errors, pg1 - pg0);
+	return 0;
+}
+
+/* ---- pinning -------------------------------------------------------------------------- */
+
+/* Would pinning n more pages of o pass a budget?  (Pinned pages cannot be
+ * evicted: past the budget, nothing else could be resident.) */
+static int pin_room(struct vmo_object *o, uint64_t n)
+{
+	uint64_t ohi = atomic_load(&o->budget_hi);
+	uint64_t mine = (uint64_t)atomic_load(&o->pages.pinned_pages) + n;
+	if (ohi && mine > ohi) {
+		vmo__set_detail("vmo_object_pin: %llu pinned pages would pass the object's budget of %llu pages",
+				(unsigned long long)mine, (unsigned long long)ohi);
+		return -ENOMEM;
+	}
+	uint64_t ehi = atomic_load(&o->eng->budget_hi);
+	if (ehi) {
+		uint64_t bytes = n << o->page_shift;
+		pthread_mutex_lock(&o->eng->objs_mu);
+		for (struct vmo_object *x = o->eng->objs; x; x = x->next)
+			bytes += (uint64_t)atomic_load(&x->pages.pinned_pages) << x->page_shift;
+		pthread_mutex_unlock(&o->eng->objs_mu);
+		if (bytes > ehi) {
+			vmo__set_detail("vmo_object_pin: %llu bytes pinned would pass the engine's budget of %llu",
+					(unsigned long long)bytes, (unsigned long long)ehi);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static int pins_alloc(struct vmo_object *o)
+{
+	pthread_mutex_lock(&o->mu);
+	if (!o->pages.pins) {
+		size_t len = vmo__align_up(o->npages, VMO_PAGE);
+		void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p != MAP_FAILED) {
+			o->pages.pins_len = len;
+			o->pages.pins = p;
+		}
+	}
+	pthread_mutex_unlock(&o->mu);
+	return o->pages.pins ? 0 : -ENOMEM;
+}
+
+VMO_API int vmo_object_pin(struct vmo_object *obj, uint64_t off, uint64_t len)
+{
+	uint64_t pg0, pg1;
+	if (obj && obj->proxy)
+		return vmo__not_on_client("vmo_object_pin");
+	if (vmo__range_pages(obj, off, len, &pg0, &pg1))
+		return -EINVAL;
+	if (atomic_load(&obj->dead))
+		return -VMO_ESHUTDOWN;
+	int rc = pins_alloc(obj);
+	if (rc)
+		return rc;
+	uint64_t newly = 0;
+	for (uint64_t pg = pg0; pg < pg1; pg++)
+		newly += !vmo__pinned(obj, pg);
+	if ((rc = pin_room(obj, newly)))
+		return rc;
+	for (uint64_t pg = pg0; pg < pg1;) {
+		pthread_mutex_t *lk = vmo__wplock(obj, pg);
+		pthread_mutex_lock(lk);
+		uint8_t c = atomic_load(&obj->pages.pins[pg]);
+		bool done = false;
+		if (c == 255) {
+			pthread_mutex_unlock(lk);
+			vmo__set_detail("vmo_object_pin: page %#llx is pinned 255 times", (unsigned long long)pg);
+			return -EOVERFLOW;
+		}
+		if (ps_resident(ps_get(obj, pg))) { /* under the stripe: reclaim cannot take it now */
+			atomic_store(&obj->pages.pins[pg], (uint8_t)(c + 1));
+			if (!c)
+				atomic_fetch_add(&obj->pages.pinned_pages, 1);
+			done = true;
+		}
+		pthread_mutex_unlock(lk);
+		if (done) {
+			pg++;
+			continue;
+		}
+		uint64_t max = pg1 - pg < obj->ra_max ? pg1 - pg : obj->ra_max;
+		if ((rc = fetch(obj, pg, max)))
+			return rc;
+	}
+	return 0;
+}
+
+VMO_API int vmo_object_unpin(struct vmo_object *obj, uint64_t off, uint64_t len)
+{
+	uint64_t pg0, pg1;
+	if (obj && obj->proxy)
+		return vmo__not_on_client("vmo_object_unpin");
+	if (vmo__range_pages(obj, off, len, &pg0, &pg1))
+		return -EINVAL;
+	for (uint64_t pg = pg0; pg < pg1; pg++)
+		if (!vmo__pinned(obj, pg)) {
+			vmo__set_detail("vmo_object_unpin: page %#llx is not pinned", (unsigned long long)pg);
+			return -EINVAL;
+		}
+	for (uint64_t pg = pg0; pg < pg1; pg++) {
+		pthread_mutex_t *lk = vmo__wplock(obj, pg);
+		pthread_mutex_lock(lk);
+		if (atomic_fetch_sub(&obj->pages.pins[pg], 1) == 1)
+			atomic_fetch_sub(&obj->pages.pinned_pages, 1);
+		pthread_mutex_unlock(lk);
+	}
 	return 0;
 }
 

@@ -320,6 +320,8 @@ static void object_free(struct vmo_object *obj)
 	munmap((void *)obj->pages.state, obj->pages.state_len);
 	if (obj->pages.wlock)
 		munmap((void *)obj->pages.wlock, obj->pages.wlock_len);
+	if (obj->pages.pins)
+		munmap((void *)obj->pages.pins, obj->pages.pins_len);
 	vmo__chunks_free(obj);
 	free(obj->pages.errs);
 	free(obj->pages.pend);
@@ -439,6 +441,7 @@ VMO_API int vmo_object_stats_sized(struct vmo_object *obj, struct vmo_stats *out
 	st->errors = atomic_load(&obj->st.errors);
 	st->write_errors = atomic_load(&obj->st.write_errors);
 	st->budget = (uint64_t)atomic_load(&obj->budget_hi) << obj->page_shift;
+	st->pinned = (uint64_t)atomic_load(&obj->pages.pinned_pages) << obj->page_shift;
 	/* Views the program unmapped (an event already read) are counted out. */
 	vmo__spaces_barrier(&obj->eng->spaces);
 	pthread_mutex_lock(&obj->mu);

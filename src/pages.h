@@ -51,6 +51,12 @@ struct vmo__pages {
 	struct vmo__waiter *waiters;
 	_Atomic int nwaiters;
 	_Atomic int iowaiters; /* threads of object I/O waiting on obj->cv (io.c) */
+	/* Pin counts, one byte per page (allocated at the first pin, under
+	 * mu); changed and looked at under the page's stripe: reclaim never
+	 * claims a pinned page (io.c, evict.c). */
+	_Atomic uint8_t *pins;
+	size_t pins_len;
+	_Atomic long pinned_pages;
 	struct vmo__err *errs;
 	size_t nerrs, errs_cap;
 	int inflight; /* pager callbacks running */

@@ -15,6 +15,8 @@
  *    it rather than asking again;
  *  - copy and transfer between objects: the destination exact, the
  *    transfer's source range gone (read from its pager again);
+ *  - a pinned range survives a budget of one page, return and discard,
+ *    and is counted; a pin past the budget is -ENOMEM; unpin undoes;
  *  - bad arguments: -EINVAL. */
 #include "helper.h"
 
@@ -451,6 +453,62 @@ static void case_copy_transfer(void)
 	store_free(b);
 }
 
+static void case_pin(void)
+{
+	t_require_uffd();
+	struct vmo_engine *eng = t_shared_engine(2);
+	struct store *s = store_new();
+	struct vmo_object *o = obj_new(eng, s);
+	uint64_t *v;
+	CHECK_OK(vmo_map(o, 0, SIZE, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
+	/* absent pages are brought in by the pin */
+	CHECK_OK(vmo_object_pin(o, 0, 16 * PG));
+	CHECK_EQ(s->reads, 16);
+	CHECK_OK(vmo_object_pin(o, 8 * PG, 4 * PG)); /* nested */
+	struct vmo_stats st;
+	CHECK_OK(vmo_object_stats(o, &st));
+	CHECK_EQ(st.pinned, 16 * PG);
+	for (uint64_t pg = 0; pg < NPG; pg++) /* everything in, some dirty */
+		v[pg * PG / 8 + 3] = pg;
+	/* a budget of one page: everything else goes, the pinned stay */
+	CHECK_OK(vmo_object_set_budget(o, PG, 0));
+	CHECK_OK(vmo_return(o, VMO_WAIT));
+	CHECK_OK(vmo_object_stats(o, &st));
+	CHECK_EQ(st.resident, 16 * PG);
+	long r0 = s->reads;
+	for (uint64_t pg = 0; pg < 16; pg++)
+		CHECK_EQ(v[pg * PG / 8 + 3], pg);
+	CHECK_EQ(s->reads, r0); /* no pager read: they never left */
+	CHECK_OK(vmo_discard_range(o, 0, 16 * PG, VMO_WAIT)); /* pinned pages stay */
+	CHECK_OK(vmo_object_stats(o, &st));
+	CHECK_EQ(st.resident, 16 * PG);
+	/* unpinned (the nested pin once more), the budget has its way */
+	CHECK_OK(vmo_object_unpin(o, 0, 16 * PG));
+	CHECK_OK(vmo_object_stats(o, &st));
+	CHECK_EQ(st.pinned, 4 * PG);
+	CHECK_OK(vmo_object_unpin(o, 8 * PG, 4 * PG));
+	CHECK_EQ(vmo_object_unpin(o, 8 * PG, PG), -EINVAL);
+	CHECK_OK(vmo_return(o, VMO_WAIT));
+	CHECK_OK(vmo_object_stats(o, &st));
+	CHECK(st.resident <= PG);
+	CHECK_EQ(st.pinned, 0);
+	/* past the budget: refused, nothing pinned */
+	CHECK_OK(vmo_object_set_budget(o, 8 * PG, 0));
+	CHECK_EQ(vmo_object_pin(o, 0, 16 * PG), -ENOMEM);
+	CHECK_OK(vmo_object_stats(o, &st));
+	CHECK_EQ(st.pinned, 0);
+	CHECK_OK(vmo_object_set_budget(o, 0, 0));
+	CHECK_EQ(vmo_object_pin(o, 1, PG), -EINVAL);
+	/* a failing page stops a pin with its errno */
+	s->fail_pg = 40;
+	CHECK_EQ(vmo_object_pin(o, 32 * PG, 16 * PG), -EIO);
+	s->fail_pg = -1;
+	CHECK_OK(vmo_object_unpin(o, 32 * PG, 8 * PG));
+	CHECK_OK(vmo_unmap(o, v, SIZE));
+	vmo_object_unref(o);
+	store_free(s);
+}
+
 int main(int argc, char **argv)
 {
 	alarm(300);
@@ -459,5 +517,5 @@ int main(int argc, char **argv)
 			      { "write-vs-writeback", case_write_vs_writeback }, { "fail-range", case_fail_range },
 			      { "offer-races-fault", case_offer_races_fault },
 			      { "offer-precious", case_offer_precious }, { "prefetch", case_prefetch },
-			      { "copy-transfer", case_copy_transfer }));
+			      { "copy-transfer", case_copy_transfer }, { "pin", case_pin }));
 }

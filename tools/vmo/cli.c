@@ -270,6 +270,8 @@ void print_stats(FILE *f, const char *indent, const struct vmo_stats *st)
 		fprintf(f, "%sbudget          %s\n", indent, human(st->budget, b, sizeof b));
 	else
 		fprintf(f, "%sbudget          none\n", indent);
+	if (st->pinned)
+		fprintf(f, "%spinned          %s\n", indent, human(st->pinned, b, sizeof b));
 }
 
 /* ------------------------------------------------------------------------ */
