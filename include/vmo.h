@@ -369,6 +369,29 @@ VMO_API int vmo_object_pin(struct vmo_object *obj, uint64_t off, uint64_t len);
 VMO_API int vmo_object_unpin(struct vmo_object *obj, uint64_t off, uint64_t len);
 
 /* ------------------------------------------------------------------------ */
+/* Another process's memory (Lunaix's procvm remote transactions)           */
+
+struct vmo_process;
+/* Open process pid (held by a pidfd).  -EPERM, with a detail, when ptrace
+ * rules do not let this process at its memory (nothing changes then);
+ * -ESRCH when there is none. */
+VMO_API int vmo_process_open(pid_t pid, struct vmo_process **out);
+VMO_API int vmo_process_close(struct vmo_process *p);
+/* One range: len bytes at remote in the process, local here. */
+struct vmo_transfer {
+	uint64_t remote;
+	void *local;
+	size_t len;
+};
+#define VMO_PROCESS_WRITE (1u << 0) /* write the process's memory (else read it) */
+/* Do the n transfers in order, in batches (process_vm_readv/writev): 0 when
+ * all were done; else the errno of the range that stopped it (-EFAULT: not
+ * mapped, or not writable), -ESRCH if the process exited, -EPERM, with
+ * *done (may be NULL) the bytes transferred before. */
+VMO_API int vmo_process_transact(struct vmo_process *p, const struct vmo_transfer *t, size_t n, unsigned flags,
+				 size_t *done);
+
+/* ------------------------------------------------------------------------ */
 /* Statistics                                                               */
 
 /* The stats structs begin with a header: size (bytes of the struct filled

@@ -33,7 +33,7 @@ LAYERS=(
 	"views"                          # the object's views and the one iterator over them
 	"pages"                          # page states, residency, waiters, errors, the raw drop
 	"space"                          # address spaces: views by address, events, kernel operations
-	"pressure uffd vtree wire"       # memory headroom, the shared pressure watcher; userfaultfd; interval trees; the wire protocol
+	"pressure uffd vtree wire process" # memory headroom, the shared pressure watcher; userfaultfd; interval trees; the wire protocol; another process's memory
 	"log version"                    # logging, errors, small helpers; vmo_version
 )
 declare -A rank
