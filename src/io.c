@@ -18,6 +18,7 @@
 #include "core.h"
 
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -58,6 +59,51 @@ static int page_error(struct vmo_object *o, uint64_t pg)
 
 /* ---- bringing pages in ------------------------------------------------------- */
 
+/* The buffer a pager reads into: one per thread, kept (a fresh allocation
+ * of a cluster per call was most of the time: its first touches are page
+ * faults), freed when the thread exits. */
+static pthread_key_t buf_key;
+static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
+struct iobuf {
+	void *p;
+	size_t cap;
+};
+
+static void buf_free(void *arg)
+{
+	struct iobuf *b = arg;
+	free(b->p);
+	free(b);
+}
+
+static void buf_init(void)
+{
+	if (pthread_key_create(&buf_key, buf_free))
+		vmo__err("io: no thread key for read buffers");
+}
+
+static void *io_buf(size_t len)
+{
+	pthread_once(&buf_once, buf_init);
+	struct iobuf *b = pthread_getspecific(buf_key);
+	if (!b) {
+		b = calloc(1, sizeof *b);
+		if (!b || pthread_setspecific(buf_key, b)) {
+			free(b);
+			return NULL;
+		}
+	}
+	if (b->cap < len) {
+		void *p = malloc(len);
+		if (!p)
+			return NULL;
+		free(b->p);
+		b->p = p;
+		b->cap = len;
+	}
+	return b->p;
+}
+
 /* Read [pg, pg+n), which this thread holds PENDING (claimed), from the
  * pager and install it.  0; or, when a read of several pages fails, 1 with
  * all of them given back (ask page by page, so that only a page that
@@ -66,12 +112,11 @@ static int page_error(struct vmo_object *o, uint64_t pg)
 static int read_claimed(struct vmo_object *o, uint64_t pg, uint64_t n)
 {
 	size_t len = (size_t)n << o->page_shift;
-	void *buf = malloc(len);
+	void *buf = io_buf(len);
 	if (!buf || !vmo__callback_begin(o)) {
 		for (uint64_t i = 0; i < n; i++)
 			ps_cas(o, pg + i, PS_PENDING, PS_ABSENT);
 		vmo__wake_waiters(o, pg, n);
-		free(buf);
 		return buf ? -VMO_ESHUTDOWN : -ENOMEM;
 	}
 	unsigned rflags = 0;
@@ -81,10 +126,8 @@ static int read_claimed(struct vmo_object *o, uint64_t pg, uint64_t n)
 		vmo__pending_add(o, pg, n); /* (shutdown gives them up) */
 	vmo__callback_end(o);
 	atomic_fetch_add(&o->st.pages_read, n);
-	if (later) { /* vmo_object_supply will install them; the caller waits */
-		free(buf);
+	if (later) /* vmo_object_supply will install them; the caller waits */
 		return 0;
-	}
 	if (rc > 0 || rc == -EINPROGRESS)
 		rc = -EIO;
 	/* Ours again unless the pager supplied them meanwhile. */
@@ -99,7 +142,6 @@ static int read_claimed(struct vmo_object *o, uint64_t pg, uint64_t n)
 		for (uint64_t i = 0; i < k; i++)
 			ps_set(o, pg + i, PS_ABSENT);
 		vmo__wake_waiters(o, pg, k);
-		free(buf);
 		return 1;
 	}
 	if (rc) {
@@ -110,12 +152,10 @@ static int read_claimed(struct vmo_object *o, uint64_t pg, uint64_t n)
 				ps_set(o, pg + i, PS_ABSENT);
 			vmo__wake_waiters(o, pg, k);
 		}
-		free(buf);
 		return rc;
 	}
 	if (k)
 		rc = vmo__install(o, pg, k, buf, rflags, false);
-	free(buf);
 	return rc;
 }
 
@@ -562,6 +602,45 @@ VMO_API int vmo_object_offer(struct vmo_object *obj, uint64_t off, size_t len, c
 	return rc;
 }
 
+/* Map prefetched pages into the views that show them, so that touching
+ * them is no fault at all (a MINOR fault per page otherwise).  Not under the
+ * pages' stripes (the views' space locks are held here, and the fault path
+ * takes a stripe before a space lock): a page evicted meanwhile is simply
+ * not mapped (CONTINUE finds nothing: -EFAULT), and a tracked view maps it
+ * write-protected whatever its state, so that a write is always seen (an
+ * extra write fault on a page already dirty).  Without CONTINUE_MODE_WP,
+ * and with asynchronous tracking, tracked views are left to their faults. */
+static int map_run(struct vmo_map *m, uintptr_t addr, size_t len, void *arg)
+{
+	struct vmo_object *o = arg;
+	struct vmo__space *sp = m->space;
+	if (!(sp->features & VMO_FEAT_MINOR) || o->eng->async ||
+	    (m->wp && !(sp->features & VMO_FEAT_CONTINUE_WP)))
+		return 0;
+	for (size_t at = 0; at < len;) {
+		uint64_t pg = (addr + at - m->addr + m->off) >> o->page_shift;
+		size_t run = 0;
+		while (at + run < len && ps_resident(ps_get(o, pg + (run >> o->page_shift))))
+			run += o->page_size;
+		if (!run) {
+			at += o->page_size;
+			continue;
+		}
+		size_t done = 0;
+		int rc = sp->ops->cont(sp, (void *)(addr + at), run, m->wp, false, &done);
+		if (rc == -EEXIST) /* (one of them mapped already: the rest, page by page) */
+			for (size_t k = done + o->page_size; k < run; k += o->page_size)
+				sp->ops->cont(sp, (void *)(addr + at + k), o->page_size, m->wp, false, NULL);
+		at += run;
+	}
+	return 0;
+}
+
+static void map_prefetched(struct vmo_object *o, uint64_t pg, uint64_t n)
+{
+	vmo__views_each(o, pg << o->page_shift, (pg + n) << o->page_shift, false, map_run, o);
+}
+
 /* Read the prefetched ranges queued for o (the evictor thread). */
 void vmo__run_prefetch(struct vmo_object *o)
 {
@@ -589,6 +668,7 @@ void vmo__run_prefetch(struct vmo_object *o)
 			} else if (rc) {
 				vmo__debug("prefetch of %#llx: %s", (unsigned long long)(pg << o->page_shift), vmo_strerror(rc));
 			}
+			map_prefetched(o, pg, k);
 			pg += k;
 		}
 	}
@@ -610,6 +690,7 @@ VMO_API int vmo_object_prefetch(struct vmo_object *obj, uint64_t off, uint64_t l
 			if (rc)
 				return rc;
 		}
+		map_prefetched(obj, pg0, pg1 - pg0);
 		return 0;
 	}
 	/* Claimed now (PENDING: a fault on them waits for the read rather
@@ -639,6 +720,7 @@ VMO_API int vmo_object_prefetch(struct vmo_object *obj, uint64_t off, uint64_t l
 					for (uint64_t j = 0; j < m; j++)
 						if (claim(obj, pg + i + j, 1))
 							read_claimed(obj, pg + i + j, 1);
+				map_prefetched(obj, pg + i, m);
 				i += m;
 			}
 		}
