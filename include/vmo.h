@@ -206,6 +206,16 @@ struct vmo_pager_ops {
  * called) when the engine is destroyed, or when may_cache is turned off
  * (vmo_object_change_attributes) before the last unref.  Needs a name. */
 #define VMO_OBJ_MAY_CACHE (1u << 1)
+/* Objects whose extent moves (with opts.max_size): the object spans
+ * offsets [0, max_size) for mappings, of which a window is valid: [0, size)
+ * growing up (a heap's break), or [max_size - size, max_size) growing down
+ * (a stack).  A fault in a mapping outside the window grows the window to
+ * cover it with GROWS_UP (past its end) or GROWS_DOWN (below its start),
+ * within max_size; any other access outside the window is SIGBUS, and an
+ * address outside the mapping is the kernel's SIGSEGV.  vmo_object_size
+ * gives the window's length. */
+#define VMO_OBJ_GROWS_UP (1u << 2)
+#define VMO_OBJ_GROWS_DOWN (1u << 3)
 
 struct vmo_object_opts {
 	uint32_t flags;        /* VMO_OBJ_* */
@@ -216,7 +226,8 @@ struct vmo_object_opts {
 	uint64_t budget;       /* resident-byte cap for this object (high water); 0 = none */
 	uint64_t budget_low;   /* evict down to this; 0 = budget * 7/8 */
 	const char *name;      /* up to 63 bytes, copied; NULL = none (seed 001's vo_name) */
-	uint64_t reserved[3];
+	uint64_t max_size;     /* bytes the object may grow to (vmo_object_resize, VMO_OBJ_GROWS_*); 0 = size */
+	uint64_t reserved[2];
 };
 
 /* Create an object paged by ops/ctx.  ops must outlive the object.  The new
@@ -232,6 +243,13 @@ VMO_API int vmo_object_create_alloc(struct vmo_engine *eng, const struct vmo_pag
 /* libpager's pager_change_attributes: VMO_OBJ_MAY_CACHE on or off (in
  * flags; other bits -EINVAL), and readahead_max (0: unchanged). */
 VMO_API int vmo_object_change_attributes(struct vmo_object *obj, uint32_t flags, uint32_t readahead_max);
+/* Resize the object's window (see VMO_OBJ_GROWS_*; for another object its
+ * size) to new_size bytes (rounded up to the page size; 0: ask the pager's
+ * report_extent again), within opts.max_size (-EFBIG beyond).  Growing
+ * makes new pages readable from the pager; shrinking drops the pages left
+ * out (dirty ones unwritten, as a truncate) and makes every access to them
+ * through a mapping SIGBUS (-EBUSY if one of them is pinned). */
+VMO_API int vmo_object_resize(struct vmo_object *obj, uint64_t new_size);
 /* The object's name ("" if none). */
 VMO_API const char *vmo_object_name(const struct vmo_object *obj);
 VMO_API void vmo_object_ref(struct vmo_object *obj);

@@ -76,7 +76,10 @@ struct vmo_object {
 	_Atomic long refs;
 	_Atomic long urefs;
 	_Atomic long pins; /* the evictor's, a reclaimer's (vmo__object_pin) */
-	uint64_t size;   /* bytes, a multiple of page_size */
+	uint64_t size;   /* bytes, a multiple of page_size: the span of offsets (max_size) */
+	/* The valid window [lo, hi) of offsets (bytes): [0, size) unless the
+	 * object grows (VMO_OBJ_GROWS_*, vmo_object_resize). */
+	_Atomic uint64_t lo, hi;
 	uint64_t npages;
 	uint32_t page_size;
 	uint32_t page_shift;

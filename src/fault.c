@@ -675,6 +675,30 @@ static void fault_unknown(struct vmo__space *sp, uintptr_t addr, pid_t tid)
 	sp->ops->wake(sp, (void *)page, VMO_PAGE);
 }
 
+/* Is objoff in o's window [lo, hi)?  Growing it to cover objoff when the
+ * object grows that way (VMO_OBJ_GROWS_UP past its end, GROWS_DOWN below
+ * its start; the mapping bounds it by max_size). */
+static bool in_window(struct vmo_object *o, uint64_t objoff)
+{
+	for (;;) {
+		uint64_t lo = atomic_load_explicit(&o->lo, memory_order_acquire);
+		uint64_t hi = atomic_load_explicit(&o->hi, memory_order_acquire);
+		if (objoff >= lo && objoff < hi)
+			return true;
+		if ((o->flags & VMO_OBJ_GROWS_UP) && objoff >= hi) {
+			uint64_t to = (objoff | (o->page_size - 1)) + 1;
+			if (atomic_compare_exchange_weak(&o->hi, &hi, to))
+				return true;
+		} else if ((o->flags & VMO_OBJ_GROWS_DOWN) && objoff < lo) {
+			uint64_t to = objoff & ~(uint64_t)(o->page_size - 1);
+			if (atomic_compare_exchange_weak(&o->lo, &lo, to))
+				return true;
+		} else {
+			return false;
+		}
+	}
+}
+
 void vmo__handle_fault(struct vmo_engine *eng, struct vmo__space *sp, const struct uffd_msg *msg)
 {
 	uintptr_t addr = (uintptr_t)msg->arg.pagefault.address;
@@ -697,6 +721,13 @@ void vmo__handle_fault(struct vmo_engine *eng, struct vmo__space *sp, const stru
 	};
 	f.paddr = m->addr + ((f.pg << o->page_shift) - m->off);
 	atomic_fetch_add_explicit(&o->st.faults, 1, memory_order_relaxed);
+	if (!in_window(o, objoff)) {
+		/* Outside the object's extent and not a growth: SIGBUS, as a
+		 * file's mapping past its end. */
+		vmo__space_sigbus(sp, f.tid, f.paddr, o->page_size);
+		vmo__map_put(m);
+		return;
+	}
 	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
 		atomic_fetch_add_explicit(&o->st.wp, 1, memory_order_relaxed);
 		write_fault(&f);

@@ -283,9 +283,10 @@ static int io_args(struct vmo_object *obj, uint64_t off, size_t len, const void 
 		return -EINVAL;
 	if (obj->proxy)
 		return vmo__not_on_client(call);
-	if (!vmo__add_ok(off, len, &end) || end > obj->size) {
-		vmo__set_detail("%s: [%#llx, +%#zx) is not within the object (%#llx bytes)", call, (unsigned long long)off,
-				len, (unsigned long long)obj->size);
+	uint64_t lo = atomic_load(&obj->lo), hi = atomic_load(&obj->hi);
+	if (!vmo__add_ok(off, len, &end) || off < lo || end > hi) {
+		vmo__set_detail("%s: [%#llx, +%#zx) is not within the object ([%#llx, %#llx))", call,
+				(unsigned long long)off, len, (unsigned long long)lo, (unsigned long long)hi);
 		return -EINVAL;
 	}
 	if (atomic_load(&obj->dead))

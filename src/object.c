@@ -16,8 +16,16 @@
 
 static int validate_opts(const struct vmo_object_opts *o)
 {
-	if (o->flags & ~(VMO_OBJ_NO_READAHEAD | VMO_OBJ_MAY_CACHE))
+	if (o->flags & ~(VMO_OBJ_NO_READAHEAD | VMO_OBJ_MAY_CACHE | VMO_OBJ_GROWS_UP | VMO_OBJ_GROWS_DOWN))
 		return -EINVAL;
+	if ((o->flags & VMO_OBJ_GROWS_UP) && (o->flags & VMO_OBJ_GROWS_DOWN)) {
+		vmo__set_detail("vmo_object_create: an object grows up or down, not both");
+		return -EINVAL;
+	}
+	if (o->max_size > MAX_OBJECT_SIZE || (o->max_size && o->size > o->max_size)) {
+		vmo__set_detail("vmo_object_create: max_size is below size or past 2^46");
+		return -EINVAL;
+	}
 	if (o->prot & ~(VMO_PROT_READ | VMO_PROT_WRITE))
 		return -EINVAL;
 	if (o->name && (strlen(o->name) >= 64 || !o->name[0])) {
@@ -102,8 +110,18 @@ VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops
 	o->urefs = 1;
 	o->page_size = psz;
 	o->page_shift = (uint32_t)__builtin_ctz(psz);
-	o->size = vmo__align_up(size, psz);
+	uint64_t extent = vmo__align_up(size, psz);
+	o->size = opts->max_size ? vmo__align_up(opts->max_size, psz) : extent;
+	if (o->size < extent)
+		o->size = extent; /* (report_extent said more than max_size: the extent wins) */
 	o->npages = o->size >> o->page_shift;
+	if (opts->flags & VMO_OBJ_GROWS_DOWN) {
+		o->lo = o->size - extent;
+		o->hi = o->size;
+	} else {
+		o->lo = 0;
+		o->hi = extent;
+	}
 	uint32_t ra = opts->readahead_max ? opts->readahead_max : DEFAULT_READAHEAD;
 	if (opts->flags & VMO_OBJ_NO_READAHEAD)
 		ra = 1;
@@ -394,6 +412,60 @@ VMO_API int vmo_object_change_attributes(struct vmo_object *obj, uint32_t flags,
 	return 0;
 }
 
+VMO_API int vmo_object_resize(struct vmo_object *obj, uint64_t new_size)
+{
+	if (!obj)
+		return -EINVAL;
+	if (obj->proxy)
+		return vmo__not_on_client("vmo_object_resize");
+	if (!new_size) {
+		if (!obj->ops->report_extent) {
+			vmo__set_detail("vmo_object_resize: size 0 asks report_extent, which the pager lacks");
+			return -EINVAL;
+		}
+		if (!vmo__callback_begin(obj))
+			return -VMO_ESHUTDOWN;
+		int rc = obj->ops->report_extent(obj->ctx, &new_size);
+		vmo__callback_end(obj);
+		if (rc)
+			return rc < 0 ? rc : -EIO;
+	}
+	uint64_t n = vmo__align_up(new_size, obj->page_size);
+	if (!n || n > obj->size) {
+		vmo__set_detail("vmo_object_resize: %llu bytes is 0 or past the object's max_size (%llu)",
+				(unsigned long long)new_size, (unsigned long long)obj->size);
+		return n ? -EFBIG : -EINVAL;
+	}
+	bool down = obj->flags & VMO_OBJ_GROWS_DOWN;
+	uint64_t lo = down ? obj->size - n : 0, hi = down ? obj->size : n;
+	/* One resize (and one writeback) at a time. */
+	pthread_mutex_lock(&obj->wb_mu);
+	uint64_t olo = atomic_load(&obj->lo), ohi = atomic_load(&obj->hi);
+	/* Pages left out must not be pinned. */
+	uint64_t cut[2][2] = { { olo, lo > olo ? lo : olo }, { hi < ohi ? hi : ohi, ohi } };
+	for (int c = 0; c < 2; c++)
+		for (uint64_t pg = cut[c][0] >> obj->page_shift; pg < cut[c][1] >> obj->page_shift; pg++)
+			if (vmo__pinned(obj, pg)) {
+				pthread_mutex_unlock(&obj->wb_mu);
+				vmo__set_detail("vmo_object_resize: page %#llx, which would be left out, is pinned",
+						(unsigned long long)pg);
+				return -EBUSY;
+			}
+	atomic_store(&obj->lo, lo);
+	atomic_store(&obj->hi, hi);
+	/* The pages left out go (dirty ones unwritten, as a truncate); a fault
+	 * on them now is outside the window: SIGBUS. */
+	for (int c = 0; c < 2; c++) {
+		uint64_t pg0 = cut[c][0] >> obj->page_shift, pg1 = cut[c][1] >> obj->page_shift;
+		if (pg0 < pg1) {
+			vmo__evict_clean(obj, pg0, pg1, true);
+			vmo__forget_errors(obj, pg0, pg1);
+		}
+	}
+	pthread_mutex_unlock(&obj->wb_mu);
+	return 0;
+}
+
 VMO_API const char *vmo_object_name(const struct vmo_object *obj)
 {
 	return obj ? obj->name : "";
@@ -401,7 +473,11 @@ VMO_API const char *vmo_object_name(const struct vmo_object *obj)
 
 VMO_API uint64_t vmo_object_size(const struct vmo_object *obj)
 {
-	return obj ? obj->size : 0;
+	if (!obj)
+		return 0;
+	if (obj->proxy)
+		return obj->size;
+	return atomic_load(&((struct vmo_object *)obj)->hi) - atomic_load(&((struct vmo_object *)obj)->lo);
 }
 
 VMO_API size_t vmo_object_page_size(const struct vmo_object *obj)
