@@ -250,6 +250,19 @@ VMO_API int vmo_object_change_attributes(struct vmo_object *obj, uint32_t flags,
  * out (dirty ones unwritten, as a truncate) and makes every access to them
  * through a mapping SIGBUS (-EBUSY if one of them is pinned). */
 VMO_API int vmo_object_resize(struct vmo_object *obj, uint64_t new_size);
+/* A copy-on-write clone of src (seed 001's duplicate_cow): it sees src as
+ * it was at this moment; later writes on either side never show through
+ * (src's first write to a page the clone has not read yet gives the clone
+ * that page first).  ops/ctx: the clone's own pager (read and write; no
+ * unlock), to which its pages are written back and from which those are
+ * read again; NULL: anonymous (its pages stay in memory).  opts: as for
+ * vmo_object_create, with size and page size 0 (src's).  Costs what src
+ * holds dirty (it is written back first), not its size.  src must track
+ * writes (-EOPNOTSUPP: a pager with a write callback, write-protect faults);
+ * clones of clones need the first clone to have a pager.  The clone holds a
+ * reference on src. */
+VMO_API int vmo_object_clone(struct vmo_object *src, const struct vmo_pager_ops *ops, void *ctx,
+			     const struct vmo_object_opts *opts, struct vmo_object **out);
 /* The object's name ("" if none). */
 VMO_API const char *vmo_object_name(const struct vmo_object *obj);
 VMO_API void vmo_object_ref(struct vmo_object *obj);

@@ -24,7 +24,7 @@ LAYERS=(
 	"server client"                  # serving objects to other processes; objects opened from a server
 	"file mem zero"                  # stores: pagers over the public API
 	"engine"                         # engines: workers (epoll over spaces), spaces wired to objects
-	"evictor cache"                  # background thread, pressure; the yield cache
+	"evictor cache clone"            # background thread, pressure; the yield cache; copy-on-write clones
 	"object map io supply"           # objects, views in the local space, object I/O, asynchronous supply
 	"ops"                            # sync / return / discard, errors
 	"fault"                          # fault service

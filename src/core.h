@@ -90,6 +90,15 @@ struct vmo_object {
 	bool own_ctx;    /* ctx allocated by vmo_object_create_alloc: freed after release */
 	_Atomic bool may_cache;
 	bool cached;     /* released by the program, kept by the engine (under eng->objs_mu) */
+	/* Copy-on-write (clone.c): the clones that need this object's pages as
+	 * they were when cloned.  Every write that changes a page's bytes (a
+	 * write fault, vmo_memcpy) holds cow_lock for reading and first pushes
+	 * the page to each clone still without it (cow_push, set by clone.c:
+	 * the layer above); a clone is made under it held for writing. */
+	pthread_rwlock_t cow_lock;
+	_Atomic int nclones;
+	void (*cow_push)(struct vmo_object *o, uint64_t pg);
+	void *clones; /* clone.c's list (under cow_lock) */
 	bool track;      /* supply clean pages write-protected (dirty tracking) */
 	int memfd;
 	/* Its pages: states, residency and chunks, waiters, errors, pending

@@ -564,7 +564,21 @@ static void serve(struct fault *f)
 
 /* A write to a write-protected page of view m.  The unlock callback runs
  * unlocked; the state change and unprotect run under the chunk's stripe. */
+static void write_fault_cow(struct fault *f);
+
+/* A write fault changes the page's bytes: the object's clones that do not
+ * have the page yet get it as it is first (core.h, cow_lock). */
 static void write_fault(struct fault *f)
+{
+	struct vmo_object *o = f->obj;
+	pthread_rwlock_rdlock(&o->cow_lock);
+	if (atomic_load(&o->nclones))
+		o->cow_push(o, f->pg);
+	write_fault_cow(f);
+	pthread_rwlock_unlock(&o->cow_lock);
+}
+
+static void write_fault_cow(struct fault *f)
 {
 	struct vmo_object *o = f->obj;
 	struct vmo__space *sp = f->sp;

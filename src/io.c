@@ -200,9 +200,9 @@ static int fetch(struct vmo_object *o, uint64_t pg, uint64_t max)
 /* Write len bytes at off within page pg (resident, or absent and written
  * whole), under its stripe.  1 done, 0 not (the page must come in first),
  * -errno (an unlock refused). */
-static int write_page(struct vmo_object *o, uint64_t pg, uint64_t off, const void *src, size_t len)
+static int write_page(struct vmo_object *o, uint64_t pg, uint64_t off, const void *src, size_t len, bool may_skip_read)
 {
-	bool whole = len == o->page_size;
+	bool whole = len == o->page_size && may_skip_read;
 	if (whole && ps_get(o, pg) == PS_ABSENT)
 		vmo__budget_check(o, 1); /* room first (it evicts: not under a stripe) */
 	if (o->pages.wlock && wlock_get(o, pg) && ps_get(o, pg) == PS_CLEAN) {
@@ -306,14 +306,23 @@ VMO_API int vmo_memcpy(struct vmo_object *obj, uint64_t off, void *buf, size_t l
 	if (rc)
 		return rc;
 	bool to = flags & VMO_MEMCPY_TO_OBJECT;
+	if (to) /* a write: the clones get each page as it was first (core.h) */
+		pthread_rwlock_rdlock(&obj->cow_lock);
 	while (*done < len) {
 		uint64_t at = off + *done, pg = at >> obj->page_shift;
 		uint64_t pend = (pg + 1) << obj->page_shift;
 		size_t chunk = len - *done < pend - at ? len - *done : (size_t)(pend - at);
 		char *b = (char *)buf + *done;
-		rc = to ? write_page(obj, pg, at, b, chunk) : read_page(obj, pg, at, b, chunk);
+		bool cow = to && atomic_load(&obj->nclones);
+		if (cow && !ps_resident(ps_get(obj, pg)))
+			rc = 0; /* in memory first: a clone may need what it holds now */
+		else {
+			if (cow)
+				obj->cow_push(obj, pg);
+			rc = to ? write_page(obj, pg, at, b, chunk, !cow) : read_page(obj, pg, at, b, chunk);
+		}
 		if (rc < 0)
-			return rc;
+			break;
 		if (rc == 1) {
 			*done += chunk;
 			continue;
@@ -323,9 +332,11 @@ VMO_API int vmo_memcpy(struct vmo_object *obj, uint64_t off, void *buf, size_t l
 		uint64_t last = (off + len - 1) >> obj->page_shift;
 		uint64_t max = last - pg + 1 < obj->ra_max ? last - pg + 1 : obj->ra_max;
 		if ((rc = fetch(obj, pg, max)))
-			return rc;
+			break;
 	}
-	return 0;
+	if (to)
+		pthread_rwlock_unlock(&obj->cow_lock);
+	return rc < 0 ? rc : 0;
 }
 
 VMO_API ssize_t vmo_object_read(struct vmo_object *obj, uint64_t off, void *buf, size_t len)

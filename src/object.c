@@ -151,6 +151,7 @@ VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops
 		return -EOPNOTSUPP;
 	}
 	o->memfd = -1;
+	pthread_rwlock_init(&o->cow_lock, NULL);
 	pthread_mutex_init(&o->mu, NULL);
 	pthread_cond_init(&o->cv, NULL);
 	pthread_mutex_init(&o->wb_mu, NULL);
@@ -212,6 +213,7 @@ fail:
 	pthread_mutex_destroy(&o->mu);
 	pthread_cond_destroy(&o->cv);
 	pthread_mutex_destroy(&o->wb_mu);
+	pthread_rwlock_destroy(&o->cow_lock);
 	for (int i = 0; i < WP_STRIPES; i++)
 		pthread_mutex_destroy(&o->wplock[i]);
 	free(o);
@@ -346,6 +348,7 @@ static void object_free(struct vmo_object *obj)
 	pthread_mutex_destroy(&obj->mu);
 	pthread_cond_destroy(&obj->cv);
 	pthread_mutex_destroy(&obj->wb_mu);
+	pthread_rwlock_destroy(&obj->cow_lock);
 	for (int i = 0; i < WP_STRIPES; i++)
 		pthread_mutex_destroy(&obj->wplock[i]);
 	free(obj);

@@ -1,0 +1,243 @@
+/* clone.c - copy-on-write clones (seed 001's duplicate_cow, Mach's copy
+ * objects): vmo_object_clone.
+ *
+ * A clone is an object of its own (its memfd, its views) whose pager reads
+ * a page it has never had from its source, as the source holds it now:
+ * unchanged since the clone, because every write that would change a page
+ * of the source first pushes the page as it is to each clone that does not
+ * have it yet (the source's cow_push, called by the write fault path and by
+ * vmo_memcpy under the source's cow_lock held for reading).  A pushed page
+ * is dirty in the clone: kept in memory, or written back to the clone's own
+ * pager if it has one; pages it wrote back are read from that pager again.
+ *
+ * Making a clone costs what the source holds dirty, not what it holds:
+ * under the source's cow_lock held for writing (no write in progress), the
+ * source is synced, which leaves every page of it clean and write-protected
+ * in every view, so that the next write to any of them traps and pushes.
+ * Pages the source does not hold are its pager's, which holds them as they
+ * were.  The source must therefore track writes (a write callback, and
+ * write-protect faults: VMO_FEAT_WP with MINOR): -EOPNOTSUPP otherwise.
+ *
+ * What the source's pager does to its own data (an offer, a supply, a
+ * failed range of the source) is not a write: clones that have not read
+ * those pages yet see what the pager says.  docs/api.md. */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+struct clone {
+	struct clone *next;        /* the source's list (under its cow_lock) */
+	struct vmo_object *self;
+	struct vmo_object *src;    /* a reference */
+	const struct vmo_pager_ops *uops; /* the clone's own pager, or NULL */
+	void *uctx;
+	_Atomic uint8_t *own;      /* per page: written back to the own pager */
+	size_t own_len;
+};
+
+/* ---- the clone's pager ------------------------------------------------------ */
+
+static int c_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
+{
+	struct clone *c = ctx;
+	size_t ps = c->self ? c->self->page_size : c->src->page_size;
+	for (size_t at = 0; at < len;) {
+		uint64_t pg = (off + at) / ps;
+		bool own = c->own && atomic_load(&c->own[pg]);
+		size_t run = ps;
+		while (at + run < len && (c->own && atomic_load(&c->own[pg + run / ps])) == own)
+			run += ps;
+		int rc;
+		if (own) {
+			rc = c->uops->read(c->uctx, off + at, (char *)buf + at, run, flags);
+		} else {
+			size_t done;
+			rc = vmo_memcpy(c->src, off + at, (char *)buf + at, run, 0, &done);
+		}
+		if (rc)
+			return rc < 0 ? rc : -EIO;
+		at += run;
+	}
+	return 0;
+}
+
+static int c_write(void *ctx, uint64_t off, const void *buf, size_t len)
+{
+	struct clone *c = ctx;
+	int rc = c->uops->write(c->uctx, off, buf, len);
+	if (!rc)
+		for (uint64_t pg = off / c->self->page_size; pg < (off + len) / c->self->page_size; pg++)
+			atomic_store(&c->own[pg], 1);
+	return rc;
+}
+
+static int c_sync(void *ctx)
+{
+	struct clone *c = ctx;
+	return c->uops->sync ? c->uops->sync(c->uctx) : 0;
+}
+
+static void c_notify_evict(void *ctx, uint64_t off, uint64_t len)
+{
+	struct clone *c = ctx;
+	if (c->uops && c->uops->notify_evict)
+		c->uops->notify_evict(c->uctx, off, len);
+}
+
+static void c_release(void *ctx)
+{
+	struct clone *c = ctx;
+	struct vmo_object *src = c->src;
+	pthread_rwlock_wrlock(&src->cow_lock);
+	for (struct clone **pp = (struct clone **)&src->clones; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			atomic_fetch_sub(&src->nclones, 1);
+			break;
+		}
+	pthread_rwlock_unlock(&src->cow_lock);
+	vmo__object_put(src);
+	if (c->uops && c->uops->release)
+		c->uops->release(c->uctx);
+	if (c->own)
+		munmap((void *)c->own, c->own_len);
+	free(c);
+}
+
+static const struct vmo_pager_ops gone_ops = { .read = c_read }; /* (a clone that never was) */
+static const struct vmo_pager_ops anon_ops = {
+	.read = c_read, .notify_evict = c_notify_evict, .release = c_release,
+};
+static const struct vmo_pager_ops own_ops = {
+	.read = c_read, .write = c_write, .sync = c_sync, .notify_evict = c_notify_evict, .release = c_release,
+};
+
+/* ---- pushing ---------------------------------------------------------------- */
+
+/* Page pg of src is about to change: every clone without it gets it as it
+ * is.  Under src's cow_lock held for reading. */
+static void push(struct vmo_object *src, uint64_t pg)
+{
+	char *page = NULL;
+	for (struct clone *c = src->clones; c; c = c->next) {
+		struct vmo_object *o = c->self;
+		if (!o || atomic_load(&o->dead))
+			continue;
+		for (;;) {
+			uint8_t s = ps_get(o, pg);
+			if (s != PS_ABSENT && s != PS_FILLING && s != PS_PENDING && s != PS_EVICTING)
+				break; /* it has the page (or failed it): nothing to keep */
+			if (s != PS_ABSENT) {
+				/* being read from us (as we still are) or dropped:
+				 * once it settles, again */
+				pthread_mutex_lock(&o->mu);
+				atomic_fetch_add(&o->pages.iowaiters, 1);
+				struct timespec ts = { 0, 0 };
+				clock_gettime(CLOCK_REALTIME, &ts);
+				ts.tv_nsec += 1000000;
+				if (ts.tv_nsec >= 1000000000) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000;
+				}
+				if (ps_get(o, pg) == s)
+					pthread_cond_timedwait(&o->cv, &o->mu, &ts);
+				atomic_fetch_sub(&o->pages.iowaiters, 1);
+				pthread_mutex_unlock(&o->mu);
+				continue;
+			}
+			if (c->own && atomic_load(&c->own[pg]))
+				break; /* its own pager has its version */
+			if (!page && !(page = malloc(src->page_size)))
+				break; /* (no memory: the clone will read the new bytes) */
+			size_t done;
+			if (vmo_memcpy(src, pg << src->page_shift, page, src->page_size, 0, &done))
+				break; /* (the source cannot read it either: the clone will fail alike) */
+			if (!ps_cas(o, pg, PS_ABSENT, PS_FILLING))
+				continue;
+			/* dirty in the clone: the only copy of it now */
+			vmo__install(o, pg, 1, page, 0, true);
+			break;
+		}
+	}
+	free(page);
+}
+
+/* ---- vmo_object_clone --------------------------------------------------------- */
+
+VMO_API int vmo_object_clone(struct vmo_object *src, const struct vmo_pager_ops *ops, void *ctx,
+			     const struct vmo_object_opts *opts, struct vmo_object **out)
+{
+	if (!src || !out || (ops && (!ops->read || !ops->write || ops->unlock)))
+		return -EINVAL;
+	if (src->proxy)
+		return vmo__not_on_client("vmo_object_clone");
+	if (!src->track || src->eng->async) {
+		vmo__set_detail("vmo_object_clone: the source must track writes (a pager with a write callback, "
+				"write-protect faults on shmem; not VMO_ENGINE_DIRTY_ASYNC)");
+		return -EOPNOTSUPP;
+	}
+	struct vmo_object_opts oo = opts ? *opts : (struct vmo_object_opts){ 0 };
+	if ((oo.size && vmo__align_up(oo.size, src->page_size) != src->size) ||
+	    (oo.page_size && oo.page_size != src->page_size) || oo.max_size ||
+	    (oo.flags & (VMO_OBJ_GROWS_UP | VMO_OBJ_GROWS_DOWN))) {
+		vmo__set_detail("vmo_object_clone: a clone has its source's size and page size (give 0)");
+		return -EINVAL;
+	}
+	oo.size = src->size;
+	oo.page_size = src->page_size;
+	struct clone *c = calloc(1, sizeof *c);
+	if (!c)
+		return -ENOMEM;
+	c->src = src;
+	c->uops = ops;
+	c->uctx = ctx;
+	if (ops) {
+		c->own_len = vmo__align_up(src->npages, VMO_PAGE);
+		void *p = mmap(NULL, c->own_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED) {
+			free(c);
+			return -ENOMEM;
+		}
+		c->own = p;
+	}
+	struct vmo_object *o;
+	int rc = vmo_object_create(src->eng, ops ? &own_ops : &anon_ops, c, &oo, &o);
+	if (rc) {
+		if (c->own)
+			munmap((void *)c->own, c->own_len);
+		free(c);
+		return rc;
+	}
+	o->lo = atomic_load(&src->lo);
+	o->hi = atomic_load(&src->hi);
+	c->self = o;
+	/* The moment of the clone: no write of the source in progress, every
+	 * page of it clean and write-protected (sync), then the clone on its
+	 * list: from here each write pushes first. */
+	pthread_rwlock_wrlock(&src->cow_lock);
+	rc = vmo_sync(src, VMO_WAIT);
+	if (!rc) {
+		vmo__object_get(src);
+		src->cow_push = push;
+		c->next = src->clones;
+		src->clones = c;
+		atomic_fetch_add(&src->nclones, 1);
+	}
+	pthread_rwlock_unlock(&src->cow_lock);
+	if (rc) {
+		vmo__set_detail("vmo_object_clone: writing the source back first: %s", vmo_strerror(rc));
+		/* not on the list: the release below must not look for it */
+		c->src = NULL;
+		o->ops = &gone_ops; /* (its release must not look for it on the list) */
+		vmo_object_unref(o);
+		if (c->own)
+			munmap((void *)c->own, c->own_len);
+		free(c);
+		return rc;
+	}
+	*out = o;
+	return 0;
+}
