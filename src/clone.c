@@ -218,7 +218,9 @@ VMO_API int vmo_object_clone(struct vmo_object *src, const struct vmo_pager_ops 
 	 * page of it clean and write-protected (sync), then the clone on its
 	 * list: from here each write pushes first. */
 	pthread_rwlock_wrlock(&src->cow_lock);
-	rc = vmo_sync(src, VMO_WAIT);
+	/* (nothing dirty: nothing to write back or protect; a write in
+	 * progress would hold the lock, so none can be making a page dirty) */
+	rc = atomic_load(&src->pages.dirty_pages) ? vmo_sync(src, VMO_WAIT) : 0;
 	if (!rc) {
 		vmo__object_get(src);
 		src->cow_push = push;
