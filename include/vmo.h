@@ -248,7 +248,8 @@ VMO_API int vmo_object_change_attributes(struct vmo_object *obj, uint32_t flags,
  * report_extent again), within opts.max_size (-EFBIG beyond).  Growing
  * makes new pages readable from the pager; shrinking drops the pages left
  * out (dirty ones unwritten, as a truncate) and makes every access to them
- * through a mapping SIGBUS (-EBUSY if one of them is pinned). */
+ * through a mapping SIGBUS (-EBUSY if one of them is pinned, or the object
+ * has clones). */
 VMO_API int vmo_object_resize(struct vmo_object *obj, uint64_t new_size);
 /* A copy-on-write clone of src (seed 001's duplicate_cow): it sees src as
  * it was at this moment; later writes on either side never show through
@@ -258,9 +259,10 @@ VMO_API int vmo_object_resize(struct vmo_object *obj, uint64_t new_size);
  * read again; NULL: anonymous (its pages stay in memory).  opts: as for
  * vmo_object_create, with size and page size 0 (src's).  Costs what src
  * holds dirty (it is written back first), not its size.  src must track
- * writes (-EOPNOTSUPP: a pager with a write callback, write-protect faults);
- * clones of clones need the first clone to have a pager.  The clone holds a
- * reference on src. */
+ * writes (-EOPNOTSUPP: a pager with a write callback, write-protect faults,
+ * UFFDIO_CONTINUE_MODE_WP: Linux 6.5); clones of clones need the first
+ * clone to have a pager.  The clone holds a reference on src (the program
+ * may drop its own first); src cannot shrink while it has clones. */
 VMO_API int vmo_object_clone(struct vmo_object *src, const struct vmo_pager_ops *ops, void *ctx,
 			     const struct vmo_object_opts *opts, struct vmo_object **out);
 /* The object's name ("" if none). */
@@ -381,9 +383,10 @@ VMO_API int vmo_object_fail(struct vmo_object *obj, uint64_t off, uint64_t len, 
  * for a read. */
 #define VMO_OFFER_PRECIOUS (1u << 1)
 VMO_API int vmo_object_offer(struct vmo_object *obj, uint64_t off, size_t len, const void *buf, unsigned flags);
-/* Ask the pager for whole pages [off, off+len) ahead of demand: claimed at
- * once (a fault there waits for this read rather than asking again), read
- * by the engine's background thread; with VMO_WAIT read here, returning
+/* Ask the pager for whole pages [off, off+len) ahead of demand: read by
+ * the engine's background thread, a cluster at a time (a fault on a page
+ * it is reading waits for that read; a page a fault took first is not asked
+ * again), then mapped into the views; with VMO_WAIT read here, returning
  * the first page's error. */
 VMO_API int vmo_object_prefetch(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags);
 

@@ -10,6 +10,10 @@
  * is dirty in the clone: kept in memory, or written back to the clone's own
  * pager if it has one; pages it wrote back are read from that pager again.
  *
+ * The clones of a source are on its list (under its mu); a clone holds a
+ * program-kind reference on its source (the program may let the source go
+ * and keep the clone).
+ *
  * Making a clone costs what the source holds dirty, not what it holds:
  * under the source's cow_lock held for writing (no write in progress), the
  * source is synced, which leaves every page of it clean and write-protected
@@ -29,9 +33,9 @@
 #include <time.h>
 
 struct clone {
-	struct clone *next;        /* the source's list (under its cow_lock) */
+	struct clone *next;        /* the source's list (under its mu) */
 	struct vmo_object *self;
-	struct vmo_object *src;    /* a reference */
+	struct vmo_object *src;    /* a reference (vmo_object_ref) */
 	const struct vmo_pager_ops *uops; /* the clone's own pager, or NULL */
 	void *uctx;
 	_Atomic uint8_t *own;      /* per page: written back to the own pager */
@@ -91,15 +95,19 @@ static void c_release(void *ctx)
 {
 	struct clone *c = ctx;
 	struct vmo_object *src = c->src;
-	pthread_rwlock_wrlock(&src->cow_lock);
-	for (struct clone **pp = (struct clone **)&src->clones; *pp; pp = &(*pp)->next)
-		if (*pp == c) {
-			*pp = c->next;
-			atomic_fetch_sub(&src->nclones, 1);
-			break;
-		}
-	pthread_rwlock_unlock(&src->cow_lock);
-	vmo__object_put(src);
+	if (src) {
+		pthread_mutex_lock(&src->mu);
+		for (struct clone **pp = (struct clone **)&src->clones; *pp; pp = &(*pp)->next)
+			if (*pp == c) {
+				*pp = c->next;
+				atomic_fetch_sub(&src->nclones, 1);
+				break;
+			}
+		pthread_mutex_unlock(&src->mu);
+		/* (the program's kind of reference: the program may drop its own
+		 * first and keep the clone) */
+		vmo_object_unref(src);
+	}
 	if (c->uops && c->uops->release)
 		c->uops->release(c->uctx);
 	if (c->own)
@@ -117,19 +125,54 @@ static const struct vmo_pager_ops own_ops = {
 
 /* ---- pushing ---------------------------------------------------------------- */
 
-/* Page pg of src is about to change: every clone without it gets it as it
- * is.  Under src's cow_lock held for reading. */
+/* Page pg of src is about to change: every clone gets it as it is unless
+ * it holds it already as its own (dirty, or written back to its own
+ * pager); a clone's clean copy read from us is made dirty (it may not be
+ * dropped now: read again, it would come from us, changed).  Under src's
+ * cow_lock held for reading; the clones are held by references taken
+ * under src->mu, dropped at the end (a clone's last one may go here). */
 static void push(struct vmo_object *src, uint64_t pg)
 {
-	char *page = NULL;
+	struct clone *list[16], **v = list;
+	size_t n = 0, cap = 16;
+	pthread_mutex_lock(&src->mu);
 	for (struct clone *c = src->clones; c; c = c->next) {
+		if (n == cap) {
+			struct clone **nv = malloc(2 * cap * sizeof *nv);
+			if (!nv)
+				break; /* (no memory: the rest of the clones will read the new bytes) */
+			memcpy(nv, v, n * sizeof *nv);
+			if (v != list)
+				free(v);
+			v = nv;
+			cap *= 2;
+		}
+		if (c->self && !atomic_load(&c->self->dead)) {
+			vmo__object_get(c->self);
+			v[n++] = c;
+		}
+	}
+	pthread_mutex_unlock(&src->mu);
+	char *page = NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct clone *c = v[i];
 		struct vmo_object *o = c->self;
-		if (!o || atomic_load(&o->dead))
-			continue;
+		bool own = c->own && atomic_load(&c->own[pg]);
 		for (;;) {
 			uint8_t s = ps_get(o, pg);
-			if (s != PS_ABSENT && s != PS_FILLING && s != PS_PENDING && s != PS_EVICTING)
-				break; /* it has the page (or failed it): nothing to keep */
+			if (s == PS_DIRTY || s == PS_CLEANING || s == PS_ERROR || own)
+				break; /* its own already (or failed) */
+			if (s == PS_CLEAN) {
+				pthread_mutex_t *lk = vmo__wplock(o, pg);
+				pthread_mutex_lock(lk);
+				bool done = ps_cas(o, pg, PS_CLEAN, PS_DIRTY);
+				if (done)
+					atomic_fetch_add(&o->pages.dirty_pages, 1);
+				pthread_mutex_unlock(lk);
+				if (done)
+					break;
+				continue;
+			}
 			if (s != PS_ABSENT) {
 				/* being read from us (as we still are) or dropped:
 				 * once it settles, again */
@@ -148,8 +191,6 @@ static void push(struct vmo_object *src, uint64_t pg)
 				pthread_mutex_unlock(&o->mu);
 				continue;
 			}
-			if (c->own && atomic_load(&c->own[pg]))
-				break; /* its own pager has its version */
 			if (!page && !(page = malloc(src->page_size)))
 				break; /* (no memory: the clone will read the new bytes) */
 			size_t done;
@@ -163,6 +204,10 @@ static void push(struct vmo_object *src, uint64_t pg)
 		}
 	}
 	free(page);
+	for (size_t i = 0; i < n; i++)
+		vmo__object_put(v[i]->self);
+	if (v != list)
+		free(v);
 }
 
 /* ---- vmo_object_clone --------------------------------------------------------- */
@@ -174,16 +219,20 @@ VMO_API int vmo_object_clone(struct vmo_object *src, const struct vmo_pager_ops 
 		return -EINVAL;
 	if (src->proxy)
 		return vmo__not_on_client("vmo_object_clone");
-	if (!src->track || src->eng->async) {
+	if (!src->track || src->eng->async || !(src->eng->features & VMO_FEAT_CONTINUE_WP)) {
+		/* (without CONTINUE_MODE_WP a page mapped into a view is made
+		 * dirty and writable there, and its first write never traps) */
 		vmo__set_detail("vmo_object_clone: the source must track writes (a pager with a write callback, "
-				"write-protect faults on shmem; not VMO_ENGINE_DIRTY_ASYNC)");
+				"write-protect faults on shmem, UFFDIO_CONTINUE_MODE_WP: Linux 6.5; not "
+				"VMO_ENGINE_DIRTY_ASYNC)");
 		return -EOPNOTSUPP;
 	}
 	struct vmo_object_opts oo = opts ? *opts : (struct vmo_object_opts){ 0 };
 	if ((oo.size && vmo__align_up(oo.size, src->page_size) != src->size) ||
 	    (oo.page_size && oo.page_size != src->page_size) || oo.max_size ||
-	    (oo.flags & (VMO_OBJ_GROWS_UP | VMO_OBJ_GROWS_DOWN))) {
-		vmo__set_detail("vmo_object_clone: a clone has its source's size and page size (give 0)");
+	    (oo.flags & (VMO_OBJ_GROWS_UP | VMO_OBJ_GROWS_DOWN | VMO_OBJ_MAY_CACHE))) {
+		vmo__set_detail("vmo_object_clone: a clone has its source's size and page size (give 0), "
+				"does not grow and is not cached");
 		return -EINVAL;
 	}
 	oo.size = src->size;
@@ -222,11 +271,13 @@ VMO_API int vmo_object_clone(struct vmo_object *src, const struct vmo_pager_ops 
 	 * progress would hold the lock, so none can be making a page dirty) */
 	rc = atomic_load(&src->pages.dirty_pages) ? vmo_sync(src, VMO_WAIT) : 0;
 	if (!rc) {
-		vmo__object_get(src);
+		vmo_object_ref(src);
 		src->cow_push = push;
+		pthread_mutex_lock(&src->mu);
 		c->next = src->clones;
 		src->clones = c;
 		atomic_fetch_add(&src->nclones, 1);
+		pthread_mutex_unlock(&src->mu);
 	}
 	pthread_rwlock_unlock(&src->cow_lock);
 	if (rc) {

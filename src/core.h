@@ -98,7 +98,7 @@ struct vmo_object {
 	pthread_rwlock_t cow_lock;
 	_Atomic int nclones;
 	void (*cow_push)(struct vmo_object *o, uint64_t pg);
-	void *clones; /* clone.c's list (under cow_lock) */
+	void *clones; /* clone.c's list (under mu) */
 	bool track;      /* supply clean pages write-protected (dirty tracking) */
 	int memfd;
 	/* Its pages: states, residency and chunks, waiters, errors, pending

@@ -16,7 +16,11 @@
 #include <string.h>
 #include <time.h>
 
-static void run_background(struct vmo_engine *e)
+/* The objects with queued work, pinned (their free waits for the pin):
+ * the queued writeback runs here, under evict_mu; the prefetches after it,
+ * out of it (a pager read, then a budget check that may reclaim: reclaim
+ * takes evict_mu). */
+static struct vmo_object **run_background(struct vmo_engine *e, long *nout)
 {
 	pthread_mutex_lock(&e->objs_mu);
 	long n = e->nobjs;
@@ -26,8 +30,15 @@ static void run_background(struct vmo_engine *e)
 		if (atomic_load(&o->bg) && !atomic_load(&o->dead) && vmo__object_pin(o))
 			v[k++] = o;
 	pthread_mutex_unlock(&e->objs_mu);
-	for (long i = 0; i < k; i++) {
+	for (long i = 0; i < k; i++)
 		vmo__run_bg(v[i]);
+	*nout = k;
+	return v;
+}
+
+static void run_prefetches(struct vmo_object **v, long k)
+{
+	for (long i = 0; i < k; i++) {
 		vmo__run_prefetch(v[i]);
 		vmo__object_unpin(v[i]);
 	}
@@ -56,9 +67,11 @@ static void *evictor_main(void *arg)
 		pthread_mutex_unlock(&e->emu);
 		/* Temporary references on objects are only held under evict_mu,
 		 * so that vmo_engine_destroy can wait them out. */
+		long k;
 		pthread_mutex_lock(&e->evict_mu);
-		run_background(e);
+		struct vmo_object **v = run_background(e, &k);
 		pthread_mutex_unlock(&e->evict_mu);
+		run_prefetches(v, k);
 		vmo__reclaim(e, NULL, 0);
 		pthread_mutex_lock(&e->emu);
 	}

@@ -476,7 +476,9 @@ static void map_present(struct fault *f)
 	uint8_t s = ps_get(o, f->pg), s0 = s;
 	int rc = -EAGAIN;
 	if (ps_resident(s)) {
-		bool wp = f->m->wp && s != PS_DIRTY;
+		/* (a dirty page of an object with clones stays write-protected:
+		 * its next write must push it to them first) */
+		bool wp = f->m->wp && (s != PS_DIRTY || atomic_load(&o->nclones));
 		if (wp && !(f->sp->features & VMO_FEAT_CONTINUE_WP)) {
 			/* Dirty before it is mapped writable: no window in which a
 			 * write could land on a page marked clean. */

@@ -34,7 +34,7 @@ static void io_wait(struct vmo_object *o, uint64_t pg)
 	pthread_mutex_lock(&o->mu);
 	atomic_fetch_add(&o->pages.iowaiters, 1);
 	uint8_t s = ps_get(o, pg);
-	if (s == PS_FILLING || s == PS_PENDING || s == PS_EVICTING) {
+	if (s == PS_FILLING || s == PS_PENDING || s == PS_EVICTING || s == PS_CLEANING) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 2 * 1000 * 1000;
@@ -202,7 +202,9 @@ static int fetch(struct vmo_object *o, uint64_t pg, uint64_t max)
  * -errno (an unlock refused). */
 static int write_page(struct vmo_object *o, uint64_t pg, uint64_t off, const void *src, size_t len, bool may_skip_read)
 {
-	bool whole = len == o->page_size && may_skip_read;
+	/* (not over a page whose first write the pager wants to hear of: it is
+	 * read, write-locked, and unlocked below) */
+	bool whole = len == o->page_size && may_skip_read && !o->pages.wlock;
 	if (whole && ps_get(o, pg) == PS_ABSENT)
 		vmo__budget_check(o, 1); /* room first (it evicts: not under a stripe) */
 	if (o->pages.wlock && wlock_get(o, pg) && ps_get(o, pg) == PS_CLEAN) {
@@ -311,6 +313,12 @@ VMO_API int vmo_memcpy(struct vmo_object *obj, uint64_t off, void *buf, size_t l
 	while (*done < len) {
 		uint64_t at = off + *done, pg = at >> obj->page_shift;
 		uint64_t pend = (pg + 1) << obj->page_shift;
+		if (at < atomic_load(&obj->lo) || at >= atomic_load(&obj->hi)) {
+			/* (shrunk meanwhile, vmo_object_resize) */
+			vmo__set_detail("vmo_memcpy: offset %#llx left the object's window", (unsigned long long)at);
+			rc = -EINVAL;
+			break;
+		}
 		size_t chunk = len - *done < pend - at ? len - *done : (size_t)(pend - at);
 		char *b = (char *)buf + *done;
 		bool cow = to && atomic_load(&obj->nclones);
@@ -410,6 +418,16 @@ VMO_API int vmo_object_transfer(struct vmo_object *dst, uint64_t doff, struct vm
 	return vmo_discard_range(src, soff, len, VMO_WAIT);
 }
 
+/* Whole pages [pg0, pg1) within o's window? (-EINVAL with a detail) */
+static int in_window_pages(struct vmo_object *o, uint64_t pg0, uint64_t pg1, const char *call)
+{
+	if ((pg0 << o->page_shift) < atomic_load(&o->lo) || (pg1 << o->page_shift) > atomic_load(&o->hi)) {
+		vmo__set_detail("%s: the range is not within the object's window (vmo_object_resize)", call);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* ---- errors by range ------------------------------------------------------------ */
 
 VMO_API int vmo_object_fail(struct vmo_object *obj, uint64_t off, uint64_t len, int err)
@@ -421,8 +439,12 @@ VMO_API int vmo_object_fail(struct vmo_object *obj, uint64_t off, uint64_t len, 
 		vmo__set_detail("vmo_object_fail: a range of whole pages within the object, and a negative errno");
 		return -EINVAL;
 	}
-	/* No writeback in flight meanwhile: it would copy out a page we punch. */
-	pthread_mutex_lock(&obj->wb_mu);
+	if (in_window_pages(obj, pg0, pg1, "vmo_object_fail"))
+		return -EINVAL;
+	/* A page being written back (CLEANING) is waited for like one in
+	 * transit: punched under the writeback, its store would get zeros.
+	 * (Not wb_mu around it all: a thread filling a page we wait for may
+	 * need it, through reclaim's writeback.) */
 	for (uint64_t pg = pg0; pg < pg1;) {
 		pthread_mutex_t *lk = vmo__wplock(obj, pg);
 		pthread_mutex_lock(lk);
@@ -438,7 +460,7 @@ VMO_API int vmo_object_fail(struct vmo_object *obj, uint64_t off, uint64_t len, 
 				vmo__set_error(obj, pg, err);
 				next = true;
 			}
-		} else if (ps_resident(s) && ps_cas(obj, pg, s, PS_EVICTING)) {
+		} else if ((s == PS_CLEAN || s == PS_DIRTY) && ps_cas(obj, pg, s, PS_EVICTING)) {
 			/* Its data goes (dirty or not): out of the memfd, which
 			 * unmaps it from every view; then failed.  (Claimed,
 			 * EVICTING, so the stripe need not be held over the drop
@@ -456,12 +478,10 @@ VMO_API int vmo_object_fail(struct vmo_object *obj, uint64_t off, uint64_t len, 
 			vmo__wake_waiters(obj, pg, 1); /* they fault again: SIGBUS */
 			pg++;
 		} else {
-			io_wait(obj, pg); /* in transit: once it settles, again */
+			io_wait(obj, pg); /* in transit or being written back: once it settles, again */
 		}
 	}
-	pthread_mutex_unlock(&obj->wb_mu);
-	atomic_fetch_add(&obj->st.errors, pg1 - pg0);
-	return 0;
+	return 0; /* (vmo__set_error counted them) */
 }
 
 /* ---- pinning -------------------------------------------------------------------------- */
@@ -513,7 +533,7 @@ VMO_API int vmo_object_pin(struct vmo_object *obj, uint64_t off, uint64_t len)
 	uint64_t pg0, pg1;
 	if (obj && obj->proxy)
 		return vmo__not_on_client("vmo_object_pin");
-	if (vmo__range_pages(obj, off, len, &pg0, &pg1))
+	if (vmo__range_pages(obj, off, len, &pg0, &pg1) || in_window_pages(obj, pg0, pg1, "vmo_object_pin"))
 		return -EINVAL;
 	if (atomic_load(&obj->dead))
 		return -VMO_ESHUTDOWN;
@@ -587,6 +607,8 @@ VMO_API int vmo_object_offer(struct vmo_object *obj, uint64_t off, size_t len, c
 		vmo__set_detail("vmo_object_offer: whole pages within the object, a buffer, known flags");
 		return -EINVAL;
 	}
+	if (in_window_pages(obj, pg0, pg1, "vmo_object_offer"))
+		return -EINVAL;
 	if (atomic_load(&obj->dead))
 		return -VMO_ESHUTDOWN;
 	int rc = 0;
@@ -622,12 +644,40 @@ VMO_API int vmo_object_offer(struct vmo_object *obj, uint64_t off, size_t len, c
  * write-protected whatever its state, so that a write is always seen (an
  * extra write fault on a page already dirty).  Without CONTINUE_MODE_WP,
  * and with asynchronous tracking, tracked views are left to their faults. */
+static void map_prefetched(struct vmo_object *o, uint64_t pg, uint64_t n);
+
+/* Claim and read the absent pages of [pg0, pg1) a run at a time, and map
+ * them into the views. */
+static void prefetch_range(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
+{
+	for (uint64_t pg = pg0; pg < pg1 && !atomic_load(&o->dead);) {
+		uint64_t k = claim(o, pg, pg1 - pg < o->ra_max ? pg1 - pg : o->ra_max);
+		if (!k) {
+			pg++;
+			continue;
+		}
+		int rc = read_claimed(o, pg, k);
+		if (rc == 1) { /* page by page: only a page that fails is failed */
+			for (uint64_t j = 0; j < k; j++)
+				if (claim(o, pg + j, 1))
+					read_claimed(o, pg + j, 1);
+		} else if (rc) {
+			vmo__debug("prefetch of %#llx: %s", (unsigned long long)(pg << o->page_shift), vmo_strerror(rc));
+		}
+		map_prefetched(o, pg, k);
+		pg += k;
+	}
+}
+
 static int map_run(struct vmo_map *m, uintptr_t addr, size_t len, void *arg)
 {
 	struct vmo_object *o = arg;
 	struct vmo__space *sp = m->space;
+	/* (a writable view that tracks nothing: its fault marks the page dirty
+	 * before mapping it writable; mapped here, a write would leave a page
+	 * marked clean that reclaim drops) */
 	if (!(sp->features & VMO_FEAT_MINOR) || o->eng->async ||
-	    (m->wp && !(sp->features & VMO_FEAT_CONTINUE_WP)))
+	    (m->wp && !(sp->features & VMO_FEAT_CONTINUE_WP)) || (!m->wp && (m->flags & VMO_PROT_WRITE)))
 		return 0;
 	for (size_t at = 0; at < len;) {
 		uint64_t pg = (addr + at - m->addr + m->off) >> o->page_shift;
@@ -653,7 +703,12 @@ static void map_prefetched(struct vmo_object *o, uint64_t pg, uint64_t n)
 	vmo__views_each(o, pg << o->page_shift, (pg + n) << o->page_shift, false, map_run, o);
 }
 
-/* Read the prefetched ranges queued for o (the evictor thread). */
+/* Read the prefetched ranges queued for o (the evictor thread, out of
+ * evict_mu).  The pages are claimed here, not when queued: a claim held by
+ * a queue would make whoever needs the page wait for this thread, which
+ * may itself be waiting for that page (a clone's read of its source,
+ * queued behind).  A fault that comes first reads its page itself; the
+ * prefetch then finds it taken: the pager is never asked twice. */
 void vmo__run_prefetch(struct vmo_object *o)
 {
 	struct vmo__pfop q[VMO_ARRAY_SIZE(o->pfq)];
@@ -662,28 +717,8 @@ void vmo__run_prefetch(struct vmo_object *o)
 	memcpy(q, o->pfq, (size_t)n * sizeof *q);
 	o->npf = 0;
 	pthread_mutex_unlock(&o->mu);
-	for (int i = 0; i < n; i++) {
-		/* the claimed (PENDING) runs of it, one pager call each */
-		for (uint64_t pg = q[i].pg0; pg < q[i].pg1;) {
-			uint64_t k = 0;
-			while (pg + k < q[i].pg1 && k < o->ra_max && ps_get(o, pg + k) == PS_PENDING)
-				k++;
-			if (!k) {
-				pg++;
-				continue;
-			}
-			int rc = read_claimed(o, pg, k);
-			if (rc == 1) { /* page by page: only a page that fails is failed */
-				for (uint64_t j = 0; j < k; j++)
-					if (claim(o, pg + j, 1))
-						read_claimed(o, pg + j, 1);
-			} else if (rc) {
-				vmo__debug("prefetch of %#llx: %s", (unsigned long long)(pg << o->page_shift), vmo_strerror(rc));
-			}
-			map_prefetched(o, pg, k);
-			pg += k;
-		}
-	}
+	for (int i = 0; i < n; i++)
+		prefetch_range(o, q[i].pg0, q[i].pg1);
 }
 
 VMO_API int vmo_object_prefetch(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags)
@@ -691,7 +726,8 @@ VMO_API int vmo_object_prefetch(struct vmo_object *obj, uint64_t off, uint64_t l
 	uint64_t pg0, pg1;
 	if (obj && obj->proxy)
 		return vmo__not_on_client("vmo_object_prefetch");
-	if ((flags & ~VMO_WAIT) || vmo__range_pages(obj, off, len, &pg0, &pg1))
+	if ((flags & ~VMO_WAIT) || vmo__range_pages(obj, off, len, &pg0, &pg1) ||
+	    in_window_pages(obj, pg0, pg1, "vmo_object_prefetch"))
 		return -EINVAL;
 	if (atomic_load(&obj->dead))
 		return -VMO_ESHUTDOWN;
@@ -705,39 +741,17 @@ VMO_API int vmo_object_prefetch(struct vmo_object *obj, uint64_t off, uint64_t l
 		map_prefetched(obj, pg0, pg1 - pg0);
 		return 0;
 	}
-	/* Claimed now (PENDING: a fault on them waits for the read rather
-	 * than asking again), read by the evictor thread.  Recorded as pending
-	 * so that a shutdown gives them up. */
-	bool queued = false;
-	for (uint64_t pg = pg0; pg < pg1;) {
-		uint64_t k = claim(obj, pg, pg1 - pg);
-		if (!k) {
-			pg++;
-			continue;
-		}
-		vmo__pending_add(obj, pg, k);
-		pthread_mutex_lock(&obj->mu);
-		bool room = obj->npf < (int)VMO_ARRAY_SIZE(obj->pfq);
-		if (room) {
-			obj->pfq[obj->npf++] = (struct vmo__pfop){ pg, pg + k };
-			atomic_store(&obj->bg, 1);
-		}
-		pthread_mutex_unlock(&obj->mu);
-		if (room) {
-			queued = true;
-		} else { /* the queue is full: read here */
-			for (uint64_t i = 0; i < k;) {
-				uint64_t m = k - i < obj->ra_max ? k - i : obj->ra_max;
-				if (read_claimed(obj, pg + i, m) == 1)
-					for (uint64_t j = 0; j < m; j++)
-						if (claim(obj, pg + i + j, 1))
-							read_claimed(obj, pg + i + j, 1);
-				map_prefetched(obj, pg + i, m);
-				i += m;
-			}
-		}
-		pg += k;
+	/* Queued for the evictor thread, which claims and reads (above); a
+	 * full queue: read here. */
+	pthread_mutex_lock(&obj->mu);
+	bool queued = obj->npf < (int)VMO_ARRAY_SIZE(obj->pfq);
+	if (queued) {
+		obj->pfq[obj->npf++] = (struct vmo__pfop){ pg0, pg1 };
+		atomic_store(&obj->bg, 1);
 	}
+	pthread_mutex_unlock(&obj->mu);
+	if (!queued)
+		prefetch_range(obj, pg0, pg1);
 	if (queued)
 		vmo__evictor_kick(obj->eng);
 	return 0;

@@ -441,11 +441,19 @@ VMO_API int vmo_object_resize(struct vmo_object *obj, uint64_t new_size)
 	}
 	bool down = obj->flags & VMO_OBJ_GROWS_DOWN;
 	uint64_t lo = down ? obj->size - n : 0, hi = down ? obj->size : n;
-	/* One resize (and one writeback) at a time. */
+	/* One resize (and one writeback) at a time while the window moves. */
 	pthread_mutex_lock(&obj->wb_mu);
 	uint64_t olo = atomic_load(&obj->lo), ohi = atomic_load(&obj->hi);
-	/* Pages left out must not be pinned. */
 	uint64_t cut[2][2] = { { olo, lo > olo ? lo : olo }, { hi < ohi ? hi : ohi, ohi } };
+	bool shrinks = cut[0][0] < cut[0][1] || cut[1][0] < cut[1][1];
+	if (shrinks && atomic_load(&obj->nclones)) {
+		/* (its clones read what they have not read yet from it, as it
+		 * was: the pages left out must stay readable) */
+		pthread_mutex_unlock(&obj->wb_mu);
+		vmo__set_detail("vmo_object_resize: the object has clones; it may grow, not shrink");
+		return -EBUSY;
+	}
+	/* Pages left out must not be pinned. */
 	for (int c = 0; c < 2; c++)
 		for (uint64_t pg = cut[c][0] >> obj->page_shift; pg < cut[c][1] >> obj->page_shift; pg++)
 			if (vmo__pinned(obj, pg)) {
@@ -456,16 +464,37 @@ VMO_API int vmo_object_resize(struct vmo_object *obj, uint64_t new_size)
 			}
 	atomic_store(&obj->lo, lo);
 	atomic_store(&obj->hi, hi);
+	pthread_mutex_unlock(&obj->wb_mu);
 	/* The pages left out go (dirty ones unwritten, as a truncate); a fault
-	 * on them now is outside the window: SIGBUS. */
+	 * on them now is outside the window: SIGBUS.  Pages in transit (being
+	 * read, written back, dropped) are waited for and dropped in turn;
+	 * failed ones are made absent (their poison zapped from the views). */
 	for (int c = 0; c < 2; c++) {
 		uint64_t pg0 = cut[c][0] >> obj->page_shift, pg1 = cut[c][1] >> obj->page_shift;
-		if (pg0 < pg1) {
+		for (int pass = 0; pg0 < pg1; pass++) {
+			pthread_mutex_lock(&obj->wb_mu);
 			vmo__evict_clean(obj, pg0, pg1, true);
+			pthread_mutex_unlock(&obj->wb_mu);
+			bool left = false, failed = false;
+			for (uint64_t pg = pg0; pg < pg1; pg++) {
+				uint8_t st = ps_get(obj, pg);
+				if (st == PS_ERROR)
+					failed = ps_cas(obj, pg, PS_ERROR, PS_ABSENT) || failed;
+				else if (st != PS_ABSENT)
+					left = true;
+			}
+			if (failed)
+				vmo__views_zap(obj, pg0 << obj->page_shift, pg1 << obj->page_shift, false, NULL);
 			vmo__forget_errors(obj, pg0, pg1);
+			if (!left)
+				break;
+			if (pass > 2000) {
+				vmo__warn("vmo_object_resize: pages outside the new window still in transit; left");
+				break;
+			}
+			usleep(pass < 10 ? 100 : 1000);
 		}
 	}
-	pthread_mutex_unlock(&obj->wb_mu);
 	return 0;
 }
 

@@ -61,6 +61,15 @@ static void store_free(struct store *s)
 	free(s);
 }
 
+/* Clones need write-protect faults and CONTINUE_MODE_WP (6.5): skipped
+ * without (vmo_object_clone refuses, checked in the case refused). */
+static void need_cow(struct vmo_engine *eng)
+{
+	unsigned need = VMO_FEAT_WP | VMO_FEAT_CONTINUE_WP;
+	if ((vmo_engine_features(eng) & need) != need)
+		t_skip_case("clones need write-protect faults and UFFDIO_CONTINUE_MODE_WP (%s)", t_feature_names(need));
+}
+
 static uint64_t snap(uint64_t pg) { return 0x5a5a000000000000ull | pg; }
 
 struct writer {
@@ -93,8 +102,7 @@ static void case_isolation(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	if (!(vmo_engine_features(eng) & VMO_FEAT_WP))
-		t_skip_case("no write-protect faults on shmem (VMO_FEAT_WP)");
+	need_cow(eng);
 	struct store *s = store_new(0);
 	struct vmo_object *src, *cl;
 	struct vmo_object_opts oo = { .size = SIZE };
@@ -152,8 +160,7 @@ static void case_own_pager(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	if (!(vmo_engine_features(eng) & VMO_FEAT_WP))
-		t_skip_case("no write-protect faults on shmem (VMO_FEAT_WP)");
+	need_cow(eng);
 	struct store *s = store_new(1), *cs = store_new(0);
 	struct vmo_object *src, *cl;
 	struct vmo_object_opts oo = { .size = SIZE };
@@ -184,8 +191,7 @@ static void case_chain(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	if (!(vmo_engine_features(eng) & VMO_FEAT_WP))
-		t_skip_case("no write-protect faults on shmem (VMO_FEAT_WP)");
+	need_cow(eng);
 	struct store *s = store_new(2), *cs = store_new(0);
 	struct vmo_object *src, *c1, *c2;
 	struct vmo_object_opts oo = { .size = SIZE };
@@ -222,8 +228,14 @@ static void case_refused(void)
 	struct store *s = store_new(3);
 	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
 	struct vmo_object_opts bad = { .size = 2 * SIZE };
-	if (vmo_engine_features(eng) & VMO_FEAT_WP)
+	unsigned need = VMO_FEAT_WP | VMO_FEAT_CONTINUE_WP;
+	if ((vmo_engine_features(eng) & need) == need) {
 		CHECK_EQ(vmo_object_clone(o, NULL, NULL, &bad, &c), -EINVAL);
+		bad = (struct vmo_object_opts){ .flags = VMO_OBJ_MAY_CACHE, .name = "x" };
+		CHECK_EQ(vmo_object_clone(o, NULL, NULL, &bad, &c), -EINVAL);
+	} else {
+		CHECK_EQ(vmo_object_clone(o, NULL, NULL, NULL, &c), -EOPNOTSUPP); /* (6.1: no CONTINUE_MODE_WP) */
+	}
 	CHECK_EQ(vmo_object_clone(NULL, NULL, NULL, NULL, &c), -EINVAL);
 	static const struct vmo_pager_ops ro = { .read = st_read };
 	CHECK_EQ(vmo_object_clone(o, &ro, s, NULL, &c), -EINVAL); /* an own pager writes */
@@ -231,10 +243,90 @@ static void case_refused(void)
 	store_free(s);
 }
 
+/* A clone's clean copy of a page it read from its source, dropped after
+ * the source wrote the page: read again, still the page as it was. */
+static void case_clean_evicted(void)
+{
+	t_require_uffd();
+	struct vmo_engine *eng = t_shared_engine(2);
+	need_cow(eng);
+	for (int own = 0; own < 2; own++) {
+		struct store *s = store_new(4), *cs = store_new(0);
+		struct vmo_object *src, *cl;
+		struct vmo_object_opts oo = { .size = SIZE };
+		CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &src));
+		CHECK_OK(vmo_object_clone(src, own ? &ops : NULL, own ? cs : NULL, NULL, &cl));
+		uint64_t r, z = 0x2222;
+		CHECK_EQ(vmo_object_read(cl, 3 * PG, &r, 8), 8); /* clean in the clone */
+		CHECK_EQ(vmo_object_write(src, 3 * PG, &z, 8), 8);
+		CHECK_OK(vmo_sync(src, VMO_WAIT));
+		CHECK_OK(vmo_return(cl, VMO_WAIT)); /* as reclaim would */
+		CHECK_EQ(vmo_object_read(cl, 3 * PG, &r, 8), 8);
+		CHECK_EQ(r, t_pattern(3 * PG) ^ 4);
+		vmo_object_unref(cl);
+		vmo_object_unref(src);
+		store_free(s);
+		store_free(cs);
+	}
+}
+
+/* The program lets the source go first and keeps the clone. */
+static void case_unref_source_first(void)
+{
+	t_require_uffd();
+	struct vmo_engine *eng = t_shared_engine(2);
+	need_cow(eng);
+	struct store *s = store_new(5);
+	struct vmo_object *src, *cl;
+	struct vmo_object_opts oo = { .size = SIZE };
+	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &src));
+	CHECK_OK(vmo_object_clone(src, NULL, NULL, NULL, &cl));
+	vmo_object_unref(src); /* returns: the clone keeps what it needs */
+	uint64_t r;
+	CHECK_EQ(vmo_object_read(cl, 9 * PG, &r, 8), 8);
+	CHECK_EQ(r, t_pattern(9 * PG) ^ 5);
+	vmo_object_unref(cl); /* and the source goes with it */
+	store_free(s);
+}
+
+/* A page pushed into the middle of a chain is dirty there; a write to it
+ * through a view of that middle clone must still reach the clone below. */
+static void case_chain_view_writes(void)
+{
+	t_require_uffd();
+	struct vmo_engine *eng = t_shared_engine(2);
+	need_cow(eng);
+	struct store *s = store_new(6), *as = store_new(0);
+	struct vmo_object *S, *A, *B;
+	struct vmo_object_opts oo = { .size = SIZE };
+	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &S));
+	CHECK_OK(vmo_object_clone(S, &ops, as, NULL, &A));
+	CHECK_OK(vmo_object_clone(A, NULL, NULL, NULL, &B));
+	uint64_t x = 0x5555, r;
+	CHECK_EQ(vmo_object_write(S, 3 * PG, &x, 8), 8); /* pushed into A */
+	uint64_t *v;
+	CHECK_OK(vmo_map(A, 0, SIZE, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
+	v[3 * PG / 8] = 0x7777; /* through a view of A */
+	CHECK_EQ(vmo_object_read(B, 3 * PG, &r, 8), 8);
+	CHECK_EQ(r, t_pattern(3 * PG) ^ 6);
+	CHECK_EQ(vmo_object_read(A, 3 * PG, &r, 8), 8);
+	CHECK_EQ(r, 0x7777);
+	CHECK_OK(vmo_unmap(A, v, SIZE));
+	/* shrinking a source with clones is refused (they read from it) */
+	CHECK_EQ(vmo_object_resize(S, SIZE / 2), -EBUSY);
+	vmo_object_unref(B);
+	vmo_object_unref(A);
+	vmo_object_unref(S);
+	store_free(s);
+	store_free(as);
+}
+
 int main(int argc, char **argv)
 {
 	alarm(120);
 	return t_main(argc, argv,
 		      T_CASES({ "isolation", case_isolation }, { "own-pager", case_own_pager }, { "chain", case_chain },
-			      { "refused", case_refused }));
+			      { "refused", case_refused }, { "clean-evicted", case_clean_evicted },
+			      { "unref-source-first", case_unref_source_first },
+			      { "chain-view-writes", case_chain_view_writes }));
 }

@@ -509,6 +509,51 @@ static void case_pin(void)
 	store_free(s);
 }
 
+/* Regressions found in review: a prefetch past the object's budget (the
+ * evictor thread read it under its own lock, then reclaimed: a hang); a
+ * prefetch into a writable view that tracks nothing (mapped writable while
+ * clean: the write was dropped with the page); vmo_object_fail counts each
+ * page once; a failed page left out by a shrink is absent when grown back. */
+static void case_regressions(void)
+{
+	t_require_uffd();
+	struct vmo_engine *eng = t_shared_engine(2);
+	struct store *s = store_new();
+	struct vmo_object_opts oo = { .size = SIZE, .budget = 8 * PG, .max_size = SIZE };
+	struct vmo_object *o;
+	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	CHECK_OK(vmo_object_prefetch(o, 0, 32 * PG, 0));
+	usleep(200 * 1000);
+	uint64_t r;
+	CHECK_EQ(vmo_object_read(o, 20 * PG, &r, 8), 8);
+	CHECK_EQ(r, t_pattern(20 * PG));
+	struct vmo_stats st;
+	CHECK_OK(vmo_object_stats(o, &st));
+	uint64_t e0 = st.errors;
+	CHECK_OK(vmo_object_fail(o, 40 * PG, 4 * PG, -EIO));
+	CHECK_OK(vmo_object_stats(o, &st));
+	CHECK_EQ(st.errors - e0, 4);
+	CHECK_OK(vmo_object_resize(o, 32 * PG));
+	CHECK_OK(vmo_object_resize(o, SIZE));
+	CHECK_EQ(vmo_object_read(o, 41 * PG, &r, 8), 8);
+	CHECK_EQ(r, t_pattern(41 * PG));
+	CHECK_EQ(vmo_get_error(o, 41 * PG), 0);
+	vmo_object_unref(o);
+
+	static const struct vmo_pager_ops ro = { .read = st_read }; /* untracked */
+	struct vmo_object_opts o2 = { .size = SIZE };
+	CHECK_OK(vmo_object_create(eng, &ro, s, &o2, &o));
+	uint64_t *v;
+	CHECK_OK(vmo_map(o, 0, SIZE, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
+	CHECK_OK(vmo_object_prefetch(o, 0, 8 * PG, VMO_WAIT));
+	v[2 * PG / 8] = 0x4242;
+	CHECK_OK(vmo_return(o, VMO_WAIT)); /* the written page is dirty: it stays */
+	CHECK_EQ(v[2 * PG / 8], 0x4242);
+	CHECK_OK(vmo_unmap(o, v, SIZE));
+	vmo_object_unref(o);
+	store_free(s);
+}
+
 int main(int argc, char **argv)
 {
 	alarm(300);
@@ -517,5 +562,6 @@ int main(int argc, char **argv)
 			      { "write-vs-writeback", case_write_vs_writeback }, { "fail-range", case_fail_range },
 			      { "offer-races-fault", case_offer_races_fault },
 			      { "offer-precious", case_offer_precious }, { "prefetch", case_prefetch },
-			      { "copy-transfer", case_copy_transfer }, { "pin", case_pin }));
+			      { "copy-transfer", case_copy_transfer }, { "pin", case_pin },
+			      { "regressions", case_regressions }));
 }
