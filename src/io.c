@@ -252,30 +252,39 @@ static int write_page(struct vmo_object *o, uint64_t pg, uint64_t off, const voi
 	return rc ? rc : done;
 }
 
-/* Read len bytes at off within page pg if it is resident: 1, 0 (bring it
- * in first), -errno. */
-static int read_page(struct vmo_object *o, uint64_t pg, uint64_t off, void *dst, size_t len)
+/* Read up to max bytes at off, from the page there on while the pages are
+ * resident, within one chunk (one stripe, held: reclaim claims under it),
+ * in one pread: the bytes read, 0 if the first page is not resident (bring
+ * it in first), -errno. */
+static ssize_t read_run(struct vmo_object *o, uint64_t off, void *dst, size_t max)
 {
+	uint64_t pg = off >> o->page_shift;
+	uint64_t cend = ((pg >> o->pages.chunk_shift) + 1) << o->pages.chunk_shift;
 	pthread_mutex_t *lk = vmo__wplock(o, pg);
 	pthread_mutex_lock(lk);
-	int rc = 0;
-	if (ps_resident(ps_get(o, pg))) {
-		rc = 1;
+	uint64_t k = 0;
+	while (pg + k < cend && ps_resident(ps_get(o, pg + k)) && ((pg + k) << o->page_shift) < off + max)
+		k++;
+	size_t len = 0;
+	ssize_t rc = 0;
+	if (k) {
+		uint64_t end = (pg + k) << o->page_shift;
+		len = end - off < max ? (size_t)(end - off) : max;
 		for (size_t got = 0; got < len;) {
 			ssize_t r = pread(o->memfd, (char *)dst + got, len - got, (off_t)(off + got));
-			if (r <= 0) {
-				rc = r < 0 && errno != EINTR ? -errno : r == 0 ? -EIO : rc;
-				if (rc < 0)
-					break;
+			if (r < 0 && errno == EINTR)
 				continue;
+			if (r <= 0) {
+				rc = r < 0 ? -errno : -EIO;
+				break;
 			}
 			got += (size_t)r;
 		}
 	}
 	pthread_mutex_unlock(lk);
-	if (rc == 1)
+	if (k && !rc)
 		atomic_store_explicit(&o->pages.chunk_ref[pg >> o->pages.chunk_shift], 1, memory_order_relaxed);
-	return rc;
+	return rc ? rc : (ssize_t)len;
 }
 
 static int io_args(struct vmo_object *obj, uint64_t off, size_t len, const void *buf, const char *call)
@@ -324,10 +333,17 @@ VMO_API int vmo_memcpy(struct vmo_object *obj, uint64_t off, void *buf, size_t l
 		bool cow = to && atomic_load(&obj->nclones);
 		if (cow && !ps_resident(ps_get(obj, pg)))
 			rc = 0; /* in memory first: a clone may need what it holds now */
-		else {
+		else if (to) {
 			if (cow)
 				obj->cow_push(obj, pg);
-			rc = to ? write_page(obj, pg, at, b, chunk, !cow) : read_page(obj, pg, at, b, chunk);
+			rc = write_page(obj, pg, at, b, chunk, !cow);
+		} else {
+			ssize_t r = read_run(obj, at, b, len - *done);
+			if (r > 0) {
+				*done += (size_t)r;
+				continue;
+			}
+			rc = (int)r;
 		}
 		if (rc < 0)
 			break;
