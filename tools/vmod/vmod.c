@@ -533,6 +533,15 @@ static int activated_fd(void)
 
 int main(int argc, char **argv)
 {
+	/* The signals main waits for (sigwait, below) are blocked before any
+	 * thread starts, so that no thread (the library's, a sanitizer's) takes
+	 * one with its default action. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	defaults();
 	bool given[O_HELP + 1] = { 0 };
 	int c;
@@ -590,13 +599,6 @@ int main(int argc, char **argv)
 		if (mkdirs(cfg.socket, true))
 			logf_(VMO_LOG_WARN, "making the directory of %s: %s", cfg.socket, strerror(errno));
 	}
-	/* Signals to wait for here: blocked before any thread starts. */
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	rc = vmo_server_create(eng, &so, &srv);
 	if (rc) {
