@@ -125,7 +125,7 @@ int vmo__evictor_start(struct vmo_engine *e)
 	pthread_mutex_init(&e->evict_mu, NULL);
 	pthread_mutex_init(&e->emu, NULL);
 	pthread_cond_init(&e->ecv, NULL);
-	int rc = -pthread_create(&e->evictor, NULL, evictor_main, e);
+	int rc = vmo__thread_create(&e->evictor, evictor_main, e);
 	if (rc)
 		return rc;
 	e->evictor_running = true;

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,6 +29,11 @@ void vmo__set_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 /* -EOPNOTSUPP, with a detail: call is for the pager's side, not for an
  * object opened from a server. */
 int vmo__not_on_client(const char *call);
+/* pthread_create with every signal blocked in the new thread: the
+ * library's threads take none of the program's signals (a program that
+ * waits for them with sigwait, or leaves them to their default action,
+ * gets them on its own threads).  0 or -errno. */
+int vmo__thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
 /* No detail (before a call whose failure may or may not set one). */
 void vmo__clear_detail(void);
 

@@ -1,6 +1,8 @@
 /* log.c - logging, error strings, small shared utilities. */
 #include "internal.h"
 
+#include <signal.h>
+
 #include <limits.h>
 
 #include <pthread.h>
@@ -75,6 +77,16 @@ void vmo__set_detail(const char *fmt, ...)
 	 * every bad request of a client). */
 	if (detail[0])
 		vmo__log(VMO_LOG_DEBUG, "%s", detail);
+}
+
+int vmo__thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return -rc;
 }
 
 void vmo__clear_detail(void)

@@ -804,10 +804,10 @@ static int start_locked(void)
 			W.sources |= VMO__PRESSURE_SRC_CG_LEVEL;
 		}
 	}
-	int rc = pthread_create(&W.thread, NULL, watch_main, NULL);
+	int rc = vmo__thread_create(&W.thread, watch_main, NULL);
 	if (rc) {
 		close_sources();
-		return -rc;
+		return rc;
 	}
 	W.state = RUNNING;
 	vmo__debug("pressure: watcher started (sources %#x)", W.sources);

@@ -914,7 +914,7 @@ static void *listen_main(void *arg)
 		}
 		c->srv = srv;
 		c->fd = fd;
-		if (pthread_create(&c->th, NULL, conn_main, c)) {
+		if (vmo__thread_create(&c->th, conn_main, c)) {
 			/* (no thread: nothing of it to reap) */
 			pthread_mutex_unlock(&srv->mu);
 			close(fd);
@@ -1016,7 +1016,7 @@ VMO_API int vmo_server_create(struct vmo_engine *eng, const struct vmo_server_op
 	srv->stopfd = eventfd(0, EFD_CLOEXEC);
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_cond_init(&srv->cv, NULL);
-	if (srv->stopfd < 0 || (rc = -pthread_create(&srv->th, NULL, listen_main, srv))) {
+	if (srv->stopfd < 0 || (rc = vmo__thread_create(&srv->th, listen_main, srv))) {
 		rc = srv->stopfd < 0 ? -errno : rc;
 		if (srv->stopfd >= 0)
 			close(srv->stopfd);
