@@ -482,6 +482,19 @@ VMO_API int vmo_pager_file(int fd, uint64_t base, const struct vmo_pager_ops **o
 /* Memory: a caller-owned buffer of size bytes (writes go into it). */
 VMO_API int vmo_pager_mem(void *buf, uint64_t size, const struct vmo_pager_ops **ops, void **ctx);
 
+/* In-place objects (seed 001's create_in_place): an object over len bytes
+ * of the caller's memory at addr (page-aligned; the memory pager: writes go
+ * back there), or of a file at off (the file pager).  What is in memory
+ * already (the pages of addr the process has touched; the file's pages in
+ * the page cache) is in the object from the start: touching it asks the
+ * pager nothing.  len: a multiple of the page size; opts as for
+ * vmo_object_create (size 0 or len; no growth).  The memory must stay
+ * valid, and the file open, until the object is released. */
+VMO_API int vmo_object_create_in_place(struct vmo_engine *eng, void *addr, uint64_t len,
+				       const struct vmo_object_opts *opts, struct vmo_object **out);
+VMO_API int vmo_object_create_in_place_file(struct vmo_engine *eng, int fd, uint64_t off, uint64_t len,
+					    const struct vmo_object_opts *opts, struct vmo_object **out);
+
 /* ------------------------------------------------------------------------ */
 /* The yield cache (MINIX VM "yield"): memory lent to vmo, taken back by id */
 

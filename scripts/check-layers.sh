@@ -22,7 +22,7 @@ lib=$build/libvmo.a
 # top to bottom
 LAYERS=(
 	"server client"                  # serving objects to other processes; objects opened from a server
-	"file mem zero"                  # stores: pagers over the public API
+	"inplace file mem zero"          # in-place objects; stores: pagers over the public API
 	"engine"                         # engines: workers (epoll over spaces), spaces wired to objects
 	"evictor cache clone"            # background thread, pressure; the yield cache; copy-on-write clones
 	"object map io supply"           # objects, views in the local space, object I/O, asynchronous supply

@@ -10,10 +10,13 @@
  *  - create-alloc: the context vmo allocates is zeroed, the pager's to use,
  *    freed after release;
  *  - readahead: vmo_object_change_attributes changes read-ahead at run time;
- *  - name: vmo_object_name. */
+ *  - name: vmo_object_name;
+ *  - in-place: objects over memory or a file range the caller has: what is
+ *    there already needs no pager read. */
 #include "helper.h"
 
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define PG 4096u
@@ -235,11 +238,59 @@ static void case_readahead(void)
 	free(s);
 }
 
+/* In-place objects: over memory the process has (touched pages in the
+ * object from the start: no pager read for them; untouched ones read as
+ * zeros; writes go back into the memory), and over a file range (its
+ * cached pages need no read; the rest come from the file). */
+static void case_in_place(void)
+{
+	t_require_uffd();
+	struct vmo_engine *eng = t_shared_engine(2);
+	size_t len = 64 * PG;
+	uint64_t *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(mem != MAP_FAILED);
+	for (uint64_t pg = 0; pg < 32; pg++) /* the first half touched */
+		mem[pg * PG / 8] = 0xabc0 + pg;
+	struct vmo_object *o;
+	CHECK_OK(vmo_object_create_in_place(eng, mem, len, NULL, &o));
+	struct vmo_stats st;
+	CHECK_OK(vmo_object_stats(o, &st));
+	CHECK_EQ(st.resident, 32 * PG);
+	uint64_t *v;
+	CHECK_OK(vmo_map(o, 0, len, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
+	for (uint64_t pg = 0; pg < 32; pg++)
+		CHECK_EQ(v[pg * PG / 8], 0xabc0 + pg);
+	CHECK_OK(vmo_object_stats(o, &st));
+	CHECK_EQ(st.pages_read, 0); /* no pager traffic for what was there */
+	CHECK_EQ(v[40 * PG / 8], 0);
+	v[50 * PG / 8] = 77;
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+	CHECK_EQ(mem[50 * PG / 8], 77); /* written back in place */
+	CHECK_OK(vmo_unmap(o, v, len));
+	vmo_object_unref(o);
+	CHECK_EQ(vmo_object_create_in_place(eng, (char *)mem + 1, len, NULL, &o), -EINVAL);
+	CHECK_EQ(vmo_object_create_in_place(eng, mem, len + 1, NULL, &o), -EINVAL);
+	munmap(mem, len);
+
+	int fd = t_tmpfile(len, true);
+	uint64_t w;
+	CHECK(pread(fd, &w, 8, 0) == 8); /* page 0 in the page cache now */
+	CHECK_OK(vmo_object_create_in_place_file(eng, fd, 0, len, NULL, &o));
+	uint64_t r;
+	CHECK_EQ(vmo_object_read(o, 0, &r, 8), 8);
+	CHECK_EQ(r, w);
+	CHECK_EQ(vmo_object_read(o, len - 8, &r, 8), 8);
+	CHECK_OK(vmo_object_stats(o, &st));
+	CHECK(st.resident >= PG);
+	vmo_object_unref(o);
+	close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	alarm(120);
 	return t_main(argc, argv,
 		      T_CASES({ "may-cache", case_may_cache }, { "may-cache-budget", case_may_cache_budget },
 			      { "prot", case_prot }, { "create-alloc", case_create_alloc },
-			      { "readahead", case_readahead }));
+			      { "readahead", case_readahead }, { "in-place", case_in_place }));
 }
