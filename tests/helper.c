@@ -475,3 +475,62 @@ int t_probe_write(volatile uint64_t *p, uint64_t val, struct t_sig *info)
 	t_armed = 0;
 	return t_sig_result(info);
 }
+
+/* ---- a counting memory store ------------------------------------------------ */
+
+static int ts_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
+{
+	struct t_store *s = ctx;
+	(void)flags;
+	if (s->delay_us)
+		usleep(s->delay_us);
+	if (s->fail_pg >= 0 && (uint64_t)s->fail_pg * 4096 >= off && (uint64_t)s->fail_pg * 4096 < off + len)
+		return -EIO;
+	s->reads += (long)(len / 4096);
+	memcpy(buf, (char *)s->data + off, len);
+	return 0;
+}
+
+static int ts_write(void *ctx, uint64_t off, const void *buf, size_t len)
+{
+	struct t_store *s = ctx;
+	s->writes += (long)(len / 4096);
+	memcpy((char *)s->data + off, buf, len);
+	return 0;
+}
+
+static int ts_extent(void *ctx, uint64_t *size)
+{
+	struct t_store *s = ctx;
+	*size = s->extent ? s->extent : s->size;
+	return 0;
+}
+
+static void ts_release(void *ctx)
+{
+	struct t_store *s = ctx;
+	s->releases++;
+}
+
+const struct vmo_pager_ops t_store_ops = {
+	.read = ts_read, .write = ts_write, .report_extent = ts_extent, .release = ts_release,
+};
+
+struct t_store *t_store_new(uint64_t size, uint64_t salt)
+{
+	struct t_store *s = calloc(1, sizeof *s);
+	CHECK(s);
+	s->data = malloc(size);
+	CHECK(s->data);
+	s->size = size;
+	s->fail_pg = -1;
+	for (uint64_t i = 0; i < size / 8; i++)
+		s->data[i] = salt ? t_pattern(i * 8) ^ (salt - 1) : 0;
+	return s;
+}
+
+void t_store_free(struct t_store *s)
+{
+	free(s->data);
+	free(s);
+}

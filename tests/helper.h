@@ -9,6 +9,7 @@
 #include "vmo.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -128,6 +129,28 @@ static inline uint64_t t_rand(uint64_t *s)
 	return *s = x;
 }
 uint64_t t_now_ns(void);
+
+/* ---- a counting memory store: the pager most cases need ---------------
+ * size bytes of data (each 8-byte word t_pattern(offset) ^ salt, or zeros
+ * with salt 0... see t_store_new), the pages its read and write were asked
+ * for, the release calls; a read of page fail_pg fails with -EIO; each read
+ * sleeps delay_us; report_extent says extent.  t_store_ops: read, write,
+ * report_extent, release (the store is freed by t_store_free, not
+ * release). */
+struct t_store {
+	uint64_t *data;
+	uint64_t size;
+	_Atomic long reads, writes; /* pages */
+	_Atomic long releases;
+	int fail_pg;       /* -1: none */
+	unsigned delay_us;
+	uint64_t extent;
+};
+extern const struct vmo_pager_ops t_store_ops;
+/* salt 0: all zeros; else each word t_pattern(off) ^ (salt - 1) (salt 1 is
+ * t_pattern itself). */
+struct t_store *t_store_new(uint64_t size, uint64_t salt);
+void t_store_free(struct t_store *s);
 /* vm.max_map_count, or a skip (exit 77) where it cannot be read. */
 long t_max_map_count(void);
 /* Run fn(arg) in a forked child; return its wait status. */

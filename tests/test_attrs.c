@@ -23,46 +23,6 @@
 #define NPG 128u
 #define SIZE ((uint64_t)NPG * PG)
 
-struct store {
-	uint64_t *data;
-	_Atomic long reads, releases;
-};
-
-static int st_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
-{
-	struct store *s = ctx;
-	(void)flags;
-	s->reads += (long)(len / PG);
-	memcpy(buf, (char *)s->data + off, len);
-	return 0;
-}
-
-static int st_write(void *ctx, uint64_t off, const void *buf, size_t len)
-{
-	struct store *s = ctx;
-	memcpy((char *)s->data + off, buf, len);
-	return 0;
-}
-
-static void st_release(void *ctx)
-{
-	struct store *s = ctx;
-	s->releases++;
-}
-
-static const struct vmo_pager_ops ops = { .read = st_read, .write = st_write, .release = st_release };
-
-static struct store *store_new(void)
-{
-	struct store *s = calloc(1, sizeof *s);
-	CHECK(s);
-	s->data = malloc(SIZE);
-	CHECK(s->data);
-	for (uint64_t i = 0; i < SIZE / 8; i++)
-		s->data[i] = t_pattern(i * 8);
-	return s;
-}
-
 static uint64_t read_all(struct vmo_object *o)
 {
 	uint64_t *v, sum = 0;
@@ -77,10 +37,10 @@ static void case_may_cache(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(SIZE, 1);
 	struct vmo_object_opts oo = { .size = SIZE, .flags = VMO_OBJ_MAY_CACHE, .name = "text.libc" };
 	struct vmo_object *o, *o2;
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &o));
 	CHECK(!strcmp(vmo_object_name(o), "text.libc"));
 	uint64_t sum = read_all(o);
 	CHECK_EQ(s->reads, NPG);
@@ -92,9 +52,9 @@ static void case_may_cache(void)
 	/* another size: not the same object */
 	struct vmo_object_opts big = oo;
 	big.size = 2 * SIZE;
-	CHECK_EQ(vmo_object_create(eng, &ops, s, &big, &o2), -EEXIST);
+	CHECK_EQ(vmo_object_create(eng, &t_store_ops, s, &big, &o2), -EEXIST);
 	/* the same: back with its pages, no pager read */
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o2));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &o2));
 	CHECK(o2 == o);
 	CHECK_EQ(read_all(o2), sum);
 	uint64_t r = 0;
@@ -112,25 +72,24 @@ static void case_may_cache(void)
 
 	/* may_cache turned off before the last unref: released at once */
 	eng = t_engine(2);
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &o));
 	read_all(o);
 	CHECK_OK(vmo_object_change_attributes(o, 0, 0));
 	vmo_object_unref(o);
 	CHECK_EQ(s->releases, 2);
 	CHECK_OK(vmo_engine_destroy(eng));
 	CHECK_EQ(s->releases, 2);
-	free(s->data);
-	free(s);
+	t_store_free(s);
 }
 
 static void case_may_cache_budget(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(SIZE, 1);
 	struct vmo_object_opts oo = { .size = SIZE, .flags = VMO_OBJ_MAY_CACHE, .name = "cached" };
 	struct vmo_object *o;
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &o));
 	read_all(o);
 	vmo_object_unref(o);
 	/* the machine wants the memory: the kept object's pages go too */
@@ -144,7 +103,7 @@ static void case_may_cache_budget(void)
 	}
 	CHECK(st.resident <= 16 * PG);
 	CHECK_OK(vmo_engine_set_budget(eng, 0, 0));
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &o));
 	long r0 = s->reads;
 	read_all(o);
 	CHECK(s->reads > r0); /* what was evicted is read again */
@@ -152,8 +111,7 @@ static void case_may_cache_budget(void)
 	vmo_object_unref(o);
 	CHECK_OK(vmo_engine_destroy(eng));
 	CHECK_EQ(s->releases, 1);
-	free(s->data);
-	free(s);
+	t_store_free(s);
 }
 
 static void case_prot(void)
@@ -216,10 +174,10 @@ static void case_readahead(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(SIZE, 1);
 	struct vmo_object_opts oo = { .size = SIZE };
 	struct vmo_object *o;
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &o));
 	read_all(o);
 	struct vmo_stats st;
 	CHECK_OK(vmo_object_stats(o, &st));
@@ -234,8 +192,7 @@ static void case_readahead(void)
 	CHECK_EQ(vmo_object_change_attributes(o, VMO_OBJ_MAY_CACHE, 0), -EINVAL); /* no name */
 	CHECK(!strcmp(vmo_object_name(o), ""));
 	vmo_object_unref(o);
-	free(s->data);
-	free(s);
+	t_store_free(s);
 }
 
 /* In-place objects: over memory the process has (touched pages in the

@@ -20,47 +20,6 @@
 #define NPG 256u
 #define SIZE ((uint64_t)NPG * PG)
 
-struct store {
-	uint64_t *data;
-	_Atomic long reads, writes;
-};
-
-static int st_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
-{
-	struct store *s = ctx;
-	(void)flags;
-	s->reads += (long)(len / PG);
-	memcpy(buf, (char *)s->data + off, len);
-	return 0;
-}
-
-static int st_write(void *ctx, uint64_t off, const void *buf, size_t len)
-{
-	struct store *s = ctx;
-	s->writes += (long)(len / PG);
-	memcpy((char *)s->data + off, buf, len);
-	return 0;
-}
-
-static const struct vmo_pager_ops ops = { .read = st_read, .write = st_write };
-
-static struct store *store_new(uint64_t salt)
-{
-	struct store *s = calloc(1, sizeof *s);
-	CHECK(s);
-	s->data = malloc(SIZE);
-	CHECK(s->data);
-	for (uint64_t i = 0; i < SIZE / 8; i++)
-		s->data[i] = salt ? t_pattern(i * 8) ^ salt : 0;
-	return s;
-}
-
-static void store_free(struct store *s)
-{
-	free(s->data);
-	free(s);
-}
-
 /* Clones need write-protect faults and CONTINUE_MODE_WP (6.5): skipped
  * without (vmo_object_clone refuses, checked in the case refused). */
 static void need_cow(struct vmo_engine *eng)
@@ -103,10 +62,10 @@ static void case_isolation(void)
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
 	need_cow(eng);
-	struct store *s = store_new(0);
+	struct t_store *s = t_store_new(SIZE, 0);
 	struct vmo_object *src, *cl;
 	struct vmo_object_opts oo = { .size = SIZE };
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &src));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &src));
 	uint64_t *v, *cv;
 	CHECK_OK(vmo_map(src, 0, SIZE, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
 	for (uint64_t pg = 0; pg < NPG; pg++) /* the state to snapshot: some pages dirty, some never touched */
@@ -153,7 +112,7 @@ static void case_isolation(void)
 		CHECK_EQ(s->data[pg * PG / 8 + 1], w[pg % 2].last[pg] ? w[pg % 2].last[pg] : (pg % 3 ? snap(pg) : 0));
 	CHECK_OK(vmo_unmap(src, v, SIZE));
 	vmo_object_unref(src);
-	store_free(s);
+	t_store_free(s);
 }
 
 static void case_own_pager(void)
@@ -161,11 +120,11 @@ static void case_own_pager(void)
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
 	need_cow(eng);
-	struct store *s = store_new(1), *cs = store_new(0);
+	struct t_store *s = t_store_new(SIZE, 2), *cs = t_store_new(SIZE, 0);
 	struct vmo_object *src, *cl;
 	struct vmo_object_opts oo = { .size = SIZE };
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &src));
-	CHECK_OK(vmo_object_clone(src, &ops, cs, NULL, &cl));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &src));
+	CHECK_OK(vmo_object_clone(src, &t_store_ops, cs, NULL, &cl));
 	uint64_t a = 111, b = 222, r;
 	CHECK_EQ(vmo_object_write(cl, 10 * PG, &a, 8), 8); /* the clone's */
 	CHECK_EQ(vmo_object_write(src, 20 * PG, &b, 8), 8); /* the source's, after */
@@ -183,8 +142,8 @@ static void case_own_pager(void)
 	CHECK_EQ(r, t_pattern(30 * PG) ^ 1);
 	vmo_object_unref(cl);
 	vmo_object_unref(src);
-	store_free(s);
-	store_free(cs);
+	t_store_free(s);
+	t_store_free(cs);
 }
 
 static void case_chain(void)
@@ -192,11 +151,11 @@ static void case_chain(void)
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
 	need_cow(eng);
-	struct store *s = store_new(2), *cs = store_new(0);
+	struct t_store *s = t_store_new(SIZE, 3), *cs = t_store_new(SIZE, 0);
 	struct vmo_object *src, *c1, *c2;
 	struct vmo_object_opts oo = { .size = SIZE };
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &src));
-	CHECK_OK(vmo_object_clone(src, &ops, cs, NULL, &c1));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &src));
+	CHECK_OK(vmo_object_clone(src, &t_store_ops, cs, NULL, &c1));
 	uint64_t x = 1, y = 2, z = 3, r;
 	CHECK_EQ(vmo_object_write(c1, 5 * PG, &x, 8), 8); /* before c2: c2 sees it */
 	CHECK_OK(vmo_object_clone(c1, NULL, NULL, NULL, &c2));
@@ -212,8 +171,8 @@ static void case_chain(void)
 	vmo_object_unref(c2);
 	vmo_object_unref(c1);
 	vmo_object_unref(src);
-	store_free(s);
-	store_free(cs);
+	t_store_free(s);
+	t_store_free(cs);
 }
 
 static void case_refused(void)
@@ -225,8 +184,8 @@ static void case_refused(void)
 	CHECK_OK(vmo_object_create(eng, vmo_pager_zero(), NULL, &oo, &o));
 	CHECK_EQ(vmo_object_clone(o, NULL, NULL, NULL, &c), -EOPNOTSUPP);
 	vmo_object_unref(o);
-	struct store *s = store_new(3);
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	struct t_store *s = t_store_new(SIZE, 4);
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &o));
 	struct vmo_object_opts bad = { .size = 2 * SIZE };
 	unsigned need = VMO_FEAT_WP | VMO_FEAT_CONTINUE_WP;
 	if ((vmo_engine_features(eng) & need) == need) {
@@ -237,10 +196,10 @@ static void case_refused(void)
 		CHECK_EQ(vmo_object_clone(o, NULL, NULL, NULL, &c), -EOPNOTSUPP); /* (6.1: no CONTINUE_MODE_WP) */
 	}
 	CHECK_EQ(vmo_object_clone(NULL, NULL, NULL, NULL, &c), -EINVAL);
-	static const struct vmo_pager_ops ro = { .read = st_read };
+	struct vmo_pager_ops ro = { .read = t_store_ops.read };
 	CHECK_EQ(vmo_object_clone(o, &ro, s, NULL, &c), -EINVAL); /* an own pager writes */
 	vmo_object_unref(o);
-	store_free(s);
+	t_store_free(s);
 }
 
 /* A clone's clean copy of a page it read from its source, dropped after
@@ -251,11 +210,11 @@ static void case_clean_evicted(void)
 	struct vmo_engine *eng = t_shared_engine(2);
 	need_cow(eng);
 	for (int own = 0; own < 2; own++) {
-		struct store *s = store_new(4), *cs = store_new(0);
+		struct t_store *s = t_store_new(SIZE, 5), *cs = t_store_new(SIZE, 0);
 		struct vmo_object *src, *cl;
 		struct vmo_object_opts oo = { .size = SIZE };
-		CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &src));
-		CHECK_OK(vmo_object_clone(src, own ? &ops : NULL, own ? cs : NULL, NULL, &cl));
+		CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &src));
+		CHECK_OK(vmo_object_clone(src, own ? &t_store_ops : NULL, own ? cs : NULL, NULL, &cl));
 		uint64_t r, z = 0x2222;
 		CHECK_EQ(vmo_object_read(cl, 3 * PG, &r, 8), 8); /* clean in the clone */
 		CHECK_EQ(vmo_object_write(src, 3 * PG, &z, 8), 8);
@@ -265,8 +224,8 @@ static void case_clean_evicted(void)
 		CHECK_EQ(r, t_pattern(3 * PG) ^ 4);
 		vmo_object_unref(cl);
 		vmo_object_unref(src);
-		store_free(s);
-		store_free(cs);
+		t_store_free(s);
+		t_store_free(cs);
 	}
 }
 
@@ -276,17 +235,17 @@ static void case_unref_source_first(void)
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
 	need_cow(eng);
-	struct store *s = store_new(5);
+	struct t_store *s = t_store_new(SIZE, 6);
 	struct vmo_object *src, *cl;
 	struct vmo_object_opts oo = { .size = SIZE };
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &src));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &src));
 	CHECK_OK(vmo_object_clone(src, NULL, NULL, NULL, &cl));
 	vmo_object_unref(src); /* returns: the clone keeps what it needs */
 	uint64_t r;
 	CHECK_EQ(vmo_object_read(cl, 9 * PG, &r, 8), 8);
 	CHECK_EQ(r, t_pattern(9 * PG) ^ 5);
 	vmo_object_unref(cl); /* and the source goes with it */
-	store_free(s);
+	t_store_free(s);
 }
 
 /* A page pushed into the middle of a chain is dirty there; a write to it
@@ -296,11 +255,11 @@ static void case_chain_view_writes(void)
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
 	need_cow(eng);
-	struct store *s = store_new(6), *as = store_new(0);
+	struct t_store *s = t_store_new(SIZE, 7), *as = t_store_new(SIZE, 0);
 	struct vmo_object *S, *A, *B;
 	struct vmo_object_opts oo = { .size = SIZE };
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &S));
-	CHECK_OK(vmo_object_clone(S, &ops, as, NULL, &A));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &S));
+	CHECK_OK(vmo_object_clone(S, &t_store_ops, as, NULL, &A));
 	CHECK_OK(vmo_object_clone(A, NULL, NULL, NULL, &B));
 	uint64_t x = 0x5555, r;
 	CHECK_EQ(vmo_object_write(S, 3 * PG, &x, 8), 8); /* pushed into A */
@@ -317,8 +276,8 @@ static void case_chain_view_writes(void)
 	vmo_object_unref(B);
 	vmo_object_unref(A);
 	vmo_object_unref(S);
-	store_free(s);
-	store_free(as);
+	t_store_free(s);
+	t_store_free(as);
 }
 
 int main(int argc, char **argv)

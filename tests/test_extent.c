@@ -21,48 +21,6 @@
 #define MAXPG 256u
 #define MAX ((uint64_t)MAXPG * PG)
 
-struct store {
-	uint64_t *data;
-	_Atomic long writes;
-	uint64_t extent;
-};
-
-static int st_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
-{
-	struct store *s = ctx;
-	(void)flags;
-	memcpy(buf, (char *)s->data + off, len);
-	return 0;
-}
-
-static int st_write(void *ctx, uint64_t off, const void *buf, size_t len)
-{
-	struct store *s = ctx;
-	s->writes += (long)(len / PG);
-	memcpy((char *)s->data + off, buf, len);
-	return 0;
-}
-
-static int st_extent(void *ctx, uint64_t *size)
-{
-	struct store *s = ctx;
-	*size = s->extent;
-	return 0;
-}
-
-static const struct vmo_pager_ops ops = { .read = st_read, .write = st_write, .report_extent = st_extent };
-
-static struct store *store_new(void)
-{
-	struct store *s = calloc(1, sizeof *s);
-	CHECK(s);
-	s->data = malloc(MAX);
-	CHECK(s->data);
-	for (uint64_t i = 0; i < MAX / 8; i++)
-		s->data[i] = t_pattern(i * 8);
-	return s;
-}
-
 static int probe(uint64_t *v, uint64_t pg, uint64_t *val)
 {
 	return t_probe_read(&v[pg * PG / 8 + 1], val, NULL);
@@ -72,10 +30,10 @@ static void case_resize(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(MAX, 1);
 	struct vmo_object_opts oo = { .size = 64 * PG, .max_size = MAX };
 	struct vmo_object *o;
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &o));
 	CHECK_EQ(vmo_object_size(o), 64 * PG);
 	uint64_t *v, val;
 	CHECK_OK(vmo_map(o, 0, MAX, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v)); /* the whole span */
@@ -109,18 +67,17 @@ static void case_resize(void)
 	CHECK_EQ(vmo_object_size(o), 32 * PG);
 	CHECK_OK(vmo_unmap(o, v, MAX));
 	vmo_object_unref(o);
-	free(s->data);
-	free(s);
+	t_store_free(s);
 }
 
 static void case_heap(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(MAX, 1);
 	struct vmo_object_opts oo = { .size = 16 * PG, .max_size = MAX, .flags = VMO_OBJ_GROWS_UP };
 	struct vmo_object *o;
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &o));
 	uint64_t *v, val;
 	CHECK_OK(vmo_map(o, 0, MAX, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
 	CHECK_EQ(probe(v, 200, &val), 0); /* the break moves up to it */
@@ -128,8 +85,7 @@ static void case_heap(void)
 	CHECK_EQ(vmo_object_size(o), 201 * PG);
 	CHECK_OK(vmo_unmap(o, v, MAX));
 	vmo_object_unref(o);
-	free(s->data);
-	free(s);
+	t_store_free(s);
 }
 
 struct pusher {
@@ -153,10 +109,10 @@ static void case_stack(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(MAX, 1);
 	struct vmo_object_opts oo = { .size = 16 * PG, .max_size = MAX, .flags = VMO_OBJ_GROWS_DOWN };
 	struct vmo_object *o;
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &o));
 	CHECK_EQ(vmo_object_size(o), 16 * PG);
 	/* a guard page below the mapping: not ours */
 	char *area = mmap(NULL, MAX + PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -192,30 +148,28 @@ static void case_stack(void)
 	munmap(area, PG);
 	vmo_object_unref(o);
 	oo.flags = VMO_OBJ_GROWS_UP | VMO_OBJ_GROWS_DOWN;
-	CHECK_EQ(vmo_object_create(eng, &ops, s, &oo, &o), -EINVAL);
+	CHECK_EQ(vmo_object_create(eng, &t_store_ops, s, &oo, &o), -EINVAL);
 	oo.flags = 0;
 	oo.max_size = PG; /* below size */
-	CHECK_EQ(vmo_object_create(eng, &ops, s, &oo, &o), -EINVAL);
-	free(s->data);
-	free(s);
+	CHECK_EQ(vmo_object_create(eng, &t_store_ops, s, &oo, &o), -EINVAL);
+	t_store_free(s);
 }
 
 static void case_pinned(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(MAX, 1);
 	struct vmo_object_opts oo = { .size = 64 * PG, .max_size = MAX };
 	struct vmo_object *o;
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &o));
 	CHECK_OK(vmo_object_pin(o, 40 * PG, PG));
 	CHECK_EQ(vmo_object_resize(o, 32 * PG), -EBUSY);
 	CHECK_EQ(vmo_object_size(o), 64 * PG);
 	CHECK_OK(vmo_object_unpin(o, 40 * PG, PG));
 	CHECK_OK(vmo_object_resize(o, 32 * PG));
 	vmo_object_unref(o);
-	free(s->data);
-	free(s);
+	t_store_free(s);
 }
 
 int main(int argc, char **argv)

@@ -29,60 +29,11 @@
 #define NPG 256u
 #define SIZE ((uint64_t)NPG * PG)
 
-struct store {
-	uint64_t *data;
-	_Atomic long reads;  /* pages asked */
-	_Atomic long writes; /* pages written back */
-	int fail_pg;         /* reads of this page fail with -EIO; -1 none */
-	unsigned delay_us;   /* per read */
-};
-
-static int st_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
-{
-	struct store *s = ctx;
-	(void)flags;
-	if (s->delay_us)
-		usleep(s->delay_us);
-	if (s->fail_pg >= 0 && (uint64_t)s->fail_pg * PG >= off && (uint64_t)s->fail_pg * PG < off + len)
-		return -EIO;
-	s->reads += (long)(len / PG);
-	memcpy(buf, (char *)s->data + off, len);
-	return 0;
-}
-
-static int st_write(void *ctx, uint64_t off, const void *buf, size_t len)
-{
-	struct store *s = ctx;
-	s->writes += (long)(len / PG);
-	memcpy((char *)s->data + off, buf, len);
-	return 0;
-}
-
-static const struct vmo_pager_ops ops = { .read = st_read, .write = st_write };
-
-static struct store *store_new(void)
-{
-	struct store *s = calloc(1, sizeof *s);
-	CHECK(s);
-	s->data = malloc(SIZE);
-	CHECK(s->data);
-	for (uint64_t i = 0; i < SIZE / 8; i++)
-		s->data[i] = t_pattern(i * 8);
-	s->fail_pg = -1;
-	return s;
-}
-
-static void store_free(struct store *s)
-{
-	free(s->data);
-	free(s);
-}
-
-static struct vmo_object *obj_new(struct vmo_engine *eng, struct store *s)
+static struct vmo_object *obj_new(struct vmo_engine *eng, struct t_store *s)
 {
 	struct vmo_object *o;
 	struct vmo_object_opts oo = { .size = SIZE };
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &o));
 	return o;
 }
 
@@ -90,7 +41,7 @@ static void case_read_write(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(SIZE, 1);
 	struct vmo_object *o = obj_new(eng, s);
 	char *shadow = malloc(SIZE), *buf = malloc(SIZE);
 	CHECK(shadow && buf);
@@ -138,14 +89,14 @@ static void case_read_write(void)
 	CHECK_EQ(((unsigned char *)s->data)[9 * PG], 0x3c); /* written back at the end */
 	free(shadow);
 	free(buf);
-	store_free(s);
+	t_store_free(s);
 }
 
 static void case_memcpy_failing(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(SIZE, 1);
 	s->fail_pg = 5;
 	struct vmo_object *o = obj_new(eng, s);
 	char *buf = malloc(8 * PG);
@@ -166,7 +117,7 @@ static void case_memcpy_failing(void)
 	CHECK(!memcmp(buf, (char *)s->data + 100, done));
 	vmo_object_unref(o);
 	free(buf);
-	store_free(s);
+	t_store_free(s);
 }
 
 struct racer {
@@ -205,7 +156,7 @@ static void case_write_vs_writeback(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(SIZE, 1);
 	struct vmo_object *o = obj_new(eng, s);
 	uint64_t *v;
 	CHECK_OK(vmo_map(o, 0, SIZE, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
@@ -228,14 +179,14 @@ static void case_write_vs_writeback(void)
 	CHECK_OK(vmo_unmap(o, v, SIZE));
 	vmo_object_unref(o);
 	free(last);
-	store_free(s);
+	t_store_free(s);
 }
 
 static void case_fail_range(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(SIZE, 1);
 	struct vmo_object *o = obj_new(eng, s);
 	uint64_t *v;
 	CHECK_OK(vmo_map(o, 0, SIZE, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
@@ -268,7 +219,7 @@ static void case_fail_range(void)
 	CHECK_OK(vmo_unmap(o, v, SIZE));
 	vmo_object_unref(o);
 	free(page);
-	store_free(s);
+	t_store_free(s);
 }
 
 struct offer_race {
@@ -290,7 +241,7 @@ static void case_offer_races_fault(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(SIZE, 1);
 	s->delay_us = 50;
 	struct vmo_object *o = obj_new(eng, s);
 	uint64_t *v;
@@ -326,14 +277,14 @@ static void case_offer_races_fault(void)
 	CHECK_OK(vmo_unmap(o, v, SIZE));
 	vmo_object_unref(o);
 	free(page);
-	store_free(s);
+	t_store_free(s);
 }
 
 static void case_offer_precious(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(SIZE, 1);
 	struct vmo_object *o = obj_new(eng, s);
 	uint64_t *page = malloc(2 * PG);
 	for (unsigned i = 0; i < 2 * PG / 8; i++)
@@ -362,7 +313,7 @@ static void case_offer_precious(void)
 	CHECK_EQ(vmo_object_offer(o, 0, PG, page, 1u << 7), -EINVAL);
 	vmo_object_unref(o);
 	free(page);
-	store_free(s);
+	t_store_free(s);
 }
 
 struct prefetch_touch {
@@ -384,7 +335,7 @@ static void case_prefetch(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(SIZE, 1);
 	s->delay_us = 2000; /* slow: the faults below arrive while it reads */
 	struct vmo_object *o = obj_new(eng, s);
 	uint64_t *v;
@@ -409,14 +360,14 @@ static void case_prefetch(void)
 	CHECK_EQ(vmo_object_prefetch(o, 0, PG + 1, 0), -EINVAL);
 	CHECK_OK(vmo_unmap(o, v, SIZE));
 	vmo_object_unref(o);
-	store_free(s);
+	t_store_free(s);
 }
 
 static void case_copy_transfer(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	struct store *a = store_new(), *b = store_new();
+	struct t_store *a = t_store_new(SIZE, 1), *b = t_store_new(SIZE, 1);
 	memset(b->data, 0, SIZE);
 	struct vmo_object *oa = obj_new(eng, a), *ob = obj_new(eng, b);
 	size_t done;
@@ -449,15 +400,15 @@ static void case_copy_transfer(void)
 	vmo_object_unref(oa);
 	vmo_object_unref(ob);
 	free(buf);
-	store_free(a);
-	store_free(b);
+	t_store_free(a);
+	t_store_free(b);
 }
 
 static void case_pin(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(SIZE, 1);
 	struct vmo_object *o = obj_new(eng, s);
 	uint64_t *v;
 	CHECK_OK(vmo_map(o, 0, SIZE, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
@@ -506,7 +457,7 @@ static void case_pin(void)
 	CHECK_OK(vmo_object_unpin(o, 32 * PG, 8 * PG));
 	CHECK_OK(vmo_unmap(o, v, SIZE));
 	vmo_object_unref(o);
-	store_free(s);
+	t_store_free(s);
 }
 
 /* Regressions found in review: a prefetch past the object's budget (the
@@ -518,10 +469,10 @@ static void case_regressions(void)
 {
 	t_require_uffd();
 	struct vmo_engine *eng = t_shared_engine(2);
-	struct store *s = store_new();
+	struct t_store *s = t_store_new(SIZE, 1);
 	struct vmo_object_opts oo = { .size = SIZE, .budget = 8 * PG, .max_size = SIZE };
 	struct vmo_object *o;
-	CHECK_OK(vmo_object_create(eng, &ops, s, &oo, &o));
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &o));
 	CHECK_OK(vmo_object_prefetch(o, 0, 32 * PG, 0));
 	usleep(200 * 1000);
 	uint64_t r;
@@ -540,7 +491,7 @@ static void case_regressions(void)
 	CHECK_EQ(vmo_get_error(o, 41 * PG), 0);
 	vmo_object_unref(o);
 
-	static const struct vmo_pager_ops ro = { .read = st_read }; /* untracked */
+	struct vmo_pager_ops ro = { .read = t_store_ops.read }; /* untracked */
 	struct vmo_object_opts o2 = { .size = SIZE };
 	CHECK_OK(vmo_object_create(eng, &ro, s, &o2, &o));
 	uint64_t *v;
@@ -551,7 +502,7 @@ static void case_regressions(void)
 	CHECK_EQ(v[2 * PG / 8], 0x4242);
 	CHECK_OK(vmo_unmap(o, v, SIZE));
 	vmo_object_unref(o);
-	store_free(s);
+	t_store_free(s);
 }
 
 int main(int argc, char **argv)
