@@ -10,6 +10,7 @@ build=${1:?usage: $0 BUILD_DIR}
 prog=$build/tests/prog_cache_pressure
 [ -x "$prog" ] || { echo "SKIP: $prog not built"; exit 77; }
 . "$(dirname "$0")/memcg.sh"
+. "$(dirname "$0")/cache_verdict.sh"
 memcg_setup vmo-cache-pressure $((1024 * 1024 * 1024))
 
 out=$(mktemp)
@@ -26,37 +27,8 @@ wait $hold_pid
 hold_rc=$?
 pids=()
 
-echo "--- hold"
-cat "$out"
-echo "--- hog"
-cat "$hogout"
-oom_kill=$(memcg_oom_kills)
-maxu=$(memcg_max_usage)
-[ -n "$maxu" ] && maxu="$((maxu >> 20))MiB" || maxu="?"
-echo "--- group (cgroup v$memcg_v): oom_kill=${oom_kill:-?} max_usage=$maxu failcnt=$(memcg_failcnt)"
-
 fail=0
-[ "$hold_rc" -eq 0 ] || { echo "FAIL: the cache process exited with $(memcg_status $hold_rc)"; fail=1; }
-[ "$hog_rc" -eq 0 ] || { echo "FAIL: the hog exited with $(memcg_status $hog_rc)"; fail=1; }
-[ "${oom_kill:-1}" -eq 0 ] || { echo "FAIL: the OOM killer ran $oom_kill time(s) in the group"; fail=1; }
-grep -q "^hog: done" "$hogout" || { echo "FAIL: the hog did not finish"; fail=1; }
-val() { awk -F= -v k="$1" '$1 == k { print $2 }' "$out"; }
-yielded=$(val yielded_mib)
-held_max=$(val held_max_mib)
-forgotten=$(val forgotten_mib)
-hits=$(val hits)
-if [ -z "$yielded" ]; then
-	echo "FAIL: no summary from the cache process"
-	fail=1
-else
-	[ "$yielded" -ge 4096 ] || { echo "FAIL: yielded only $yielded MiB"; fail=1; }
-	# it used the memory there was: more than a third of the limit at some point
-	[ "$held_max" -ge 340 ] || { echo "FAIL: the cache never held more than $held_max MiB"; fail=1; }
-	# it cannot have kept more than the limit
-	[ "$held_max" -lt 1024 ] || { echo "FAIL: the cache held $held_max MiB in a 1 GiB group"; fail=1; }
-	[ "$forgotten" -ge 3072 ] || { echo "FAIL: only $forgotten MiB forgotten"; fail=1; }
-	[ "$hits" -gt 0 ] || { echo "FAIL: no hit at all"; fail=1; }
-fi
+cache_verdict "$out" "$hogout" "$hold_rc" "$hog_rc"
 rm -f "$out" "$hogout"
 [ $fail -eq 0 ] && echo "test_cache_pressure: ok"
 exit $fail
