@@ -10,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <signal.h>
 #include <string.h>
@@ -185,6 +186,7 @@ int bench_start_vmod(char *sock, size_t socklen)
 	if (pid < 0)
 		die("fork", -errno);
 	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* (a benchmark that dies leaves no vmod behind) */
 		int null = open("/dev/null", O_WRONLY);
 		dup2(null, 1);
 		execl(vmod, "vmod", "--socket", sock, "--dir", store, "--log-level", "warn", (char *)NULL);
