@@ -855,12 +855,6 @@ VMO_API int vmo_cache_stats_sized(struct vmo_cache *c, struct vmo_cache_stats *o
 		st.cap = cap_now(c);
 		pthread_mutex_unlock(&c->mu);
 	}
-	/* The caller's struct may be older (smaller) or newer (larger) than
-	 * this library's: fill what both know, zero the rest (vmo.h). */
-	size_t n = size < sizeof st ? size : sizeof st;
-	st.size = (uint32_t)n;
-	st.version = VMO_CACHE_STATS_VERSION;
-	memcpy(out, &st, n);
-	memset((char *)out + n, 0, size - n);
+	vmo__sized_out(out, size, &st, sizeof st, VMO_CACHE_STATS_VERSION);
 	return 0;
 }

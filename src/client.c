@@ -397,11 +397,7 @@ VMO_API int vmo_client_server_stats_sized(struct vmo_client *cl, struct vmo_stat
 	struct vmo_stats s;
 	memset(&s, 0, sizeof s);
 	stats_from_wire(&s, &r);
-	size_t n = size < sizeof s ? size : sizeof s;
-	s.size = (uint32_t)n;
-	s.version = VMO_STATS_VERSION;
-	memcpy(out, &s, n);
-	memset((char *)out + n, 0, size - n);
+	vmo__sized_out(out, size, &s, sizeof s, VMO_STATS_VERSION);
 	return 0;
 }
 

@@ -30,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
 struct clone {
 	struct clone *next;        /* the source's list (under its mu) */
@@ -176,19 +175,7 @@ static void push(struct vmo_object *src, uint64_t pg)
 			if (s != PS_ABSENT) {
 				/* being read from us (as we still are) or dropped:
 				 * once it settles, again */
-				pthread_mutex_lock(&o->mu);
-				atomic_fetch_add(&o->pages.iowaiters, 1);
-				struct timespec ts = { 0, 0 };
-				clock_gettime(CLOCK_REALTIME, &ts);
-				ts.tv_nsec += 1000000;
-				if (ts.tv_nsec >= 1000000000) {
-					ts.tv_sec++;
-					ts.tv_nsec -= 1000000000;
-				}
-				if (ps_get(o, pg) == s)
-					pthread_cond_timedwait(&o->cv, &o->mu, &ts);
-				atomic_fetch_sub(&o->pages.iowaiters, 1);
-				pthread_mutex_unlock(&o->mu);
+				vmo__io_wait(o, pg);
 				continue;
 			}
 			if (!page && !(page = malloc(src->page_size)))

@@ -235,6 +235,9 @@ uint64_t vmo__evict_clean(struct vmo_object *obj, uint64_t pg0, uint64_t pg1, bo
 int vmo__range_pages(struct vmo_object *o, uint64_t off, uint64_t len, uint64_t *pg0, uint64_t *pg1);
 /* ops.c: run the background work queued on obj (evictor thread). */
 void vmo__run_bg(struct vmo_object *obj);
+/* Wait (a while at most) until page pg of obj leaves FILLING, PENDING,
+ * EVICTING or CLEANING (io.c). */
+void vmo__io_wait(struct vmo_object *obj, uint64_t pg);
 /* Read the queued prefetches of obj (io.c; the evictor thread). */
 void vmo__run_prefetch(struct vmo_object *obj);
 /* Install [pg, pg+n), claimed (FILLING), from buf: into a waiting thread's

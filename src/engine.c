@@ -374,11 +374,6 @@ VMO_API int vmo_engine_stats_sized(struct vmo_engine *eng, struct vmo_stats *out
 		st->mappings += os.mappings;
 	}
 	pthread_mutex_unlock(&eng->objs_mu);
-	/* Fill what the caller's struct and this library's both know (vmo.h). */
-	size_t n = size < sizeof s ? size : sizeof s;
-	s.size = (uint32_t)n;
-	s.version = VMO_STATS_VERSION;
-	memcpy(out, &s, n);
-	memset((char *)out + n, 0, size - n);
+	vmo__sized_out(out, size, &s, sizeof s, VMO_STATS_VERSION);
 	return 0;
 }

@@ -34,6 +34,11 @@ int vmo__not_on_client(const char *call);
  * waits for them with sigwait, or leaves them to their default action,
  * gets them on its own threads).  0 or -errno. */
 int vmo__thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
+/* Hand a stats struct s (ssize bytes, beginning with uint32_t size and
+ * version) to a caller whose struct has size bytes: the caller's may be
+ * older (smaller) or newer (larger) than this library's, so what both know
+ * is filled, the rest zeroed, and size/version say which (vmo.h). */
+void vmo__sized_out(void *out, size_t size, void *s, size_t ssize, uint32_t version);
 /* No detail (before a call whose failure may or may not set one). */
 void vmo__clear_detail(void);
 

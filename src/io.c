@@ -29,7 +29,7 @@
 /* Until page pg leaves FILLING / PENDING / EVICTING: woken by
  * vmo__wake_waiters (every transition out of them calls it), or after a
  * short while in case one does not. */
-static void io_wait(struct vmo_object *o, uint64_t pg)
+void vmo__io_wait(struct vmo_object *o, uint64_t pg)
 {
 	pthread_mutex_lock(&o->mu);
 	atomic_fetch_add(&o->pages.iowaiters, 1);
@@ -181,7 +181,7 @@ static int fetch(struct vmo_object *o, uint64_t pg, uint64_t max)
 		if (atomic_load(&o->dead))
 			return -VMO_ESHUTDOWN;
 		if (s != PS_ABSENT) {
-			io_wait(o, pg);
+			vmo__io_wait(o, pg);
 			continue;
 		}
 		uint64_t k = claim(o, pg, max);
@@ -494,7 +494,7 @@ VMO_API int vmo_object_fail(struct vmo_object *obj, uint64_t off, uint64_t len, 
 			vmo__wake_waiters(obj, pg, 1); /* they fault again: SIGBUS */
 			pg++;
 		} else {
-			io_wait(obj, pg); /* in transit or being written back: once it settles, again */
+			vmo__io_wait(obj, pg); /* in transit or being written back: once it settles, again */
 		}
 	}
 	return 0; /* (vmo__set_error counted them) */

@@ -89,6 +89,15 @@ int vmo__thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
 	return -rc;
 }
 
+void vmo__sized_out(void *out, size_t size, void *s, size_t ssize, uint32_t version)
+{
+	size_t n = size < ssize ? size : ssize;
+	uint32_t hdr[2] = { (uint32_t)n, version };
+	memcpy(s, hdr, sizeof hdr);
+	memcpy(out, s, n);
+	memset((char *)out + n, 0, size - n);
+}
+
 void vmo__clear_detail(void)
 {
 	detail[0] = 0;

@@ -556,12 +556,6 @@ VMO_API int vmo_object_stats_sized(struct vmo_object *obj, struct vmo_stats *out
 	st->mappings = (uint64_t)obj->nmaps;
 	pthread_mutex_unlock(&obj->mu);
 out:;
-	/* The caller's struct may be older (smaller) or newer (larger) than
-	 * this library's: fill what both know, zero the rest (vmo.h). */
-	size_t n = size < sizeof s ? size : sizeof s;
-	s.size = (uint32_t)n;
-	s.version = VMO_STATS_VERSION;
-	memcpy(out, &s, n);
-	memset((char *)out + n, 0, size - n);
+	vmo__sized_out(out, size, &s, sizeof s, VMO_STATS_VERSION);
 	return 0;
 }

@@ -1018,6 +1018,20 @@ static uint64_t file_word(int fd, uint64_t pg, uint64_t w)
 	return v;
 }
 
+/* A store file at path: NPG pages of the pattern (fill_pattern), created;
+ * its descriptor. */
+static int pattern_file(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	CHECK(fd >= 0);
+	uint64_t *init = malloc(SIZE);
+	CHECK(init);
+	fill_pattern(init, NPG);
+	CHECK(pwrite(fd, init, SIZE, 0) == (ssize_t)SIZE);
+	free(init);
+	return fd;
+}
+
 static void case_server_killed(void)
 {
 	t_require_uffd();
@@ -1026,13 +1040,7 @@ static void case_server_killed(void)
 	CHECK(mkdtemp(dir));
 	snprintf(sock, sizeof sock, "%s/sock", dir);
 	snprintf(file, sizeof file, "%s/store", dir);
-	int fd = open(file, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	CHECK(fd >= 0);
-	uint64_t *init = malloc(SIZE);
-	CHECK(init);
-	fill_pattern(init, NPG);
-	CHECK(pwrite(fd, init, SIZE, 0) == (ssize_t)SIZE);
-	free(init);
+	int fd = pattern_file(file);
 
 	struct child srv, c;
 	server_start(&srv, sock, file, 100);
@@ -1165,13 +1173,7 @@ static void case_vmod_killed(void)
 	snprintf(file, sizeof file, "%s/store", dir);
 	CHECK_OK(mkdir(file, 0700));
 	snprintf(file, sizeof file, "%s/store/obj", dir);
-	int fd = open(file, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	CHECK(fd >= 0);
-	uint64_t *init = malloc(SIZE);
-	CHECK(init);
-	fill_pattern(init, NPG);
-	CHECK(pwrite(fd, init, SIZE, 0) == (ssize_t)SIZE);
-	free(init);
+	int fd = pattern_file(file);
 
 	pid_t v = vmod_start(dir, sock);
 	struct child c;
