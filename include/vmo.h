@@ -338,10 +338,30 @@ VMO_API int vmo_discard_range(struct vmo_object *obj, uint64_t off, uint64_t len
 /* Map [off, off+len) of obj; both multiples of the object's page size.  The
  * mapping holds a reference on the object.  *addr receives the address (with
  * VMO_MAP_FIXED it gives it).  Mappings are not inherited by fork(): the
- * child has no mapping there (MADV_DONTFORK), never silent zeros. */
+ * child has no mapping there (MADV_DONTFORK), never silent zeros, unless
+ * vmo_inherit says otherwise. */
 VMO_API int vmo_map(struct vmo_object *obj, uint64_t off, size_t len, unsigned flags, void **addr);
 /* Unmap a whole mapping made by vmo_map (addr and len as returned/given). */
 VMO_API int vmo_unmap(struct vmo_object *obj, void *addr, size_t len);
+
+/* What a child made by fork() gets of a mapping (Mach's vm_inherit):
+ *   VMO_INHERIT_NONE   nothing (the default): no mapping there, SIGSEGV;
+ *   VMO_INHERIT_COPY   a copy-on-write clone of the object as it was when
+ *                      fork() was called: neither side sees the other's
+ *                      later writes (vmo_object_clone's requirements);
+ *   VMO_INHERIT_SHARE  the object itself: each side sees the other's writes.
+ * The child's mapping is served by this process's engine; when this process
+ * dies or destroys the engine, pages the child has in memory stay, a page it
+ * never got is SIGBUS.  fork() (not posix_spawn or vfork) does the work, in
+ * pthread_atfork handlers; a failure there leaves the child without the
+ * mapping and is logged.  addr, len: a whole mapping made by vmo_map.
+ * -EINVAL, -EOPNOTSUPP (COPY: the object does not track writes, or no
+ * UFFDIO_CONTINUE_MODE_WP; any: VMO_ENGINE_DIRTY_ASYNC), -ENOMEM.
+ * docs/api.md, "fork". */
+#define VMO_INHERIT_NONE 0
+#define VMO_INHERIT_COPY 1
+#define VMO_INHERIT_SHARE 2
+VMO_API int vmo_inherit(struct vmo_object *obj, void *addr, size_t len, int inherit);
 
 /* ------------------------------------------------------------------------ */
 /* Object I/O without a mapping (Hurd's pager_memcpy), errors by range,     */

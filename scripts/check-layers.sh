@@ -21,7 +21,7 @@ lib=$build/libvmo.a
 
 # top to bottom
 LAYERS=(
-	"server client"                  # serving objects to other processes; objects opened from a server
+	"server client fork"             # serving objects to other processes; objects opened from a server; fork inheritance
 	"inplace file mem zero"          # in-place objects; stores: pagers over the public API
 	"engine"                         # engines: workers (epoll over spaces), spaces wired to objects
 	"evictor cache clone"            # background thread, pressure; the yield cache; copy-on-write clones

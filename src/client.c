@@ -124,37 +124,6 @@ static int request(struct vmo_client *cl, struct vmo__wire_msg *m, const int *fd
 
 /* ---- when the server is gone ---------------------------------------------------- */
 
-static void orphan_fault(struct vmo_client *cl, const struct uffd_msg *msg)
-{
-	uintptr_t a = (uintptr_t)msg->arg.pagefault.address & ~(uintptr_t)(VMO_PAGE - 1);
-	uint64_t fl = msg->arg.pagefault.flags;
-	if (fl & UFFD_PAGEFAULT_FLAG_WP) {
-		/* Nobody will write it back, but it is the process's memory. */
-		if (vmo__uffd_writeprotect(&cl->u, (void *)a, VMO_PAGE, false, true))
-			vmo__uffd_wake(&cl->u, (void *)a, VMO_PAGE);
-		return;
-	}
-	if (fl & UFFD_PAGEFAULT_FLAG_MINOR) { /* in memory: map it */
-		if (vmo__uffd_continue(&cl->u, (void *)a, VMO_PAGE, false, true, NULL))
-			vmo__uffd_wake(&cl->u, (void *)a, VMO_PAGE);
-		return;
-	}
-	/* Not in memory, and nobody to fetch it: SIGBUS, never a zero page. */
-	if ((cl->u.features & UFFD_FEATURE_POISON) && vmo__uffd_poison(&cl->u, (void *)a, VMO_PAGE) == 0)
-		return;
-	pid_t tid = (pid_t)msg->arg.pagefault.feat.ptid;
-	siginfo_t si;
-	memset(&si, 0, sizeof si);
-	si.si_signo = SIGBUS;
-	si.si_code = BUS_ADRERR;
-	si.si_addr = (void *)(uintptr_t)msg->arg.pagefault.address;
-	if (tid <= 0 || syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS, &si) < 0)
-		kill(getpid(), SIGBUS);
-	/* (a thread in a user-mode fault is woken by the signal; this wakes
-	 * one in a kernel-mode fault, which then fails with EFAULT) */
-	vmo__uffd_wake(&cl->u, (void *)a, VMO_PAGE);
-}
-
 static void orphan(struct vmo_client *cl)
 {
 	/* Threads whose fault message the server read and never answered
@@ -164,19 +133,7 @@ static void orphan(struct vmo_client *cl)
 		vmo__uffd_wake(&cl->u, (void *)m->addr, m->len);
 	pthread_mutex_unlock(&cl->vmu);
 	vmo__warn("the server closed the connection: faults on pages not in memory get SIGBUS");
-	for (;;) {
-		struct pollfd pf[2] = { { .fd = cl->u.fd, .events = POLLIN }, { .fd = cl->stopfd, .events = POLLIN } };
-		if (poll(pf, 2, -1) < 0 && errno != EINTR)
-			return;
-		if (pf[1].revents)
-			return;
-		struct uffd_msg msgs[16];
-		int n = vmo__uffd_read(&cl->u, msgs, 16);
-		for (int i = 0; i < n; i++)
-			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-				orphan_fault(cl, &msgs[i]);
-		/* (events need nothing: read, they are done) */
-	}
+	vmo__uffd_serve_orphan(&cl->u, cl->stopfd);
 }
 
 static void *watch_main(void *arg)

@@ -173,6 +173,9 @@ struct vmo_engine {
 	struct vmo_object *objs;
 	long nobjs;
 	struct vmo_stats gone; /* counters of objects already freed */
+	/* Set by fork.c (above this layer) once a view may be inherited: its
+	 * children stop being served before the objects are counted. */
+	void (*before_destroy)(struct vmo_engine *eng);
 };
 
 #define BG_SYNC 1u

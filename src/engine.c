@@ -279,6 +279,8 @@ VMO_API int vmo_engine_destroy(struct vmo_engine *eng)
 {
 	if (!eng)
 		return -EINVAL;
+	if (eng->before_destroy)
+		eng->before_destroy(eng);
 	/* Objects kept by may_cache go now (written back, released). */
 	for (;;) {
 		struct vmo_object *c = NULL;

@@ -57,6 +57,7 @@ struct vmo_map {
 	 * it (vmo__map_lookup_get .. vmo__map_put); freed with the last. */
 	_Atomic int refs;
 	_Atomic bool dead; /* out of the tables */
+	_Atomic uint8_t inherit; /* VMO_INHERIT_* (fork.c) */
 	/* read-ahead: where a sequential access would fault next, and the window */
 	_Atomic uint64_t ra_next;
 	_Atomic uint32_t ra_window;

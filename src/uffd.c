@@ -6,8 +6,10 @@
 #include "internal.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -541,4 +543,56 @@ int vmo__uffd_read(struct vmo__uffd *u, struct uffd_msg *msgs, int n)
 	if (r < 0)
 		return errno == EAGAIN ? 0 : -errno;
 	return (int)((size_t)r / sizeof(*msgs));
+}
+
+/* ---- serving a userfaultfd nobody serves any more ------------------------------ */
+
+static void orphan_fault(struct vmo__uffd *u, const struct uffd_msg *msg)
+{
+	uintptr_t a = (uintptr_t)msg->arg.pagefault.address & ~(uintptr_t)(VMO_PAGE - 1);
+	uint64_t fl = msg->arg.pagefault.flags;
+	if (fl & UFFD_PAGEFAULT_FLAG_WP) {
+		/* Nobody will write it back, but it is the process's memory. */
+		if (vmo__uffd_writeprotect(u, (void *)a, VMO_PAGE, false, true))
+			vmo__uffd_wake(u, (void *)a, VMO_PAGE);
+		return;
+	}
+	if (fl & UFFD_PAGEFAULT_FLAG_MINOR) { /* in memory: map it */
+		if (vmo__uffd_continue(u, (void *)a, VMO_PAGE, false, true, NULL))
+			vmo__uffd_wake(u, (void *)a, VMO_PAGE);
+		return;
+	}
+	/* Not in memory, and nobody to fetch it: SIGBUS, never a zero page. */
+	if ((u->features & UFFD_FEATURE_POISON) && vmo__uffd_poison(u, (void *)a, VMO_PAGE) == 0)
+		return;
+	pid_t tid = (pid_t)msg->arg.pagefault.feat.ptid;
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	si.si_signo = SIGBUS;
+	si.si_code = BUS_ADRERR;
+	si.si_addr = (void *)(uintptr_t)msg->arg.pagefault.address;
+	if (tid <= 0 || syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS, &si) < 0)
+		kill(getpid(), SIGBUS);
+	/* (a thread in a user-mode fault is woken by the signal; this wakes
+	 * one in a kernel-mode fault, which then fails with EFAULT) */
+	vmo__uffd_wake(u, (void *)a, VMO_PAGE);
+}
+
+void vmo__uffd_serve_orphan(struct vmo__uffd *u, int stopfd)
+{
+	for (;;) {
+		struct pollfd pf[2] = { { .fd = u->fd, .events = POLLIN }, { .fd = stopfd, .events = POLLIN } };
+		if (poll(pf, stopfd >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
+			return;
+		if (stopfd >= 0 && pf[1].revents)
+			return;
+		struct uffd_msg msgs[16];
+		int n = vmo__uffd_read(u, msgs, 16);
+		if (n < 0 && n != -EAGAIN && n != -EINTR)
+			return;
+		for (int i = 0; i < n; i++)
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				orphan_fault(u, &msgs[i]);
+		/* (events need nothing: read, they are done) */
+	}
 }

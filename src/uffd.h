@@ -149,5 +149,12 @@ int vmo__pagemap_collect_written(int pagemap_fd, uintptr_t start, uintptr_t end,
 int vmo__memfd_hole(int fd, uint64_t off, uint64_t len, uint64_t *hole);
 /* Read up to n messages; returns the count, 0 if none (nonblocking), -errno. */
 int vmo__uffd_read(struct vmo__uffd *u, struct uffd_msg *msgs, int n);
+/* Serve u when whoever served it is gone (a server, a parent): a page in
+ * memory is mapped (MINOR), a write let through (WP), a page not in memory
+ * answered with SIGBUS (UFFDIO_POISON, or the signal to the faulting
+ * thread), never a zero page and never a hang.  Until stopfd (-1: none) is
+ * readable.  The caller wakes the threads that waited on a message the
+ * former server read and never answered first (vmo__uffd_wake). */
+void vmo__uffd_serve_orphan(struct vmo__uffd *u, int stopfd);
 
 #endif
