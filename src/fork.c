@@ -78,6 +78,8 @@ struct rec { /* a child served by an engine of this process */
 	pid_t pid;
 	int sock; /* our end; the child's watcher waits for it to close */
 	struct vmo__space *sp;
+	size_t nt;
+	struct vmo_object **targets; /* a program reference on each: the clones live while the child does */
 };
 
 struct kid { /* this process as a child: what its watcher serves */
@@ -183,14 +185,20 @@ static void rec_end(struct rec *r)
 {
 	/* (the socket was closed under fk_mu: no later fork copies it) */
 	if (r->sp)
-		vmo__space_close(r->sp); /* views detached: the clones' last references */
+		vmo__space_close(r->sp); /* views retired */
+	/* The program's last reference on a clone waits until the retired
+	 * views have let it go (a worker may still hold one), then frees it
+	 * here: the engine counts no object of ours once this returns. */
+	for (size_t i = 0; i < r->nt; i++)
+		vmo_object_unref(r->targets[i]);
+	free(r->targets);
 	free(r);
 }
 
 static void *keeper_main(void *arg)
 {
 	(void)arg;
-	vmo__on_vmo_thread = true;
+	/* (not marked a vmo thread: its unrefs wait for the workers' views) */
 	for (;;) {
 		pthread_mutex_lock(&fk_mu);
 		size_t n = 1;
@@ -450,7 +458,7 @@ static void fork_parent(void)
 					      v->target->track && (v->flags & VMO_PROT_WRITE), &vm);
 		}
 		struct rec *r = NULL;
-		if (!rc && !(r = calloc(1, sizeof *r)))
+		if (!rc && (!(r = calloc(1, sizeof *r)) || !(r->targets = calloc(g->nv, sizeof *r->targets))))
 			rc = -ENOMEM;
 		if (!rc)
 			rc = keeper_start();
@@ -461,8 +469,17 @@ static void fork_parent(void)
 				  vmo_last_error_detail()[0] ? ": " : "", vmo_last_error_detail());
 			if (sp)
 				vmo__space_close(sp);
+			if (r)
+				free(r->targets);
 			free(r);
 			continue;
+		}
+		/* The targets' references go to the record (one per run). */
+		struct vmo_object *last = NULL;
+		for (size_t i = 0; i < g->nv; i++) {
+			if (g->v[i].target && g->v[i].target != last)
+				r->targets[r->nt++] = last = g->v[i].target;
+			g->v[i].target = NULL;
 		}
 		r->id = next_rec_id++;
 		r->eng = g->eng;
@@ -473,8 +490,7 @@ static void fork_parent(void)
 		r->next = recs;
 		recs = r;
 	}
-	/* The targets' references go: the views in the child's space hold them
-	 * now (a clone whose attach failed goes with it). */
+	/* (the references of a failed group's targets go here: a clone goes) */
 	plan_free(true);
 	keeper_kick();
 	pthread_mutex_unlock(&fk_mu);
