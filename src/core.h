@@ -173,9 +173,12 @@ struct vmo_engine {
 	struct vmo_object *objs;
 	long nobjs;
 	struct vmo_stats gone; /* counters of objects already freed */
-	/* Set by fork.c (above this layer) once a view may be inherited: its
-	 * children stop being served before the objects are counted. */
-	void (*before_destroy)(struct vmo_engine *eng);
+	/* Set by fork.c (above this layer) once a view may be inherited:
+	 * fork_objects(eng, false) counts the engine's objects that only
+	 * fork()ed children keep (their clones, objects shared with them and
+	 * released by the program); fork_objects(eng, true) stops serving those
+	 * children and lets those objects go. */
+	long (*fork_objects)(struct vmo_engine *eng, bool release);
 };
 
 #define BG_SYNC 1u

@@ -279,8 +279,6 @@ VMO_API int vmo_engine_destroy(struct vmo_engine *eng)
 {
 	if (!eng)
 		return -EINVAL;
-	if (eng->before_destroy)
-		eng->before_destroy(eng);
 	/* Objects kept by may_cache go now (written back, released). */
 	for (;;) {
 		struct vmo_object *c = NULL;
@@ -303,6 +301,19 @@ VMO_API int vmo_engine_destroy(struct vmo_engine *eng)
 	long n = eng->nobjs;
 	pthread_mutex_unlock(&eng->objs_mu);
 	pthread_mutex_unlock(&eng->evict_mu);
+	/* Objects only fork()ed children keep (fork.c) do not make it busy:
+	 * the children are cut off (their own watchers serve what they have)
+	 * once nothing else does. */
+	if (eng->fork_objects) {
+		if (n > eng->fork_objects(eng, false))
+			return -EBUSY;
+		eng->fork_objects(eng, true);
+		pthread_mutex_lock(&eng->evict_mu);
+		pthread_mutex_lock(&eng->objs_mu);
+		n = eng->nobjs;
+		pthread_mutex_unlock(&eng->objs_mu);
+		pthread_mutex_unlock(&eng->evict_mu);
+	}
 	if (n)
 		return -EBUSY;
 	if (eng->running)

@@ -80,6 +80,7 @@ struct rec { /* a child served by an engine of this process */
 	struct vmo__space *sp;
 	size_t nt;
 	struct vmo_object **targets; /* a program reference on each: the clones live while the child does */
+	bool *clone;                 /* targets[i] is a clone made for this child */
 };
 
 struct kid { /* this process as a child: what its watcher serves */
@@ -97,6 +98,7 @@ struct pview {
 	uint64_t off;
 	unsigned flags;
 	int memfd;
+	bool clone;
 	struct vmo_object *target; /* the clone (our reference), or the object (a reference) */
 };
 
@@ -181,17 +183,28 @@ static int recv_fd(int sock, void *buf, size_t len, int *fd)
 
 /* ---- the parent's keeper: children that are gone --------------------------------- */
 
+/* A record out of the list: its space closed (views retired; so that no
+ * fault the workers read goes unanswered once the child's watcher takes
+ * over, the space goes before the socket), then its socket (the child's
+ * watcher serves from here on), under fk_mu so that no fork copies it. */
+static void rec_close(struct rec *r)
+{
+	if (r->sp)
+		vmo__space_close(r->sp);
+	r->sp = NULL;
+	close(r->sock);
+	r->sock = -1;
+}
+
 static void rec_end(struct rec *r)
 {
-	/* (the socket was closed under fk_mu: no later fork copies it) */
-	if (r->sp)
-		vmo__space_close(r->sp); /* views retired */
 	/* The program's last reference on a clone waits until the retired
 	 * views have let it go (a worker may still hold one), then frees it
 	 * here: the engine counts no object of ours once this returns. */
 	for (size_t i = 0; i < r->nt; i++)
 		vmo_object_unref(r->targets[i]);
 	free(r->targets);
+	free(r->clone);
 	free(r);
 }
 
@@ -239,7 +252,7 @@ static void *keeper_main(void *arg)
 				if ((*pr)->id == ids[i]) {
 					struct rec *r = *pr;
 					*pr = r->next;
-					close(r->sock);
+					rec_close(r);
 					r->next = gone;
 					gone = r;
 					break;
@@ -282,10 +295,33 @@ static void keeper_kick(void)
 		vmo__debug("fork keeper: eventfd: %s", strerror(errno));
 }
 
-/* vmo_engine_destroy: its children are served no more (their watchers take
- * over), and it is forgotten. */
-static void engine_gone(struct vmo_engine *eng)
+/* vmo_engine_destroy (engine.c, through eng->fork_objects): how many of
+ * the engine's objects only its children keep (the program's references
+ * are gone: each one's are all ours); with release, its children are
+ * served no more (their watchers take over) and those references go. */
+static long fork_objects(struct vmo_engine *eng, bool release)
 {
+	long n = 0;
+	if (!release) {
+		pthread_mutex_lock(&fk_mu);
+		for (struct rec *r = recs; r; r = r->next)
+			for (size_t i = 0; r->eng == eng && i < r->nt; i++) {
+				struct vmo_object *t = r->targets[i];
+				long ours = 0;
+				bool first = true;
+				for (struct rec *q = recs; q; q = q->next)
+					for (size_t k = 0; q->eng == eng && k < q->nt; k++)
+						if (q->targets[k] == t) {
+							ours++;
+							if (q->id < r->id || (q == r && k < i))
+								first = false;
+						}
+				if (first && atomic_load(&t->urefs) == ours)
+					n++;
+			}
+		pthread_mutex_unlock(&fk_mu);
+		return n;
+	}
 	struct rec *gone = NULL;
 	pthread_mutex_lock(&td_mu); /* (no teardown of the keeper's in flight) */
 	pthread_mutex_lock(&fk_mu);
@@ -296,7 +332,7 @@ static void engine_gone(struct vmo_engine *eng)
 			continue;
 		}
 		*pr = r->next;
-		close(r->sock);
+		rec_close(r);
 		r->next = gone;
 		gone = r;
 	}
@@ -315,6 +351,7 @@ static void engine_gone(struct vmo_engine *eng)
 		rec_end(r);
 	}
 	pthread_mutex_unlock(&td_mu);
+	return 0;
 }
 
 /* ---- fork()'s handlers ------------------------------------------------------------ */
@@ -339,7 +376,9 @@ static void plan_free(bool parent)
 static int by_object(const void *a, const void *b)
 {
 	const struct pview *x = a, *y = b;
-	return x->target < y->target ? -1 : x->target > y->target;
+	if (x->target != y->target)
+		return x->target < y->target ? -1 : 1;
+	return (x->flags >> 31) < (y->flags >> 31) ? -1 : (x->flags >> 31) > (y->flags >> 31);
 }
 
 /* The engine's inherited views, each with a reference on its object
@@ -370,15 +409,14 @@ static int collect(struct vmo_engine *eng, struct group *g)
 	pthread_rwlock_unlock(&sp->maps_lock);
 	g->nv = n;
 	qsort(g->v, n, sizeof *g->v, by_object);
-	/* One target per object: one clone, however many views of it. */
+	/* One target per object and mode: one clone of an object however many
+	 * of its views are copied; the object itself for those shared. */
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
-		while (j < n && g->v[j].target == g->v[i].target)
+		while (j < n && g->v[j].target == g->v[i].target && (g->v[j].flags >> 31) == (g->v[i].flags >> 31))
 			j++;
 		struct vmo_object *obj = g->v[i].target, *t = obj;
-		bool copy = false;
-		for (size_t k = i; k < j; k++)
-			copy |= (g->v[k].flags >> 31) != 0;
+		bool copy = (g->v[i].flags >> 31) != 0;
 		/* (one reference per view was taken: keep one per run) */
 		for (size_t k = i + 1; k < j; k++)
 			vmo_object_unref(obj);
@@ -394,6 +432,7 @@ static int collect(struct vmo_engine *eng, struct group *g)
 		}
 		for (size_t k = i; k < j; k++) {
 			g->v[k].target = t;
+			g->v[k].clone = copy;
 			g->v[k].memfd = t ? t->memfd : -1;
 			g->v[k].flags &= VMO_PROT_READ | VMO_PROT_WRITE;
 		}
@@ -449,7 +488,8 @@ static void fork_parent(void)
 		} else if (ufd >= 0) {
 			close(ufd);
 		}
-		for (size_t i = 0; !rc && i < g->nv; i++) {
+		size_t attached = 0;
+		for (size_t i = 0; !rc && i < g->nv; i++, attached = i) {
 			struct pview *v = &g->v[i];
 			if (!v->target)
 				continue;
@@ -458,7 +498,8 @@ static void fork_parent(void)
 					      v->target->track && (v->flags & VMO_PROT_WRITE), &vm);
 		}
 		struct rec *r = NULL;
-		if (!rc && (!(r = calloc(1, sizeof *r)) || !(r->targets = calloc(g->nv, sizeof *r->targets))))
+		if (!rc && (!(r = calloc(1, sizeof *r)) || !(r->targets = calloc(g->nv, sizeof *r->targets)) ||
+			    !(r->clone = calloc(g->nv, sizeof *r->clone))))
 			rc = -ENOMEM;
 		if (!rc)
 			rc = keeper_start();
@@ -467,18 +508,33 @@ static void fork_parent(void)
 		if (rc) {
 			vmo__warn("fork: the child gets no inherited views: %s%s%s", vmo_strerror(rc),
 				  vmo_last_error_detail()[0] ? ": " : "", vmo_last_error_detail());
+			/* (the child unregisters its ranges too before it unmaps them:
+			 * an unmap of a registered range would wait for an event
+			 * nobody reads) */
+			for (size_t i = 0; sp && i < attached; i++) {
+				struct pview *v = &g->v[i];
+				struct vmo_map *vm = v->target ? vmo__view_take(sp, v->target, v->addr, v->len) : NULL;
+				if (vm) {
+					vmo__view_quiesce(vm);
+					vmo__view_detach(vm);
+				}
+			}
 			if (sp)
 				vmo__space_close(sp);
-			if (r)
+			if (r) {
 				free(r->targets);
+				free(r->clone);
+			}
 			free(r);
 			continue;
 		}
 		/* The targets' references go to the record (one per run). */
 		struct vmo_object *last = NULL;
 		for (size_t i = 0; i < g->nv; i++) {
-			if (g->v[i].target && g->v[i].target != last)
+			if (g->v[i].target && g->v[i].target != last) {
+				r->clone[r->nt] = g->v[i].clone;
 				r->targets[r->nt++] = last = g->v[i].target;
+			}
 			g->v[i].target = NULL;
 		}
 		r->id = next_rec_id++;
@@ -511,6 +567,8 @@ static void *watch_main(void *arg)
 	 * wait until woken: wake every range; they fault again, to us. */
 	for (size_t i = 0; i < k->nr; i++)
 		vmo__uffd_wake(&k->u, (void *)k->addr[i], k->len[i]);
+	/* (and wherever the child moved them since: every user address) */
+	vmo__uffd_wake(&k->u, (void *)(uintptr_t)(1ul << 20), (1ul << 47) - (1ul << 20) - VMO_PAGE);
 	vmo__warn("fork: the parent no longer serves this child's inherited views: pages not in memory get "
 		  "SIGBUS");
 	vmo__uffd_serve_orphan(&k->u, -1);
@@ -556,6 +614,11 @@ static void child_group(struct group *g)
 		k->addr[mapped] = v->addr;
 		k->len[mapped++] = v->len;
 	}
+	/* The clones' descriptors are not the child's to keep (its mappings
+	 * hold the memory): were it to, the memory would outlive the clones. */
+	for (size_t i = 0; i < g->nv; i++)
+		if (g->v[i].clone && g->v[i].target && (i == 0 || g->v[i].memfd != g->v[i - 1].memfd))
+			close(g->v[i].memfd);
 	h.err = rc;
 	h.features = rc ? 0 : k->u.features;
 	send_fd(sock, &h, sizeof h, rc ? -1 : k->u.fd);
@@ -585,8 +648,12 @@ static void child_group(struct group *g)
 	} else {
 		vmo__warn("fork (child): the inherited views could not be set up: %s", vmo_strerror(rc));
 	}
-	for (size_t i = 0; i < mapped; i++)
+	for (size_t i = 0; i < mapped; i++) {
+		/* out of the userfaultfd first: the parent may have registered
+		 * it, and an unmap of a registered range waits for an event */
+		vmo__uffd_unregister(&k->u, (void *)k->addr[i], k->len[i]);
 		munmap((void *)k->addr[i], k->len[i]);
+	}
 	close(sock);
 	if (k) {
 		vmo__uffd_close(&k->u);
@@ -601,9 +668,22 @@ static void fork_child(void)
 	/* Nothing of the parent's is ours to serve or watch: its children's
 	 * sockets (were we to hold them, a sibling's end would never close),
 	 * its keeper, its engines; nor our parent's watcher state. */
+	vmo__log_atfork_child();
 	for (struct rec *r = recs; r;) {
+		/* and the descriptors of the sibling's space and clones: held
+		 * here, they would keep its memory after it is gone */
 		struct rec *n = r->next;
 		close(r->sock);
+		if (r->sp) {
+			close(r->sp->u.fd);
+			if (r->sp->pidfd >= 0)
+				close(r->sp->pidfd);
+		}
+		for (size_t i = 0; i < r->nt; i++)
+			if (r->clone[i])
+				close(r->targets[i]->memfd);
+		free(r->targets);
+		free(r->clone);
 		free(r);
 		r = n;
 	}
@@ -685,7 +765,7 @@ VMO_API int vmo_inherit(struct vmo_object *obj, void *addr, size_t len, int inhe
 				e->eng = eng;
 				e->next = engines;
 				engines = e;
-				eng->before_destroy = engine_gone;
+				eng->fork_objects = fork_objects;
 			} else {
 				rc = -ENOMEM;
 			}

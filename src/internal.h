@@ -24,6 +24,9 @@ void vmo__log(enum vmo_log_level level, const char *fmt, ...) __attribute__((for
 #define vmo__info(...) vmo__log(VMO_LOG_INFO, __VA_ARGS__)
 #define vmo__debug(...) vmo__log(VMO_LOG_DEBUG, __VA_ARGS__)
 
+/* In a fork()ed child, before it logs: the log's lock made free again. */
+void vmo__log_atfork_child(void);
+
 /* Record the detailed reason for the last failure in this thread. */
 void vmo__set_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* -EOPNOTSUPP, with a detail: call is for the pager's side, not for an

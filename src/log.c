@@ -184,3 +184,10 @@ uint64_t vmo__now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
+
+/* fork.c's child handler: another thread of the parent may have held the
+ * lock at the fork; the child's only thread must be able to log. */
+void vmo__log_atfork_child(void)
+{
+	pthread_mutex_init(&log_mu, NULL);
+}

@@ -553,6 +553,7 @@ static struct vmo_map *view_piece(struct vmo_map *m, uintptr_t a, uintptr_t b, i
 	n->off = m->off + (a - m->addr);
 	n->flags = m->flags;
 	n->wp = m->wp;
+	atomic_store(&n->inherit, atomic_load(&m->inherit));
 	n->ra_window = 1;
 	m->space->set->hooks->ref(m->obj);
 	atomic_fetch_add(&m->space->refs, 1);

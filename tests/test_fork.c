@@ -14,6 +14,13 @@
  *  - parent_killed: the parent dies while the child runs: the child still
  *    reads and writes the pages it had, and a page it never had is SIGBUS
  *    (never zeros, never a hang);
+ *  - mixed: two views of one object, one shared and one copied: the
+ *    child's writes through the shared one reach the parent, through the
+ *    copied one never;
+ *  - destroy_busy: vmo_engine_destroy while the program still holds the
+ *    object is -EBUSY and changes nothing: the running child is still
+ *    served, a later child still inherits; once the program lets go, the
+ *    destroy succeeds with a child still running;
  *  - refused: vmo_inherit's bad arguments, and COPY of an object that does
  *    not track writes. */
 #include "helper.h"
@@ -477,6 +484,108 @@ static void case_parent_killed(void)
 	printf("orphaned child kept its pages and got SIGBUS on one it never had\n");
 }
 
+static void case_mixed(void)
+{
+	alarm(120);
+	struct vmo_engine *eng = t_engine(2);
+	need_inherit(eng, true);
+	struct t_store *s = t_store_new(ISIZE, 1);
+	struct vmo_object_opts oo = { .size = ISIZE };
+	struct vmo_object *obj;
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &obj));
+	volatile uint64_t *a, *b;
+	CHECK_OK(vmo_map(obj, 0, ISIZE, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&a));
+	CHECK_OK(vmo_map(obj, 0, ISIZE, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&b));
+	CHECK_OK(vmo_inherit(obj, (void *)a, ISIZE, VMO_INHERIT_SHARE));
+	CHECK_OK(vmo_inherit(obj, (void *)b, ISIZE, VMO_INHERIT_COPY));
+	fflush(NULL);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		alarm(60);
+		a[1] = by_child(0);           /* shared: the parent sees it */
+		b[PG / 8 + 1] = by_child(1);  /* copied: it does not */
+		if (b[1] != t_pattern(8))     /* the copy is as of the fork */
+			_exit(50);
+		_exit(a[1] == by_child(0) && b[PG / 8 + 1] == by_child(1) ? 0 : 51);
+	}
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK_EQ(a[1], by_child(0));
+	CHECK_EQ(b[1], by_child(0));
+	CHECK_EQ(a[PG / 8 + 1], t_pattern(PG + 8));
+	CHECK_OK(vmo_unmap(obj, (void *)a, ISIZE));
+	CHECK_OK(vmo_unmap(obj, (void *)b, ISIZE));
+	vmo_object_unref(obj);
+	CHECK_OK(vmo_engine_destroy(eng));
+	t_store_free(s);
+}
+
+static void case_destroy_busy(void)
+{
+	alarm(120);
+	struct vmo_engine *eng = t_engine(2);
+	struct t_store *s = t_store_new(ISIZE, 1);
+	struct vmo_object_opts oo = { .size = ISIZE };
+	struct vmo_object *obj;
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, s, &oo, &obj));
+	volatile uint64_t *v;
+	CHECK_OK(vmo_map(obj, 0, ISIZE, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
+	CHECK_OK(vmo_inherit(obj, (void *)v, ISIZE, VMO_INHERIT_SHARE));
+	int up[2], down[2];
+	CHECK(pipe(up) == 0 && pipe(down) == 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		alarm(60);
+		if (v[1] != t_pattern(8))
+			_exit(60);
+		say(up[1], 'r');
+		if (hear(down[0]) != 'b')
+			_exit(61);
+		/* after the -EBUSY: still served (a page never touched) */
+		if (v[5 * PG / 8 + 1] != t_pattern(5 * PG + 8))
+			_exit(62);
+		say(up[1], 's');
+		if (hear(down[0]) != 'g') /* the engine is gone: what we had stays */
+			_exit(63);
+		if (v[1] != t_pattern(8) || v[5 * PG / 8 + 1] != t_pattern(5 * PG + 8))
+			_exit(64);
+		_exit(0);
+	}
+	CHECK_EQ(hear(up[0]), 'r');
+	CHECK_EQ(vmo_engine_destroy(eng), -EBUSY);
+	say(down[1], 'b');
+	CHECK_EQ(hear(up[0]), 's');
+	/* a later child still inherits */
+	fflush(NULL);
+	pid_t p2 = fork();
+	CHECK(p2 >= 0);
+	if (p2 == 0) {
+		alarm(60);
+		_exit(v[7 * PG / 8 + 1] == t_pattern(7 * PG + 8) ? 0 : 65);
+	}
+	int st;
+	CHECK(waitpid(p2, &st, 0) == p2);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK_OK(vmo_unmap(obj, (void *)v, ISIZE));
+	vmo_object_unref(obj); /* only the first child keeps it now */
+	CHECK_OK(vmo_engine_destroy(eng));
+	say(down[1], 'g');
+	CHECK(waitpid(pid, &st, 0) == pid);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "child: status %#x (exit %d)\n", st, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+		abort();
+	}
+	t_store_free(s);
+	for (int i = 0; i < 2; i++) {
+		close(up[i]);
+		close(down[i]);
+	}
+}
+
 static void case_refused(void)
 {
 	struct vmo_engine *eng = t_engine(1);
@@ -509,5 +618,6 @@ int main(int argc, char **argv)
 {
 	return t_main(argc, argv,
 		      T_CASES({ "dontfork", case_dontfork }, { "copy", case_copy }, { "share", case_share },
-			      { "parent_killed", case_parent_killed }, { "refused", case_refused }));
+			      { "parent_killed", case_parent_killed }, { "mixed", case_mixed },
+			      { "destroy_busy", case_destroy_busy }, { "refused", case_refused }));
 }
