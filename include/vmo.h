@@ -502,6 +502,134 @@ VMO_API int vmo_pager_file(int fd, uint64_t base, const struct vmo_pager_ops **o
 /* Memory: a caller-owned buffer of size bytes (writes go into it). */
 VMO_API int vmo_pager_mem(void *buf, uint64_t size, const struct vmo_pager_ops **ops, void **ctx);
 
+/* ------------------------------------------------------------------------ */
+/* Stores: where an object's pages live (docs/stores.md)                    */
+
+/* A swap file shared by many anonymous objects (Sprite's swap files): path
+ * is a file (created or emptied: nothing in it outlives the handle) or a
+ * directory (an unnamed file in it).  4 KiB slots, the lowest free taken
+ * first; the file is cut down when its last slots are freed, and a slot
+ * freed below is punched, so the file stays as large as the data in it.
+ * vmo_swap_close: -EBUSY while an object uses it. */
+struct vmo_swap;
+VMO_API int vmo_swap_open(const char *path, struct vmo_swap **out);
+VMO_API int vmo_swap_close(struct vmo_swap *sw);
+/* A pager for an anonymous object of size bytes (a multiple of 4096) in sw:
+ * pages never written read as zeros; a page written back as zeros frees its
+ * slot; the object's release frees all of them. */
+VMO_API int vmo_pager_swap(struct vmo_swap *sw, uint64_t size, const struct vmo_pager_ops **ops, void **ctx);
+
+#define VMO_SWAP_STATS_VERSION 1
+struct vmo_swap_stats {
+	uint32_t size;       /* bytes the library filled */
+	uint32_t version;    /* VMO_SWAP_STATS_VERSION of the library */
+	uint64_t objects;    /* pagers not released yet */
+	uint64_t slots_used; /* 4 KiB slots holding data now */
+	uint64_t slots_peak;
+	uint64_t file_slots; /* the file's length in slots (its highest used slot) */
+	uint64_t file_bytes; /* st_size */
+	uint64_t disk_bytes; /* st_blocks * 512: what it takes on disk */
+	uint64_t reads;      /* slots read */
+	uint64_t writes;     /* slots written */
+	uint64_t zero_pages; /* 4 KiB pages written as zeros (no slot) */
+	uint64_t punched;    /* slots freed below the end (holes punched) */
+	uint64_t truncated;  /* times the file was cut down */
+};
+VMO_API int vmo_swap_stats_sized(struct vmo_swap *sw, struct vmo_swap_stats *st, size_t size);
+#define vmo_swap_stats(sw, st) vmo_swap_stats_sized((sw), (st), sizeof(struct vmo_swap_stats))
+
+/* Compressed memory (zswap in user space, per object): pages written back
+ * are kept compressed in memory with lz4 (speed) or zstd (ratio); a page
+ * that does not compress below its size is kept as it is.  Past budget
+ * bytes of stored data the oldest pages go to the lower store (a tier, not
+ * a dead end); without one, a write past the budget fails (-ENOSPC: the
+ * page stays dirty in memory).  A page never written comes from the lower
+ * store (zeros without one).  The lower pager is the compressed store's
+ * from here on (its release is called with the store's). */
+#define VMO_COMPRESS_LZ4 1
+#define VMO_COMPRESS_ZSTD 2
+struct vmo_compress_opts {
+	uint32_t algo;      /* VMO_COMPRESS_LZ4 (0 = this) or VMO_COMPRESS_ZSTD */
+	int32_t level;      /* 0: the algorithm's default (lz4: acceleration 1; zstd: 3) */
+	uint64_t size;      /* the object's size in bytes (required) */
+	uint32_t page_size; /* the object's page size; 0 = 4096 */
+	uint32_t pad;
+	uint64_t budget;    /* bytes of stored (compressed) data kept in memory; 0 = no limit */
+	const struct vmo_pager_ops *lower; /* NULL: none */
+	void *lower_ctx;
+	uint64_t reserved[4];
+};
+VMO_API int vmo_pager_compress(const struct vmo_compress_opts *o, const struct vmo_pager_ops **ops, void **ctx);
+
+#define VMO_COMPRESS_STATS_VERSION 1
+struct vmo_compress_stats {
+	uint32_t size;          /* bytes the library filled */
+	uint32_t version;       /* VMO_COMPRESS_STATS_VERSION of the library */
+	uint64_t pages;         /* pages held in memory now */
+	uint64_t stored_bytes;  /* bytes they take (compressed, or raw) */
+	uint64_t raw_pages;     /* of them, kept as they are (incompressible) */
+	uint64_t bytes_in;      /* page bytes written to the store, in all */
+	uint64_t bytes_out;     /* what they compressed to */
+	uint64_t spilled;       /* pages moved to the lower store */
+	uint64_t lower_reads;   /* pages read from the lower store */
+	uint64_t zero_reads;    /* pages read that were never written (zeros, no lower store) */
+};
+/* ctx: the compressed store's (vmo_object_ctx of its object). */
+VMO_API int vmo_pager_compress_stats_sized(void *ctx, struct vmo_compress_stats *st, size_t size);
+#define vmo_pager_compress_stats(ctx, st) vmo_pager_compress_stats_sized((ctx), (st), sizeof(struct vmo_compress_stats))
+
+/* An NBD export (nbdkit, qemu-nbd, rbd-nbd...) through libnbd: uri as
+ * nbd_connect_uri takes it (nbd://host[:port]/export, nbds:// for TLS,
+ * nbd+unix:///export?socket=PATH).  Up to inflight requests on the wire;
+ * reads of an object made by vmo_object_create_uri are asynchronous (many
+ * faults in flight), others wait.  sync is FLUSH; a write of zeros is
+ * WRITE_ZEROES (the server may punch it).  A dropped connection is made
+ * again (backoff) and the requests on it sent again, for up to retry_ms;
+ * then they fail with -EIO (a fault: SIGBUS, never zeros) and each later
+ * request tries to connect once.  Connects at once: -errno and a detail
+ * when the server cannot be reached. */
+struct vmo_nbd_opts {
+	const char *uri;
+	uint32_t inflight;  /* requests on the wire at once; 0 = 64 */
+	uint32_t retry_ms;  /* how long to try to connect again; 0 = 10000 */
+	uint64_t reserved[4];
+};
+VMO_API int vmo_pager_nbd(const struct vmo_nbd_opts *o, const struct vmo_pager_ops **ops, void **ctx);
+
+#define VMO_NBD_STATS_VERSION 1
+struct vmo_nbd_stats {
+	uint32_t size;          /* bytes the library filled */
+	uint32_t version;       /* VMO_NBD_STATS_VERSION of the library */
+	uint64_t size_bytes;    /* the export's size */
+	uint64_t reads, writes, zeroes, flushes; /* requests */
+	uint64_t bytes_read, bytes_written;
+	uint64_t reconnects;    /* connections made again */
+	uint64_t retried;       /* requests sent again on a new connection */
+	uint64_t failed;        /* requests that failed */
+	uint64_t inflight_peak; /* most requests on the wire at once */
+};
+VMO_API int vmo_pager_nbd_stats_sized(void *ctx, struct vmo_nbd_stats *st, size_t size);
+#define vmo_pager_nbd_stats(ctx, st) vmo_pager_nbd_stats_sized((ctx), (st), sizeof(struct vmo_nbd_stats))
+
+/* A store by URI (docs/stores.md):
+ *   file:PATH        a file (created if missing, grown to size)
+ *   swap:PATH        the swap file PATH (a file or a directory), one per
+ *                    path in the process, shared by the objects naming it
+ *   lz4[,budget=SIZE][,level=N][:LOWER]   compressed memory over LOWER,
+ *   zstd[,...][:LOWER]                    any of these URIs (or none)
+ *   nbd://..., nbds://..., nbd+unix://..., nbds+unix://...   an NBD export
+ * SIZE: bytes, or with K, M, G, T.  size: the object's size in bytes (0:
+ * the store's own: a file's, an export's, the lower store's); page_size:
+ * the object's (0 = 4096).  -EINVAL with a detail naming what is wrong;
+ * -errno of opening the store. */
+VMO_API int vmo_store_open(const char *uri, uint64_t size, uint32_t page_size, const struct vmo_pager_ops **ops,
+			   void **ctx);
+/* vmo_store_open then vmo_object_create with opts (opts->size and
+ * page_size given to the store; NULL: defaults); reads of an NBD store's
+ * object are then asynchronous. */
+VMO_API int vmo_object_create_uri(struct vmo_engine *eng, const char *uri, const struct vmo_object_opts *opts,
+				  struct vmo_object **out);
+
 /* In-place objects (seed 001's create_in_place): an object over len bytes
  * of the caller's memory at addr (page-aligned; the memory pager: writes go
  * back there), or of a file at off (the file pager).  What is in memory

@@ -22,7 +22,8 @@ lib=$build/libvmo.a
 # top to bottom
 LAYERS=(
 	"server client fork"             # serving objects to other processes; objects opened from a server; fork inheritance
-	"inplace file mem zero"          # in-place objects; stores: pagers over the public API
+	"uri"
+	"inplace file mem zero swap compress nbd"          # in-place objects; stores: pagers over the public API
 	"engine"                         # engines: workers (epoll over spaces), spaces wired to objects
 	"evictor cache clone"            # background thread, pressure; the yield cache; copy-on-write clones
 	"object map io supply"           # objects, views in the local space, object I/O, asynchronous supply
