@@ -25,6 +25,9 @@ printf 'workers = 2\nbogus = 1\n' >"$dir/conf"
 "$vmod" --config "$dir/conf" >"$dir/o" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "conf:2" "$dir/o" || fail "config with an unknown option: exit $rc: $(cat "$dir/o")"
 "$vmod" --version | grep -q "libvmo" || fail "--version"
+# a store URI that cannot be opened stops vmod at start (exit 1, named)
+"$vmod" --socket "$dir/x.sock" --dir "$dir/xstore" --anon-store "lz4,budget=12Q" >"$dir/o" 2>&1; rc=$?
+[ $rc -eq 1 ] && grep -q "anon-store" "$dir/o" || fail "--anon-store with a bad URI: exit $rc: $(cat "$dir/o")"
 
 start() {
 	"$vmod" --socket "$dir/s.sock" --dir "$dir/store" --config "$dir/good.conf" >"$dir/log" 2>&1 &
@@ -54,4 +57,11 @@ start
 "$vmo" share --socket "$dir/s.sock" demo || fail "vmo share after a restart"
 kill -TERM $pid; wait $pid; rc=$?; pid=
 [ $rc -eq 0 ] || fail "vmod exited with $rc on SIGTERM (second run)"
+
+# anonymous objects in compressed memory over a swap file (--anon-store from the config)
+printf 'workers = 2\nanon-store = lz4,budget=64K:swap:%s/anon.swap\n' "$dir" >"$dir/good.conf"
+start
+"$vmo" share --socket "$dir/s.sock" --size 1M anon.z || fail "vmo share of an anonymous object in lz4 over swap"
+kill -TERM $pid; wait $pid; rc=$?; pid=
+[ $rc -eq 0 ] || fail "vmod exited with $rc on SIGTERM (third run)"
 echo "test_vmod: ok"

@@ -38,6 +38,7 @@ static const struct cli_cmd *const commands[] = {
 	&cli_cmd_info,
 	&cli_cmd_server,
 	&cli_cmd_share,
+	&cli_cmd_store,
 	/* To come: "stats", writeback and eviction counters of a run under a
 	 * budget (print_stats() prints every field); "cache", the yield cache
 	 * (vmo_cache_*). */

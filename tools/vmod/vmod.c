@@ -3,9 +3,10 @@
  * Objects are files in a directory (the store), created on a client's first
  * open with VMO_OPEN_CREATE and served with the library's file pager; their
  * owner, group and mode are those of the file, so they survive a restart of
- * vmod.  Objects named anon.* are anonymous: backed by one swap file (a
- * region of it per object, punched when the object goes; the file is
- * emptied when vmod starts), never kept.  An object is dropped (written
+ * vmod.  Objects named anon.* are anonymous: backed by the store that
+ * --anon-store names (a URI, docs/stores.md; by default the swap file
+ * DIR/.swap shared by all of them, its slots freed when an object goes, the
+ * file emptied when it is opened), never kept.  An object is dropped (written
  * back, then released) when its last client closes it, unless its creator
  * asked to keep it (VMO_OPEN_CACHE, Sprite's may_cache): then it stays until
  * vmod stops.  One engine serves every client, under one budget.
@@ -50,13 +51,14 @@ struct config {
 	int log_level;
 	uint64_t cache_budget;
 	bool no_cache;
+	char anon_store[PATH_MAX]; /* a store URI; "" = swap:DIR/.swap */
 };
 
 static struct config cfg;
 static struct vmo_engine *eng;
 static struct vmo_server *srv;
 static pthread_mutex_t create_mu = PTHREAD_MUTEX_INITIALIZER;
-static int dirfd_ = -1, swapfd = -1;
+static int dirfd_ = -1;
 
 /* ---- logging ---------------------------------------------------------------------- */
 
@@ -80,57 +82,12 @@ static void lib_log(void *arg, enum vmo_log_level level, const char *msg)
 	logf_((int)level, "libvmo: %s", msg);
 }
 
-/* ---- the swap file: a region per anonymous object --------------------------------- */
-
-struct region {
-	struct region *next;
-	uint64_t off, len;
-};
-static struct region *regions; /* in use, sorted by offset (under create_mu) */
-
-static uint64_t swap_alloc(uint64_t len)
-{
-	uint64_t off = 0;
-	struct region **pp = &regions;
-	for (; *pp; pp = &(*pp)->next) {
-		if ((*pp)->off - off >= len)
-			break;
-		off = (*pp)->off + (*pp)->len;
-	}
-	struct region *r = malloc(sizeof *r);
-	if (!r)
-		return UINT64_MAX;
-	r->off = off;
-	r->len = len;
-	r->next = *pp;
-	*pp = r;
-	return off;
-}
-
-static void swap_free(uint64_t off)
-{
-	pthread_mutex_lock(&create_mu);
-	for (struct region **pp = &regions; *pp; pp = &(*pp)->next)
-		if ((*pp)->off == off) {
-			struct region *r = *pp;
-			*pp = r->next;
-			/* its pages are garbage now: give the blocks back */
-			if (fallocate(swapfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)r->off, (off_t)r->len) < 0)
-				logf_(VMO_LOG_WARN, "punching the swap region at %llu: %s", (unsigned long long)off,
-				      strerror(errno));
-			free(r);
-			break;
-		}
-	pthread_mutex_unlock(&create_mu);
-}
-
-/* The file pager's ops, with a release that also frees the swap region or
- * closes the file. */
+/* The store's ops (a file's, or the anonymous objects' store), with a
+ * release that also closes the file and says so. */
 struct obj_ctx {
 	const struct vmo_pager_ops *fops;
 	void *fctx;
-	int fd;            /* the object's file, or -1 (swap) */
-	uint64_t swap_off; /* UINT64_MAX: not in the swap file */
+	int fd;            /* the object's file, or -1 (anonymous) */
 	char name[256];
 };
 
@@ -156,8 +113,6 @@ static void o_release(void *ctx)
 		c->fops->release(c->fctx);
 	if (c->fd >= 0)
 		close(c->fd);
-	if (c->swap_off != UINT64_MAX)
-		swap_free(c->swap_off);
 	logf_(VMO_LOG_INFO, "object %s released", c->name);
 	free(c);
 }
@@ -241,15 +196,11 @@ static int on_open(void *arg, struct vmo_server *s, const struct vmo_open_reques
 		goto out;
 	}
 	c->fd = fd;
-	c->swap_off = UINT64_MAX;
 	snprintf(c->name, sizeof c->name, "%s", req->name);
 	if (anon) {
-		c->swap_off = swap_alloc(size);
-		if (c->swap_off == UINT64_MAX) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		rc = vmo_pager_file(swapfd, c->swap_off, &c->fops, &c->fctx);
+		rc = vmo_store_open(cfg.anon_store, size, (uint32_t)ps, &c->fops, &c->fctx);
+		if (rc)
+			logf_(VMO_LOG_WARN, "anonymous store %s: %s", cfg.anon_store, vmo_last_error_detail());
 	} else {
 		rc = vmo_pager_file(fd, 0, &c->fops, &c->fctx);
 	}
@@ -269,14 +220,7 @@ static int on_open(void *arg, struct vmo_server *s, const struct vmo_open_reques
 	if (!rc)
 		logf_(VMO_LOG_DEBUG, "serving %s (%s%s)", req->name, anon ? "anonymous" : "file", keep ? ", kept" : "");
 out:
-	if (c) {
-		if (c->swap_off != UINT64_MAX) {
-			pthread_mutex_unlock(&create_mu);
-			swap_free(c->swap_off);
-			pthread_mutex_lock(&create_mu);
-		}
-		free(c);
-	}
+	free(c);
 	if (fd >= 0)
 		close(fd);
 	pthread_mutex_unlock(&create_mu);
@@ -325,6 +269,8 @@ static void usage(FILE *f)
 		   "  --max-clients N      (default 256)\n"
 		   "  --cache-budget N     bytes of yielded blocks each user may keep (default: as memory allows)\n"
 		   "  --no-cache           serve no yield cache (vmo_cache_connect)\n"
+		   "  --anon-store URI     where anon.* objects' pages go (default swap:DIR/.swap; e.g.\n"
+		   "                       lz4,budget=1G:swap:DIR/.swap, nbd://host/export; docs/stores.md)\n"
 		   "  --log-level LEVEL    error, warn, info or debug (default info)\n"
 		   "  --version, --help\n"
 		   "Sizes take a K, M, G or T suffix.  Exit: 0 stopped by SIGTERM/SIGINT, 1 failure, 2 bad option.\n",
@@ -332,7 +278,7 @@ static void usage(FILE *f)
 }
 
 enum { O_SOCKET = 1, O_DIR, O_CONFIG, O_SMODE, O_OMODE, O_BUDGET, O_WORKERS, O_DSIZE, O_MSIZE, O_MCLIENTS,
-       O_LOG, O_CBUDGET, O_NOCACHE, O_VERSION, O_HELP };
+       O_LOG, O_CBUDGET, O_NOCACHE, O_ASTORE, O_VERSION, O_HELP };
 static const struct option longopts[] = {
 	{ "socket", required_argument, NULL, O_SOCKET },
 	{ "dir", required_argument, NULL, O_DIR },
@@ -347,6 +293,7 @@ static const struct option longopts[] = {
 	{ "log-level", required_argument, NULL, O_LOG },
 	{ "cache-budget", required_argument, NULL, O_CBUDGET },
 	{ "no-cache", no_argument, NULL, O_NOCACHE },
+	{ "anon-store", required_argument, NULL, O_ASTORE },
 	{ "version", no_argument, NULL, O_VERSION },
 	{ "help", no_argument, NULL, O_HELP },
 	{ 0 },
@@ -382,6 +329,11 @@ static int set_opt(int id, const char *name, const char *val)
 		return 0;
 	case O_NOCACHE:
 		cfg.no_cache = true;
+		return 0;
+	case O_ASTORE:
+		if (!*val || strlen(val) >= PATH_MAX)
+			goto bad;
+		strcpy(cfg.anon_store, val);
 		return 0;
 	case O_DSIZE:
 	case O_MSIZE:
@@ -575,11 +527,24 @@ int main(int argc, char **argv)
 		logf_(VMO_LOG_ERROR, "store directory %s: %s", cfg.dir, strerror(rc ? -rc : errno));
 		return 1;
 	}
-	/* The swap file: emptied, anonymous objects do not outlive vmod. */
-	swapfd = openat(dirfd_, ".swap", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (swapfd < 0) {
-		logf_(VMO_LOG_ERROR, "swap file %s/.swap: %s", cfg.dir, strerror(errno));
+	/* Anonymous objects: the swap file by default (emptied when opened:
+	 * they do not outlive vmod).  The URI is tried now, so that a bad one
+	 * stops vmod at start, not at a client's first open. */
+	if (!cfg.anon_store[0] && snprintf(cfg.anon_store, sizeof cfg.anon_store, "swap:%s/.swap", cfg.dir) >= PATH_MAX) {
+		logf_(VMO_LOG_ERROR, "--dir %s is too long", cfg.dir);
 		return 1;
+	}
+	{
+		const struct vmo_pager_ops *tops;
+		void *tctx;
+		rc = vmo_store_open(cfg.anon_store, 1u << 20, 4096, &tops, &tctx);
+		if (rc) {
+			logf_(VMO_LOG_ERROR, "--anon-store %s: %s (%s)", cfg.anon_store, vmo_strerror(rc),
+			      vmo_last_error_detail());
+			return 1;
+		}
+		if (tops->release)
+			tops->release(tctx);
 	}
 	struct vmo_engine_opts eo = { .workers = cfg.workers, .budget = cfg.budget };
 	rc = vmo_engine_create(&eo, &eng);
