@@ -35,6 +35,7 @@
 
 #define NSTORE_MAGIC 0x6e626473u /* "nbds" */
 #define MAX_CMD (32u << 20)      /* bytes per NBD command: requests are split */
+#define NSUP 2                   /* supplier threads (measured: bench/stores, docs/stores.md) */
 
 enum { OP_READ, OP_WRITE, OP_ZERO, OP_FLUSH };
 
@@ -79,13 +80,17 @@ struct nstore {
 	uint64_t down_since_ns; /* 0: connected (or never tried) */
 	bool gave_up;
 
-	/* The supplier thread: async reads done, supplied from a thread of
-	 * their own (a supply may reclaim, which may write back through this
-	 * store: the I/O thread must stay free for that). */
+	/* The suppliers: async reads done, supplied from threads of their own.
+	 * Not the I/O thread: a supply may reclaim, which may write back
+	 * through this store (the I/O thread must stay free for that), and a
+	 * supply costs what a fault does (a page mapped, a thread woken: tens
+	 * of microseconds), so NSUP of them keep the cores busy while the I/O
+	 * thread keeps the wire full. */
 	pthread_cond_t scv;
 	struct nreq *shead, *stail;
 	bool sstop;
-	pthread_t sth;
+	pthread_t sth[NSUP];
+	int nsup;
 
 	_Atomic uint64_t reads, writes, zeroes, flushes, bytes_read, bytes_written;
 	_Atomic uint64_t reconnects, retried, failed, inflight_peak;
@@ -279,7 +284,7 @@ static void complete(struct nstore *s, struct nreq *r)
 		else
 			s->shead = r;
 		s->stail = r;
-		pthread_cond_broadcast(&s->scv);
+		pthread_cond_signal(&s->scv);
 	} else {
 		r->done = true;
 		pthread_cond_broadcast(&s->cv);
@@ -568,7 +573,8 @@ static void n_release(void *ctx)
 	s->sstop = true;
 	pthread_cond_broadcast(&s->scv);
 	pthread_mutex_unlock(&s->mu);
-	pthread_join(s->sth, NULL);
+	for (int i = 0; i < s->nsup; i++)
+		pthread_join(s->sth[i], NULL);
 	pthread_cond_destroy(&s->scv);
 	close(s->efd);
 	pthread_mutex_destroy(&s->mu);
@@ -623,16 +629,18 @@ VMO_API int vmo_pager_nbd(const struct vmo_nbd_opts *o, const struct vmo_pager_o
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	pthread_cond_init(&s->scv, NULL);
-	rc = vmo__thread_create(&s->sth, supply_main, s);
-	if (!rc) {
+	for (rc = 0; !rc && s->nsup < NSUP; s->nsup++)
+		if ((rc = vmo__thread_create(&s->sth[s->nsup], supply_main, s)))
+			break;
+	if (!rc)
 		rc = vmo__thread_create(&s->th, io_main, s);
-		if (rc) {
-			pthread_mutex_lock(&s->mu);
-			s->sstop = true;
-			pthread_cond_broadcast(&s->scv);
-			pthread_mutex_unlock(&s->mu);
-			pthread_join(s->sth, NULL);
-		}
+	if (rc) {
+		pthread_mutex_lock(&s->mu);
+		s->sstop = true;
+		pthread_cond_broadcast(&s->scv);
+		pthread_mutex_unlock(&s->mu);
+		for (int i = 0; i < s->nsup; i++)
+			pthread_join(s->sth[i], NULL);
 	}
 	if (rc) {
 		pthread_mutex_destroy(&s->mu);
