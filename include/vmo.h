@@ -312,6 +312,7 @@ VMO_API int vmo_object_set_budget(struct vmo_object *obj, uint64_t high, uint64_
 /* Return when done.  Without it the work is queued to the engine's
  * background thread, or, when the object's queue is full, done right away. */
 #define VMO_WAIT (1u << 0)
+#define VMO_PUNCH (1u << 1) /* vmo_discard*: the store's copy too (a hole: zeros) */
 
 /* Write dirty pages back through the pager and keep them in memory.  With
  * VMO_WAIT, returns after every byte written before the call is in the store
@@ -324,7 +325,11 @@ VMO_API int vmo_sync_range(struct vmo_object *obj, uint64_t off, uint64_t len, u
 VMO_API int vmo_return(struct vmo_object *obj, unsigned flags);
 VMO_API int vmo_return_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags);
 /* Drop pages WITHOUT writing them back: modifications are lost, the next
- * touch asks the pager again.  Also clears recorded errors in the range. */
+ * touch asks the pager again.  Also clears recorded errors in the range.
+ * With VMO_PUNCH the store's copy goes too (fallocate's PUNCH_HOLE, NBD's
+ * WRITE_ZEROES, a swap slot freed): the range reads as zeros after.  Only
+ * the stores vmo ships can (file, memory, zero, swap, compressed, NBD, by
+ * URI): -EOPNOTSUPP for another pager, and nothing is dropped. */
 VMO_API int vmo_discard(struct vmo_object *obj, unsigned flags);
 VMO_API int vmo_discard_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags);
 

@@ -59,6 +59,13 @@ long vmo__read_long(const char *path, long dflt);
  * can be written). */
 int vmo__pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 
+/* The stores vmo ships register what frees a range of their store (their
+ * ops table -> punch), for vmo_discard*(VMO_PUNCH): after punch(ctx, off,
+ * len) the range reads as zeros.  Registering again is harmless. */
+typedef int (*vmo__punch_fn)(void *ctx, uint64_t off, uint64_t len);
+void vmo__pager_punch_register(const struct vmo_pager_ops *ops, vmo__punch_fn punch);
+vmo__punch_fn vmo__pager_punch_find(const struct vmo_pager_ops *ops);
+
 /* Monotonic nanoseconds. */
 uint64_t vmo__now_ns(void);
 

@@ -27,6 +27,41 @@ static int range_args(struct vmo_object *o, uint64_t off, uint64_t len, unsigned
 	return flags & ~VMO_WAIT ? -EINVAL : vmo__range_pages(o, off, len, pg0, pg1);
 }
 
+/* ---- the stores' punch (vmo_discard with VMO_PUNCH) ------------------------------------ */
+
+static struct {
+	const struct vmo_pager_ops *ops;
+	vmo__punch_fn punch;
+} punchers[16];
+static _Atomic int npunchers;
+static pthread_mutex_t punch_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void vmo__pager_punch_register(const struct vmo_pager_ops *ops, vmo__punch_fn punch)
+{
+	if (vmo__pager_punch_find(ops))
+		return;
+	pthread_mutex_lock(&punch_mu);
+	int n = atomic_load(&npunchers);
+	bool have = false;
+	for (int i = 0; i < n; i++)
+		have |= punchers[i].ops == ops;
+	if (!have && n < (int)VMO_ARRAY_SIZE(punchers)) {
+		punchers[n].ops = ops;
+		punchers[n].punch = punch;
+		atomic_store_explicit(&npunchers, n + 1, memory_order_release); /* (the entry first) */
+	}
+	pthread_mutex_unlock(&punch_mu);
+}
+
+vmo__punch_fn vmo__pager_punch_find(const struct vmo_pager_ops *ops)
+{
+	int n = atomic_load_explicit(&npunchers, memory_order_acquire);
+	for (int i = 0; i < n; i++)
+		if (punchers[i].ops == ops)
+			return punchers[i].punch;
+	return NULL;
+}
+
 /* Queue [pg0, pg1) for the evictor thread; false if the queue is full (the
  * caller then does the work itself).  A sync queued over a range already
  * queued for sync merges with it. */
@@ -127,13 +162,31 @@ VMO_API int vmo_return(struct vmo_object *obj, unsigned flags)
 VMO_API int vmo_discard_range(struct vmo_object *obj, uint64_t off, uint64_t len, unsigned flags)
 {
 	uint64_t pg0, pg1;
-	int rc = range_args(obj, off, len, flags, &pg0, &pg1);
+	int rc = range_args(obj, off, len, flags & ~VMO_PUNCH, &pg0, &pg1);
 	if (rc)
 		return rc;
-	if (obj->proxy)
+	if (obj->proxy) {
+		if (flags & VMO_PUNCH) {
+			vmo__set_detail("vmo_discard: VMO_PUNCH is not for an object opened from a server");
+			return -EOPNOTSUPP;
+		}
 		return obj->proxy->range(obj, VMO__RANGE_DISCARD, off, len, flags);
-	/* No writeback in flight meanwhile: nothing is half-cleaned. */
+	}
+	vmo__punch_fn punch = NULL;
+	if ((flags & VMO_PUNCH) && !(punch = vmo__pager_punch_find(obj->ops))) {
+		vmo__set_detail("vmo_discard: VMO_PUNCH needs a store that can free a range (vmo's file, memory, "
+				"swap, compressed and NBD stores); this object's pager cannot");
+		return -EOPNOTSUPP;
+	}
+	/* No writeback in flight meanwhile: nothing is half-cleaned.  The
+	 * store's copy goes first: a fault meanwhile on a page not in memory
+	 * reads the hole (zeros), one in memory is dropped next; no writeback
+	 * can put old data back (wb_mu). */
 	pthread_mutex_lock(&obj->wb_mu);
+	if (punch && (rc = punch(obj->ctx, pg0 << obj->page_shift, (pg1 - pg0) << obj->page_shift))) {
+		pthread_mutex_unlock(&obj->wb_mu);
+		return rc;
+	}
 	vmo__evict_clean(obj, pg0, pg1, true);
 	pthread_mutex_unlock(&obj->wb_mu);
 	for (uint64_t pg = pg0; pg < pg1; pg++)

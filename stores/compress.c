@@ -23,7 +23,7 @@
 #include <sys/mman.h>
 #include <zstd.h>
 
-enum { E_NONE, E_MEM, E_LOWER };
+enum { E_NONE, E_MEM, E_LOWER, E_ZERO /* punched: zeros, whatever the lower store has */ };
 
 struct centry {
 	void *data;    /* E_MEM: the stored bytes */
@@ -262,14 +262,17 @@ static int c_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flag
 			at += c->ps;
 			continue;
 		}
+		bool zero = x->state == E_ZERO;
 		pthread_mutex_unlock(&c->mu);
-		/* not in memory: a run of such pages from the lower store */
+		/* not in memory: a run of such pages from the lower store (or of
+		 * punched ones: zeros) */
 		size_t run = c->ps;
 		pthread_mutex_lock(&c->mu);
-		while (at + run < len && c->e[i + run / c->ps].state != E_MEM)
+		while (at + run < len && c->e[i + run / c->ps].state != E_MEM &&
+		       (c->e[i + run / c->ps].state == E_ZERO) == zero)
 			run += c->ps;
 		pthread_mutex_unlock(&c->mu);
-		if (c->lower) {
+		if (c->lower && !zero) {
 			int rc = c->lower->read(c->lctx, off + at, page, run, flags);
 			if (rc)
 				return rc == -EINPROGRESS ? -EIO : rc;
@@ -360,6 +363,26 @@ static void c_release(void *ctx)
 	free(c);
 }
 
+/* vmo_discard(VMO_PUNCH): the pages go from memory, and from the lower
+ * store where it can free them too; they read as zeros. */
+static int c_punch(void *ctx, uint64_t off, uint64_t len)
+{
+	struct cstore *c = ctx;
+	if (off % c->ps || len % c->ps || off > c->size || len > c->size - off)
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	for (uint64_t i = off / c->ps; i < (off + len) / c->ps; i++) {
+		forget_e(c, i);
+		c->e[i].state = E_ZERO;
+	}
+	pthread_mutex_unlock(&c->mu);
+	vmo__punch_fn lp = c->lower ? vmo__pager_punch_find(c->lower) : NULL;
+	if (lp && lp(c->lctx, off, len))
+		vmo__debug("compressed store: the lower store could not free [%#llx, +%#llx)",
+			   (unsigned long long)off, (unsigned long long)len);
+	return 0;
+}
+
 static const struct vmo_pager_ops compress_ops = {
 	.read = c_read,
 	.write = c_write,
@@ -370,6 +393,7 @@ static const struct vmo_pager_ops compress_ops = {
 
 VMO_API int vmo_pager_compress(const struct vmo_compress_opts *o, const struct vmo_pager_ops **ops, void **ctx)
 {
+	vmo__pager_punch_register(&compress_ops, c_punch);
 	if (!o || !ops || !ctx) {
 		vmo__set_detail("vmo_pager_compress: %s is missing", !o ? "opts" : "an output");
 		return -EINVAL;

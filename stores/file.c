@@ -71,8 +71,32 @@ static const struct vmo_pager_ops file_ops = {
 	.release = file_release,
 };
 
+/* vmo_discard(VMO_PUNCH): a hole in the file (zeros where the file system
+ * cannot punch). */
+static int file_punch(void *ctx, uint64_t off, uint64_t len)
+{
+	struct file_pager *f = ctx;
+	if (f->limit)
+		len = off >= f->limit ? 0 : (f->limit - off < len ? f->limit - off : len);
+	if (!len)
+		return 0;
+	if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(f->base + off), (off_t)len) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP)
+		return -errno;
+	static const char zeros[65536];
+	for (uint64_t at = 0; at < len; at += sizeof zeros) {
+		int rc = vmo__pwrite_full(f->fd, zeros, len - at < sizeof zeros ? (size_t)(len - at) : sizeof zeros,
+					  f->base + off + at);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 VMO_API int vmo_pager_file(int fd, uint64_t base, const struct vmo_pager_ops **ops, void **ctx)
 {
+	vmo__pager_punch_register(&file_ops, file_punch);
 	if (fd < 0 || !ops || !ctx)
 		return -EINVAL;
 	int fl = fcntl(fd, F_GETFL);

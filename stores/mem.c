@@ -45,8 +45,17 @@ static const struct vmo_pager_ops mem_ops = {
 	.release = mem_release,
 };
 
+static int mem_punch(void *ctx, uint64_t off, uint64_t len)
+{
+	struct mem_pager *m = ctx;
+	if (off < m->size)
+		memset(m->buf + off, 0, m->size - off < len ? (size_t)(m->size - off) : (size_t)len);
+	return 0;
+}
+
 VMO_API int vmo_pager_mem(void *buf, uint64_t size, const struct vmo_pager_ops **ops, void **ctx)
 {
+	vmo__pager_punch_register(&mem_ops, mem_punch);
 	if (!buf || !size || !ops || !ctx)
 		return -EINVAL;
 	struct mem_pager *m = malloc(sizeof *m);

@@ -188,8 +188,14 @@ static int submit(struct nstore *s, struct nreq *r)
 	r->next = s->wire;
 	s->wire = r;
 	s->nwire++;
-	if (r->op == OP_ZERO && !s->can_zero)
+	if (r->op == OP_ZERO && !s->can_zero) {
+		if (!r->buf) { /* (a punch: the server took WRITE_ZEROES before it came back without) */
+			r->parts = 1;
+			r->err = -EOPNOTSUPP;
+			return -EOPNOTSUPP;
+		}
 		r->op = OP_WRITE; /* (the zeros are in buf) */
+	}
 	size_t n = r->op == OP_FLUSH ? 1 : (r->len + MAX_CMD - 1) / MAX_CMD;
 	r->parts = (int)n + 1;
 	for (size_t i = 0; i < n; i++) {
@@ -555,6 +561,27 @@ static int n_sync(void *ctx)
 	return run_sync(s, OP_FLUSH, 0, 0, NULL);
 }
 
+/* vmo_discard(VMO_PUNCH): WRITE_ZEROES (which the server may punch: a
+ * TRIM that reads as zeros), else zeros written. */
+static int n_punch(void *ctx, uint64_t off, uint64_t len)
+{
+	struct nstore *s = ctx;
+	if (off > s->size || len > s->size - off)
+		return -EINVAL;
+	atomic_fetch_add(&s->zeroes, 1);
+	if (s->can_zero)
+		return run_sync(s, OP_ZERO, off, (size_t)len, NULL);
+	size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
+	char *z = calloc(1, chunk);
+	if (!z)
+		return -ENOMEM;
+	int rc = 0;
+	for (uint64_t at = 0; !rc && at < len; at += chunk)
+		rc = run_sync(s, OP_WRITE, off + at, len - at < chunk ? (size_t)(len - at) : chunk, z);
+	free(z);
+	return rc;
+}
+
 static int n_extent(void *ctx, uint64_t *size)
 {
 	*size = ((struct nstore *)ctx)->size;
@@ -598,6 +625,7 @@ VMO_API int vmo_pager_nbd(const struct vmo_nbd_opts *o, const struct vmo_pager_o
 		vmo__set_detail("vmo_pager_nbd: %s is missing", !o ? "opts" : !o->uri ? "opts->uri" : "an output");
 		return -EINVAL;
 	}
+	vmo__pager_punch_register(&nbd_ops, n_punch);
 	struct nstore *s = calloc(1, sizeof *s);
 	if (!s)
 		return -ENOMEM;

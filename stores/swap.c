@@ -309,8 +309,25 @@ VMO_API int vmo_swap_stats_sized(struct vmo_swap *sw, struct vmo_swap_stats *out
 	return 0;
 }
 
+/* vmo_discard(VMO_PUNCH): the range's slots freed (it reads as zeros). */
+static int swap_punch(void *ctx, uint64_t off, uint64_t len)
+{
+	struct swap_obj *o = ctx;
+	if (off > o->size || len > o->size - off)
+		return -EINVAL;
+	pthread_mutex_lock(&o->sw->mu);
+	for (uint64_t i = off / SLOT; i < (off + len) / SLOT; i++) {
+		uint32_t s = atomic_exchange_explicit(&o->slot[i], 0, memory_order_acq_rel);
+		if (s)
+			slot_free(o->sw, s);
+	}
+	pthread_mutex_unlock(&o->sw->mu);
+	return 0;
+}
+
 VMO_API int vmo_pager_swap(struct vmo_swap *sw, uint64_t size, const struct vmo_pager_ops **ops, void **ctx)
 {
+	vmo__pager_punch_register(&swap_ops, swap_punch);
 	if (!sw || !ops || !ctx || !size || size % SLOT) {
 		vmo__set_detail("vmo_pager_swap: %s", !sw || !ops || !ctx ? "a handle or output is missing"
 							: "size must be a non-zero multiple of 4096");

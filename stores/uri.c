@@ -85,6 +85,13 @@ static void o_release(void *c)
 	free(o);
 }
 
+static int o_punch(void *c, uint64_t off, uint64_t len)
+{
+	struct owned *o = c;
+	vmo__punch_fn p = vmo__pager_punch_find(o->ops);
+	return p ? p(o->ctx, off, len) : -EOPNOTSUPP;
+}
+
 static const struct vmo_pager_ops owned_ops = {
 	.read = o_read, .write = o_write, .report_extent = o_extent, .sync = o_sync, .release = o_release,
 };
@@ -103,6 +110,7 @@ static int own(const struct vmo_pager_ops *ops, void *ctx, int fd, struct swapfi
 		return -ENOMEM;
 	}
 	*o = (struct owned){ ops, ctx, fd, sf };
+	vmo__pager_punch_register(&owned_ops, o_punch);
 	*out_ops = &owned_ops;
 	*out_ctx = o;
 	return 0;

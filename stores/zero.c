@@ -14,7 +14,16 @@ static int zero_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *f
 
 static const struct vmo_pager_ops zero_ops = { .read = zero_read };
 
+static int zero_punch(void *ctx, uint64_t off, uint64_t len)
+{
+	(void)ctx;
+	(void)off;
+	(void)len;
+	return 0; /* (zeros already) */
+}
+
 VMO_API const struct vmo_pager_ops *vmo_pager_zero(void)
 {
+	vmo__pager_punch_register(&zero_ops, zero_punch);
 	return &zero_ops;
 }

@@ -12,6 +12,11 @@
  *    (-ENOSPC from vmo_sync) and the data stays right in memory;
  *  - uri_kinds: file:, swap:, lz4/zstd over swap: and file: by URI;
  *  - uri_bad: bad URIs get -EINVAL and a detail naming the problem;
+ *  - punch: vmo_discard_range with VMO_PUNCH on every store (file, swap,
+ *    lz4 over swap, zstd over file, NBD): the range reads as zeros after,
+ *    from memory and from the store (after a return), its neighbours are
+ *    intact, the swap file gives the slots back; a pager of the program's
+ *    own gets -EOPNOTSUPP and keeps its pages;
  *  - nbd_roundtrip: a real nbdkit (memory plugin, Unix socket): asynchronous
  *    reads with many in flight, writes, FLUSH on sync;
  *  - nbd_restart: nbdkit (file plugin) killed and started again while a
@@ -319,6 +324,94 @@ static void case_uri_bad(void)
 	CHECK_OK(vmo_engine_destroy(eng));
 }
 
+/* ---- punch ---------------------------------------------------------------------------------- */
+
+static void punch_one(struct vmo_engine *eng, const char *uri)
+{
+	uint64_t npages = 64;
+	struct vmo_object *o;
+	struct vmo_object_opts oo = { .size = npages * PG };
+	CHECK_OK(vmo_object_create_uri(eng, uri, &oo, &o));
+	uint64_t *v;
+	CHECK_OK(vmo_map(o, 0, npages * PG, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
+	for (uint64_t pg = 0; pg < npages; pg++)
+		fill_page(v + pg * (PG / 8), pg, pg % 2 ? TEXT : RANDOM, 1);
+	CHECK_OK(vmo_return_range(o, 0, 32 * PG, VMO_WAIT)); /* pages 0..31 in the store only */
+	CHECK_OK(vmo_sync(o, VMO_WAIT));                       /* 32..63 in both */
+	/* punch 8..15 (out of memory) and 40..47 (in memory) */
+	CHECK_OK(vmo_discard_range(o, 8 * PG, 8 * PG, VMO_WAIT | VMO_PUNCH));
+	CHECK_OK(vmo_discard_range(o, 40 * PG, 8 * PG, VMO_WAIT | VMO_PUNCH));
+	for (int pass = 0; pass < 2; pass++) { /* from memory, then from the store */
+		for (uint64_t pg = 0; pg < npages; pg++) {
+			bool hole = (pg >= 8 && pg < 16) || (pg >= 40 && pg < 48);
+			uint64_t want[PG / 8];
+			if (hole)
+				memset(want, 0, PG);
+			else
+				fill_page(want, pg, pg % 2 ? TEXT : RANDOM, 1);
+			if (memcmp(v + pg * (PG / 8), want, PG)) {
+				fprintf(stderr, "%s: page %llu (%s) wrong after a punch (pass %d)\n", uri,
+					(unsigned long long)pg, hole ? "punched" : "kept", pass);
+				abort();
+			}
+		}
+		CHECK_OK(vmo_return(o, VMO_WAIT));
+	}
+	CHECK_OK(vmo_unmap(o, v, npages * PG));
+	vmo_object_unref(o);
+	printf("punch %s: ok\n", uri);
+}
+
+static void case_punch(void)
+{
+	struct vmo_engine *eng = t_engine(2);
+	mk_tmpdir();
+	char uri[400];
+	const char *fmt[] = { "file:%s/f", "swap:%s", "lz4,budget=64K:swap:%s", "zstd:file:%s/z", "lz4" };
+	for (size_t i = 0; i < sizeof fmt / sizeof *fmt; i++) {
+		snprintf(uri, sizeof uri, fmt[i], tmpdir);
+		punch_one(eng, uri);
+	}
+	/* the swap file gives the slots back */
+	struct vmo_swap *sw;
+	CHECK_OK(vmo_swap_open(tmpdir, &sw));
+	const struct vmo_pager_ops *ops;
+	void *ctx;
+	CHECK_OK(vmo_pager_swap(sw, 64 * PG, &ops, &ctx));
+	struct vmo_object *o;
+	struct vmo_object_opts oo = { .size = 64 * PG };
+	CHECK_OK(vmo_object_create(eng, ops, ctx, &oo, &o));
+	uint64_t *v;
+	CHECK_OK(vmo_map(o, 0, 64 * PG, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
+	for (uint64_t pg = 0; pg < 64; pg++)
+		fill_page(v + pg * (PG / 8), pg, RANDOM, 2);
+	CHECK_OK(vmo_sync(o, VMO_WAIT));
+	struct vmo_swap_stats st;
+	CHECK_OK(vmo_swap_stats(sw, &st));
+	CHECK_EQ(st.slots_used, 64);
+	CHECK_OK(vmo_discard_range(o, 0, 32 * PG, VMO_WAIT | VMO_PUNCH));
+	CHECK_OK(vmo_swap_stats(sw, &st));
+	CHECK_EQ(st.slots_used, 32);
+	CHECK(st.disk_bytes <= 32 * PG + 64 * 1024);
+	CHECK_OK(vmo_unmap(o, v, 64 * PG));
+	vmo_object_unref(o);
+	CHECK_OK(vmo_swap_close(sw));
+	/* a pager of the program's own: -EOPNOTSUPP, nothing dropped */
+	struct t_store *ts = t_store_new(16 * PG, 1);
+	struct vmo_object_opts o2 = { .size = 16 * PG };
+	CHECK_OK(vmo_object_create(eng, &t_store_ops, ts, &o2, &o));
+	CHECK_OK(vmo_map(o, 0, 16 * PG, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v));
+	v[3] = 77;
+	CHECK_EQ(vmo_discard_range(o, 0, 16 * PG, VMO_WAIT | VMO_PUNCH), -EOPNOTSUPP);
+	CHECK_EQ(v[3], 77);
+	CHECK_EQ(vmo_discard_range(o, 0, 16 * PG, VMO_WAIT | (1u << 7)), -EINVAL);
+	CHECK_OK(vmo_unmap(o, v, 16 * PG));
+	vmo_object_unref(o);
+	t_store_free(ts);
+	CHECK_OK(vmo_engine_destroy(eng));
+	rm_tmpdir();
+}
+
 /* ---- NBD: a real nbdkit -------------------------------------------------------------------- */
 
 static bool have_nbdkit(void)
@@ -377,6 +470,7 @@ static void case_nbd_roundtrip(void)
 	CHECK(st.reads > 0 && st.writes > 0 && st.flushes > 0 && st.zeroes > 0);
 	CHECK_EQ(st.failed, 0);
 	vmo_object_unref(obj);
+	punch_one(eng, uri);
 	CHECK_OK(vmo_engine_destroy(eng));
 	nbdkit_kill(nk);
 	rm_tmpdir();
@@ -543,6 +637,7 @@ int main(int argc, char **argv)
 			      { "compress_spill_lz4", case_compress_spill_lz4 },
 			      { "compress_spill_zstd", case_compress_spill_zstd },
 			      { "compress_full", case_compress_full }, { "uri_kinds", case_uri_kinds },
-			      { "uri_bad", case_uri_bad }, { "nbd_roundtrip", case_nbd_roundtrip },
+			      { "uri_bad", case_uri_bad }, { "punch", case_punch },
+			      { "nbd_roundtrip", case_nbd_roundtrip },
 			      { "nbd_restart", case_nbd_restart }, { "nbd_down", case_nbd_down }));
 }
