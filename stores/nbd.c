@@ -117,6 +117,9 @@ static struct nbd_handle *nbd_open(const char *uri, uint64_t *size, bool *can_ze
 		return NULL;
 	}
 	nbd_set_handle_name(h, "vmo");
+	/* The URI is the program's (or vmod's configuration), not a peer's:
+	 * it may name local files (tls-psk-file, tls-certificates). */
+	nbd_set_uri_allow_local_file(h, true);
 	if (nbd_connect_uri(h, uri) < 0) {
 		vmo__set_detail("NBD %s: %s", uri, nbd_get_error());
 		nbd_close(h);

@@ -22,6 +22,9 @@
  *  - nbd_restart: nbdkit (file plugin) killed and started again while a
  *    thread keeps faulting and writing: requests retried, nothing lost
  *    after sync, the file holds every byte;
+ *  - nbd_tls: nbdkit requiring TLS (a pre-shared key): the store over
+ *    nbds+unix:// with the key round-trips; without TLS it is refused with a
+ *    detail that says why;
  *  - nbd_down: nbdkit killed for good: a page never read is SIGBUS (in a
  *    child), vmo_sync is -EIO, nothing hangs. */
 #include "helper.h"
@@ -568,6 +571,57 @@ static void case_nbd_restart(void)
 	rm_tmpdir();
 }
 
+static void case_nbd_tls(void)
+{
+	if (!have_nbdkit())
+		t_skip_case("nbdkit is not installed (scripts/deps.sh installs it)");
+	struct vmo_engine *eng = t_engine(2);
+	mk_tmpdir();
+	char sock[300], uri[700], psk[300], arg[320];
+	snprintf(sock, sizeof sock, "%s/nbd.sock", tmpdir);
+	snprintf(psk, sizeof psk, "%s/keys.psk", tmpdir);
+	FILE *f = fopen(psk, "w");
+	CHECK(f != NULL);
+	fprintf(f, "alice:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n");
+	fclose(f);
+	CHECK(chmod(psk, 0600) == 0);
+	snprintf(arg, sizeof arg, "--tls-psk=%s", psk);
+	unlink(sock);
+	fflush(NULL);
+	pid_t nk = fork();
+	CHECK(nk >= 0);
+	if (nk == 0) {
+		execlp("nbdkit", "nbdkit", "--exit-with-parent", "-f", "--tls=require", arg, "-U", sock, "memory",
+		       "size=4M", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500 && access(sock, F_OK); i++)
+		usleep(10000);
+	struct vmo_object *obj;
+	struct vmo_object_opts oo = { .size = 256 * PG, .budget = 32 * PG };
+	snprintf(uri, sizeof uri, "nbd+unix:///?socket=%s", sock);
+	int rc = vmo_object_create_uri(eng, uri, &oo, &obj);
+	if (rc == 0 || strstr(vmo_last_error_detail(), "TLS") == NULL) {
+		fprintf(stderr, "without TLS: %d (%s): want a refusal that names TLS\n", rc, vmo_last_error_detail());
+		abort();
+	}
+	printf("without TLS: %s\n", vmo_last_error_detail());
+	snprintf(uri, sizeof uri, "nbds+unix://alice@/?socket=%s&tls-psk-file=%s", sock, psk);
+	rc = vmo_object_create_uri(eng, uri, &oo, &obj);
+	if (rc == -EOPNOTSUPP || rc == -ENOTSUP) { /* (a libnbd without GnuTLS) */
+		nbdkit_kill(nk);
+		CHECK_OK(vmo_engine_destroy(eng));
+		rm_tmpdir();
+		t_skip_case("this libnbd has no TLS: %s", vmo_last_error_detail());
+	}
+	CHECK_OK(rc);
+	churn(obj, 256, TEXT, 1500, 4);
+	vmo_object_unref(obj);
+	nbdkit_kill(nk);
+	CHECK_OK(vmo_engine_destroy(eng));
+	rm_tmpdir();
+}
+
 static sigjmp_buf down_jb;
 static void on_down_bus(int sig)
 {
@@ -639,5 +693,6 @@ int main(int argc, char **argv)
 			      { "compress_full", case_compress_full }, { "uri_kinds", case_uri_kinds },
 			      { "uri_bad", case_uri_bad }, { "punch", case_punch },
 			      { "nbd_roundtrip", case_nbd_roundtrip },
-			      { "nbd_restart", case_nbd_restart }, { "nbd_down", case_nbd_down }));
+			      { "nbd_restart", case_nbd_restart }, { "nbd_tls", case_nbd_tls },
+			      { "nbd_down", case_nbd_down }));
 }
