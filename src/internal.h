@@ -51,6 +51,8 @@ static inline uint64_t vmo__align_down(uint64_t x, uint64_t a) { return x & ~(a 
 /* a + b without overflow into *r; false on overflow. */
 static inline bool vmo__add_ok(uint64_t a, uint64_t b, uint64_t *r) { return !__builtin_add_overflow(a, b, r); }
 
+/* Are len bytes at p (any alignment) all zero? */
+bool vmo__all_zero(const void *p, size_t len);
 /* pread until len bytes or end of file (EINTR retried): bytes read, or -errno. */
 long vmo__pread_full(int fd, void *buf, size_t len, uint64_t off);
 /* The number a file such as /proc/sys/vm/max_map_count holds, or dflt. */

@@ -133,6 +133,22 @@ VMO_API const char *vmo_strerror(int err)
 	}
 }
 
+bool vmo__all_zero(const void *p, size_t len)
+{
+	const char *c = p;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+		memcpy(&w, c + i, 8); /* (any alignment) */
+		if (w)
+			return false;
+	}
+	for (; i < len; i++)
+		if (c[i])
+			return false;
+	return true;
+}
+
 long vmo__pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	size_t got = 0;

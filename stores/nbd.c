@@ -233,6 +233,17 @@ static int submit(struct nstore *s, struct nreq *r)
 	return 0;
 }
 
+/* Append r to the list (head, tail); under mu. */
+static void qpush(struct nreq **head, struct nreq **tail, struct nreq *r)
+{
+	r->next = NULL;
+	if (*tail)
+		(*tail)->next = r;
+	else
+		*head = r;
+	*tail = r;
+}
+
 static void wake(struct nstore *s)
 {
 	uint64_t one = 1;
@@ -287,12 +298,7 @@ static void complete(struct nstore *s, struct nreq *r)
 		atomic_fetch_add(&s->failed, 1);
 	pthread_mutex_lock(&s->mu);
 	if (r->async) {
-		r->next = NULL;
-		if (s->stail)
-			s->stail->next = r;
-		else
-			s->shead = r;
-		s->stail = r;
+		qpush(&s->shead, &s->stail, r);
 		pthread_cond_signal(&s->scv);
 	} else {
 		r->done = true;
@@ -484,12 +490,7 @@ static void *io_main(void *arg)
 static void enqueue(struct nstore *s, struct nreq *r)
 {
 	pthread_mutex_lock(&s->mu);
-	r->next = NULL;
-	if (s->qtail)
-		s->qtail->next = r;
-	else
-		s->qhead = r;
-	s->qtail = r;
+	qpush(&s->qhead, &s->qtail, r);
 	pthread_mutex_unlock(&s->mu);
 	wake(s);
 }
@@ -507,21 +508,6 @@ static int run_sync(struct nstore *s, int op, uint64_t off, size_t len, char *bu
 				op == OP_READ ? "read" : op == OP_FLUSH ? "flush" : "write", (unsigned long long)off, len,
 				strerror(-r.err));
 	return r.err;
-}
-
-static bool zeros(const char *p, size_t len)
-{
-	size_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w;
-		memcpy(&w, p + i, 8); /* (any alignment) */
-		if (w)
-			return false;
-	}
-	for (; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
 }
 
 static int n_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
@@ -551,7 +537,7 @@ static int n_write(void *ctx, uint64_t off, const void *buf, size_t len)
 	struct nstore *s = ctx;
 	if (off > s->size || len > s->size - off)
 		return -EINVAL;
-	bool z = zeros(buf, len);
+	bool z = vmo__all_zero(buf, len);
 	atomic_fetch_add(z ? &s->zeroes : &s->writes, 1);
 	atomic_fetch_add(&s->bytes_written, len);
 	return run_sync(s, z ? OP_ZERO : OP_WRITE, off, len, (char *)buf);

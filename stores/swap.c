@@ -116,18 +116,6 @@ static void slot_free(struct vmo_swap *sw, uint32_t s)
 		atomic_fetch_add(&sw->punched, 1);
 }
 
-static bool all_zero(const void *p, size_t len)
-{
-	const char *c = p;
-	for (size_t i = 0; i < len; i += 8) {
-		uint64_t w;
-		memcpy(&w, c + i, 8); /* (any alignment) */
-		if (w)
-			return false;
-	}
-	return true;
-}
-
 /* ---- the pager ----------------------------------------------------------------- */
 
 static int swap_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
@@ -174,7 +162,7 @@ static int swap_write(void *ctx, uint64_t off, const void *buf, size_t len)
 		uint64_t i = (off + at) / SLOT;
 		const char *p = (const char *)buf + at;
 		uint32_t s = atomic_load_explicit(&o->slot[i], memory_order_relaxed);
-		if (all_zero(p, SLOT)) {
+		if (vmo__all_zero(p, SLOT)) {
 			if (s) {
 				atomic_store_explicit(&o->slot[i], 0, memory_order_release);
 				pthread_mutex_lock(&sw->mu);
