@@ -180,20 +180,37 @@ VMO_API int vmo_discard_range(struct vmo_object *obj, uint64_t off, uint64_t len
 	}
 	/* No writeback in flight meanwhile: nothing is half-cleaned.  The
 	 * store's copy goes first: a fault meanwhile on a page not in memory
-	 * reads the hole (zeros), one in memory is dropped next; no writeback
-	 * can put old data back (wb_mu). */
+	 * reads the hole, one in memory is dropped next; no writeback can put
+	 * old data back (wb_mu).  A punch that fails still drops the pages
+	 * (the caller discards them): memory never keeps what the store may
+	 * no longer have. */
 	pthread_mutex_lock(&obj->wb_mu);
-	if (punch && (rc = punch(obj->ctx, pg0 << obj->page_shift, (pg1 - pg0) << obj->page_shift))) {
-		pthread_mutex_unlock(&obj->wb_mu);
-		return rc;
-	}
+	int prc = punch ? punch(obj->ctx, pg0 << obj->page_shift, (pg1 - pg0) << obj->page_shift) : 0;
 	vmo__evict_clean(obj, pg0, pg1, true);
 	pthread_mutex_unlock(&obj->wb_mu);
+	if (punch) {
+		/* A read that began before the punch brings the old data: wait
+		 * until no page of the range is being filled, and drop again.
+		 * (Outside wb_mu: a fill's reclaim may write back.) */
+		for (;;) {
+			bool busy = false;
+			for (uint64_t pg = pg0; pg < pg1 && !busy; pg++) {
+				uint8_t st = ps_get(obj, pg);
+				busy = st == PS_FILLING || st == PS_PENDING || st == PS_EVICTING;
+			}
+			if (!busy)
+				break;
+			usleep(200);
+		}
+		pthread_mutex_lock(&obj->wb_mu);
+		vmo__evict_clean(obj, pg0, pg1, true);
+		pthread_mutex_unlock(&obj->wb_mu);
+	}
 	for (uint64_t pg = pg0; pg < pg1; pg++)
 		if (ps_get(obj, pg) == PS_ERROR)
 			vmo_clear_error(obj, pg << obj->page_shift);
 	vmo__forget_errors(obj, pg0, pg1); /* refused unlocks too */
-	return 0;
+	return prc;
 }
 
 VMO_API int vmo_discard(struct vmo_object *obj, unsigned flags)

@@ -48,6 +48,10 @@ struct cstore {
 	struct centry *e;
 	size_t maplen;
 	pthread_mutex_t mu;
+	/* One spill at a time: the lower store gets a page's versions in the
+	 * order they were spilled (a slow spill of an older version never lands
+	 * after a newer one), and never two writes of a page at once. */
+	pthread_mutex_t spill_mu;
 	uint64_t head, tail; /* index + 1 */
 	uint64_t pages, stored, raw;
 	_Atomic uint64_t bytes_in, bytes_out, spilled, lower_reads, zero_reads;
@@ -189,6 +193,7 @@ static void forget_e(struct cstore *c, uint64_t i)
 	x->data = NULL;
 	x->len = 0;
 	x->spilling = false;
+	x->state = E_NONE; /* (the caller says what it is now) */
 }
 
 /* ---- spilling to the lower store ------------------------------------------------------ */
@@ -198,11 +203,13 @@ static void forget_e(struct cstore *c, uint64_t i)
 static int spill(struct cstore *c, struct scratch *s)
 {
 	char *page = s->buf + s->cap / 2;
+	pthread_mutex_lock(&c->spill_mu);
+	int ret = 0;
 	for (;;) {
 		pthread_mutex_lock(&c->mu);
 		if (c->stored <= c->budget || !c->head) {
 			pthread_mutex_unlock(&c->mu);
-			return 0;
+			break;
 		}
 		uint64_t i = c->head - 1;
 		struct centry *x = &c->e[i];
@@ -231,9 +238,13 @@ static int spill(struct cstore *c, struct scratch *s)
 			}
 		} /* (else it was written again meanwhile: the newer bytes stay) */
 		pthread_mutex_unlock(&c->mu);
-		if (rc)
-			return rc;
+		if (rc) {
+			ret = rc;
+			break;
+		}
 	}
+	pthread_mutex_unlock(&c->spill_mu);
+	return ret;
 }
 
 /* ---- the pager ------------------------------------------------------------------------- */
@@ -307,6 +318,7 @@ static int c_write(void *ctx, uint64_t off, const void *buf, size_t len)
 		pthread_mutex_lock(&c->mu);
 		struct centry *x = &c->e[i];
 		uint64_t old = x->state == E_MEM ? x->len : 0;
+		uint8_t prev = x->state == E_MEM ? E_NONE : x->state;
 		if (!c->lower && c->budget && c->stored - old + (uint64_t)n > c->budget) {
 			pthread_mutex_unlock(&c->mu);
 			free(data);
@@ -328,8 +340,18 @@ static int c_write(void *ctx, uint64_t off, const void *buf, size_t len)
 		atomic_fetch_add(&c->bytes_out, (uint64_t)n);
 		if (c->lower && c->budget && c->stored > c->budget) {
 			int rc = spill(c, s);
-			if (rc)
+			if (rc) {
+				/* The lower store fails: this page is not kept either (the
+				 * write fails, vmo keeps it dirty), so that the budget
+				 * holds while the lower store is down. */
+				pthread_mutex_lock(&c->mu);
+				if (x->state == E_MEM && x->data == data && !x->spilling) {
+					forget_e(c, i);
+					x->state = prev; /* (vmo keeps the page dirty: it is not read from here) */
+				}
+				pthread_mutex_unlock(&c->mu);
 				return rc;
+			}
 		}
 	}
 	return 0;
@@ -360,6 +382,7 @@ static void c_release(void *ctx)
 	if (c->lower && c->lower->release)
 		c->lower->release(c->lctx);
 	pthread_mutex_destroy(&c->mu);
+	pthread_mutex_destroy(&c->spill_mu);
 	free(c);
 }
 
@@ -451,6 +474,7 @@ VMO_API int vmo_pager_compress(const struct vmo_compress_opts *o, const struct v
 	}
 	c->e = p;
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_mutex_init(&c->spill_mu, NULL);
 	*ops = &compress_ops;
 	*ctx = c;
 	return 0;

@@ -35,6 +35,7 @@
 
 #define NSTORE_MAGIC 0x6e626473u /* "nbds" */
 #define MAX_CMD (32u << 20)      /* bytes per NBD command: requests are split */
+#define MAX_TRIES 8               /* connections a request is sent on before it fails */
 #define NSUP 2                   /* supplier threads (measured: bench/stores, docs/stores.md) */
 
 enum { OP_READ, OP_WRITE, OP_ZERO, OP_FLUSH };
@@ -52,6 +53,9 @@ struct nreq {
 	uint64_t epoch; /* of the connection its commands went on */
 	bool lost;    /* a command failed as the connection went: retried */
 	bool done;
+	uint64_t t0;  /* queued first */
+	uint64_t tsub; /* put on the wire */
+	int tries;    /* connections it was sent on */
 };
 
 struct nstore {
@@ -109,7 +113,11 @@ static uint64_t now_ns(void)
 
 /* ---- connecting -------------------------------------------------------------- */
 
-static struct nbd_handle *nbd_open(const char *uri, uint64_t *size, bool *can_zero, bool *can_flush)
+/* Connect within timeout_ms (nbd_aio_connect_uri, polled: a server that
+ * accepts and never answers, or an address that drops packets, does not
+ * hold the caller longer). */
+static struct nbd_handle *nbd_open(const char *uri, unsigned timeout_ms, uint64_t *size, bool *can_zero,
+				   bool *can_flush)
 {
 	struct nbd_handle *h = nbd_create();
 	if (!h) {
@@ -120,15 +128,46 @@ static struct nbd_handle *nbd_open(const char *uri, uint64_t *size, bool *can_ze
 	/* The URI is the program's (or vmod's configuration), not a peer's:
 	 * it may name local files (tls-psk-file, tls-certificates). */
 	nbd_set_uri_allow_local_file(h, true);
-	if (nbd_connect_uri(h, uri) < 0) {
-		vmo__set_detail("NBD %s: %s", uri, nbd_get_error());
+	uint64_t deadline = vmo__now_ns() + (uint64_t)timeout_ms * 1000000u;
+	int rc = nbd_aio_connect_uri(h, uri);
+	while (rc >= 0 && !nbd_aio_is_ready(h)) {
+		if (nbd_aio_is_dead(h) || nbd_aio_is_closed(h)) {
+			rc = -1;
+			break;
+		}
+		uint64_t now = vmo__now_ns();
+		if (now >= deadline) {
+			vmo__set_detail("NBD %s: no answer within %u ms", uri, timeout_ms);
+			nbd_close(h);
+			errno = ETIMEDOUT;
+			return NULL;
+		}
+		unsigned dir = nbd_aio_get_direction(h);
+		struct pollfd pf = { .fd = nbd_aio_get_fd(h) };
+		if (dir & LIBNBD_AIO_DIRECTION_READ)
+			pf.events |= POLLIN;
+		if (dir & LIBNBD_AIO_DIRECTION_WRITE)
+			pf.events |= POLLOUT;
+		uint64_t left_ms = (deadline - now) / 1000000u + 1;
+		int n = pf.fd < 0 ? 0 : poll(&pf, 1, left_ms < 100 ? (int)left_ms : 100);
+		if (n > 0 && (pf.revents & (POLLIN | POLLHUP | POLLERR)))
+			rc = nbd_aio_notify_read(h);
+		else if (n > 0 && (pf.revents & POLLOUT))
+			rc = nbd_aio_notify_write(h);
+	}
+	if (rc < 0) {
+		int e = nbd_get_errno() ? nbd_get_errno() : EIO;
+		vmo__set_detail("NBD %s: %s", uri, nbd_get_error() ? nbd_get_error() : "connection failed");
 		nbd_close(h);
+		errno = e;
 		return NULL;
 	}
 	int64_t sz = nbd_get_size(h);
 	if (sz < 0) {
+		int e = nbd_get_errno() ? nbd_get_errno() : EIO;
 		vmo__set_detail("NBD %s: size: %s", uri, nbd_get_error());
 		nbd_close(h);
+		errno = e;
 		return NULL;
 	}
 	*size = (uint64_t)sz;
@@ -185,6 +224,8 @@ static void part_free(void *user)
  * caller drops.  0, or -errno (the handle may be dead). */
 static int submit(struct nstore *s, struct nreq *r)
 {
+	r->tsub = now_ns();
+	r->tries++;
 	r->err = 0;
 	r->lost = false;
 	r->epoch = s->epoch;
@@ -255,11 +296,23 @@ static void wake(struct nstore *s)
 static void requeue_wire(struct nstore *s)
 {
 	struct nreq *back = NULL, *last = NULL;
+	uint64_t now = now_ns();
 	while (s->wire) {
 		struct nreq *r = s->wire;
 		s->wire = r->next;
 		r->next = NULL;
 		r->lost = false;
+		/* Sent on MAX_TRIES connections that each went (a request that
+		 * makes the server drop it?), or older than twice retry_ms: it
+		 * fails rather than loop for ever. */
+		if (r->tries >= MAX_TRIES || now - r->t0 > 2 * (uint64_t)s->retry_ms * 1000000u) {
+			vmo__warn("nbd: a request to %s failed after %d connections and %llu ms: -EIO", s->uri, r->tries,
+				  (unsigned long long)((now - r->t0) / 1000000u));
+			r->err = -EIO;
+			r->next = s->finished;
+			s->finished = r;
+			continue;
+		}
 		if (last)
 			last->next = r;
 		else
@@ -357,7 +410,10 @@ static bool reconnect(struct nstore *s, bool once)
 	for (;;) {
 		uint64_t size;
 		bool z, f;
-		struct nbd_handle *h = nbd_open(s->uri, &size, &z, &f);
+		uint64_t used = s->down_since_ns ? (now_ns() - s->down_since_ns) / 1000000u : 0;
+		unsigned left = used < s->retry_ms ? s->retry_ms - (unsigned)used : 1;
+		struct nbd_handle *h = nbd_open(s->uri, once ? (s->retry_ms < 1000 ? s->retry_ms : 1000) : left, &size, &z,
+						&f);
 		if (h) {
 			if (size < s->size) {
 				vmo__warn("nbd: %s came back with %llu bytes, fewer than the object's %llu: not used", s->uri,
@@ -453,7 +509,9 @@ static void *io_main(void *arg)
 			pthread_mutex_unlock(&s->mu);
 			if (stop)
 				break;
-			if (!more && poll(pf, 2, -1) > 0) {
+			/* (while requests are on the wire, wake now and then to see
+			 * whether one is stuck: a connection silently gone) */
+			if (!more && poll(pf, 2, s->nwire ? 100 : -1) > 0) {
 				if (pf[1].revents & POLLIN) {
 					uint64_t v;
 					if (read(s->efd, &v, sizeof v) < 0)
@@ -465,7 +523,16 @@ static void *io_main(void *arg)
 					nbd_aio_notify_write(s->h);
 			}
 		}
-		if (s->h && (s->lost_any || nbd_aio_is_dead(s->h) || nbd_aio_is_closed(s->h))) {
+		/* A request on the wire for longer than retry_ms: the connection is
+		 * taken for gone (a peer that stopped answering, a network that
+		 * drops packets): made again, the requests sent again. */
+		bool stuck = false;
+		uint64_t tnow = now_ns();
+		for (struct nreq *r = s->wire; r && !stuck; r = r->next)
+			stuck = tnow - r->tsub > (uint64_t)s->retry_ms * 1000000u;
+		if (stuck && s->h)
+			vmo__warn("nbd: %s has not answered for %u ms: connecting again", s->uri, s->retry_ms);
+		if (s->h && (stuck || s->lost_any || nbd_aio_is_dead(s->h) || nbd_aio_is_closed(s->h))) {
 			vmo__warn("nbd: the connection to %s dropped (%s): %d requests to retry", s->uri, nbd_get_error(),
 				  s->nwire);
 			drop_handle(s);
@@ -489,6 +556,7 @@ static void *io_main(void *arg)
 
 static void enqueue(struct nstore *s, struct nreq *r)
 {
+	r->t0 = now_ns();
 	pthread_mutex_lock(&s->mu);
 	qpush(&s->qhead, &s->qtail, r);
 	pthread_mutex_unlock(&s->mu);
@@ -632,10 +700,10 @@ VMO_API int vmo_pager_nbd(const struct vmo_nbd_opts *o, const struct vmo_pager_o
 		return -ENOMEM;
 	}
 	int rc;
-	s->h = nbd_open(s->uri, &s->size, &s->can_zero, &s->can_flush);
+	s->h = nbd_open(s->uri, s->retry_ms, &s->size, &s->can_zero, &s->can_flush);
 	if (!s->h) {
 		/* (a URI libnbd does not take is EINVAL; a server not there ECONNREFUSED, ENOENT...) */
-		rc = nbd_get_errno() ? -nbd_get_errno() : -EIO;
+		rc = errno ? -errno : -EIO;
 		goto fail;
 	}
 	s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

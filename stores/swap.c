@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -44,6 +45,9 @@ struct vmo_swap {
 
 struct swap_obj {
 	struct vmo_swap *sw;
+	/* Reads hold it shared, a punch exclusive: a slot read is never freed
+	 * (and handed to another object) under the read. */
+	pthread_rwlock_t rw;
 	uint64_t size;
 	uint64_t nslots; /* size / SLOT */
 	_Atomic uint32_t *slot;
@@ -124,7 +128,9 @@ static int swap_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *f
 	(void)flags;
 	if (off > o->size || len > o->size - off)
 		return -EINVAL;
-	for (size_t at = 0; at < len;) {
+	pthread_rwlock_rdlock(&o->rw);
+	int rc = 0;
+	for (size_t at = 0; at < len && !rc;) {
 		uint64_t i = (off + at) / SLOT;
 		uint32_t s = atomic_load_explicit(&o->slot[i], memory_order_acquire);
 		/* a run of consecutive slots (or of pages with none) */
@@ -139,17 +145,19 @@ static int swap_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *f
 			memset((char *)buf + at, 0, run);
 		} else {
 			long r = vmo__pread_full(o->sw->fd, (char *)buf + at, run, (uint64_t)(s - 1) * SLOT);
-			if (r < 0)
-				return (int)r;
-			if ((size_t)r < run) { /* (a slot past the end: the file was cut under us) */
+			if (r >= 0 && (size_t)r < run) { /* (a slot past the end: never, the file is cut above used slots) */
 				vmo__set_detail("swap file: slot %u is past the end of the file", s);
-				return -EIO;
+				r = -EIO;
 			}
-			atomic_fetch_add(&o->sw->reads, run / SLOT);
+			if (r < 0)
+				rc = (int)r;
+			else
+				atomic_fetch_add(&o->sw->reads, run / SLOT);
 		}
 		at += run;
 	}
-	return 0;
+	pthread_rwlock_unlock(&o->rw);
+	return rc;
 }
 
 static int swap_write(void *ctx, uint64_t off, const void *buf, size_t len)
@@ -214,6 +222,7 @@ static void swap_release(void *ctx)
 	}
 	pthread_mutex_unlock(&sw->mu);
 	munmap((void *)o->slot, o->maplen);
+	pthread_rwlock_destroy(&o->rw);
 	atomic_fetch_sub(&sw->objects, 1);
 	free(o);
 }
@@ -235,13 +244,24 @@ VMO_API int vmo_swap_open(const char *path, struct vmo_swap **out)
 	}
 	struct stat st;
 	int fd;
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+	bool dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+	if (dir)
 		fd = open(path, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	else
-		fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		int e = errno;
 		vmo__set_detail("swap file %s: %s", path, strerror(e));
+		return -e;
+	}
+	/* A named file is emptied, but never under another handle (of this
+	 * process or another): whoever has it holds the lock. */
+	if (!dir && (flock(fd, LOCK_EX | LOCK_NB) < 0 || ftruncate(fd, 0) < 0)) {
+		int e = errno == EWOULDBLOCK ? EBUSY : errno;
+		vmo__set_detail("swap file %s: %s", path,
+				e == EBUSY ? "in use by another swap handle (vmo_swap_open): one handle per file"
+					   : strerror(e));
+		close(fd);
 		return -e;
 	}
 	struct vmo_swap *sw = calloc(1, sizeof *sw);
@@ -303,6 +323,7 @@ static int swap_punch(void *ctx, uint64_t off, uint64_t len)
 	struct swap_obj *o = ctx;
 	if (off > o->size || len > o->size - off)
 		return -EINVAL;
+	pthread_rwlock_wrlock(&o->rw); /* (no read of a slot we free is in flight) */
 	pthread_mutex_lock(&o->sw->mu);
 	for (uint64_t i = off / SLOT; i < (off + len) / SLOT; i++) {
 		uint32_t s = atomic_exchange_explicit(&o->slot[i], 0, memory_order_acq_rel);
@@ -310,6 +331,7 @@ static int swap_punch(void *ctx, uint64_t off, uint64_t len)
 			slot_free(o->sw, s);
 	}
 	pthread_mutex_unlock(&o->sw->mu);
+	pthread_rwlock_unlock(&o->rw);
 	return 0;
 }
 
@@ -336,6 +358,7 @@ VMO_API int vmo_pager_swap(struct vmo_swap *sw, uint64_t size, const struct vmo_
 		return -ENOMEM;
 	}
 	o->slot = p;
+	pthread_rwlock_init(&o->rw, NULL);
 	atomic_fetch_add(&sw->objects, 1);
 	*ops = &swap_ops;
 	*ctx = o;

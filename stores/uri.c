@@ -17,8 +17,10 @@ bool vmo__nbd_is(const struct vmo_pager_ops *ops);
 
 /* ---- a wrapper that owns what the store was opened over ----------------------------- */
 
-struct swapfile { /* the process's swap file of a path */
+struct swapfile { /* the process's swap file of a path (by device and inode) */
 	struct swapfile *next;
+	dev_t dev;
+	ino_t ino;
 	char *path;
 	struct vmo_swap *sw;
 	long refs;
@@ -194,9 +196,22 @@ static int open_swap(const char *uri, const char *path, uint64_t size, const str
 		return bad(uri, "swap: needs a path (a file or a directory)");
 	if (!size || size % 4096)
 		return bad(uri, "a swap: object needs a size, a multiple of 4096");
+	/* The same file (or directory) under any spelling: one handle. */
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		int fd = errno == ENOENT ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			int e = errno;
+			if (fd >= 0)
+				close(fd);
+			vmo__set_detail("store %s: %s", uri, strerror(e));
+			return -e;
+		}
+		close(fd);
+	}
 	pthread_mutex_lock(&swap_mu);
 	struct swapfile *sf = swapfiles;
-	while (sf && strcmp(sf->path, path))
+	while (sf && (sf->dev != st.st_dev || sf->ino != st.st_ino))
 		sf = sf->next;
 	int rc = 0;
 	if (!sf) {
@@ -206,6 +221,8 @@ static int open_swap(const char *uri, const char *path, uint64_t size, const str
 			pthread_mutex_unlock(&swap_mu);
 			return -ENOMEM;
 		}
+		sf->dev = st.st_dev;
+		sf->ino = st.st_ino;
 		rc = vmo_swap_open(path, &sf->sw);
 		if (rc) {
 			free(sf->path);
@@ -228,8 +245,11 @@ static int open_swap(const char *uri, const char *path, uint64_t size, const str
 	return own(sops, sctx, -1, sf, ops, ctx);
 }
 
+static int store_open(const char *uri, uint64_t size, uint32_t page_size, const struct vmo_pager_ops **ops,
+		      void **ctx, int depth);
+
 static int open_compress(const char *uri, const char *spec, uint64_t size, uint32_t page_size,
-			 const struct vmo_pager_ops **ops, void **ctx)
+			 const struct vmo_pager_ops **ops, void **ctx, int depth)
 {
 	struct vmo_compress_opts co = { .page_size = page_size };
 	const char *p = spec;
@@ -248,9 +268,11 @@ static int open_compress(const char *uri, const char *spec, uint64_t size, uint3
 				return bad(uri, "budget= takes a size (bytes, or with K, M, G, T)");
 		} else if (!strncmp(p, "level=", 6)) {
 			char *end;
+			errno = 0;
 			long l = strtol(p + 6, &end, 10);
-			if (end != p + n || n == 6)
-				return bad(uri, "level= takes a number");
+			if (end != p + n || n == 6 || errno || (p[6] != '-' && (p[6] < '0' || p[6] > '9')) ||
+			    l < -1000000 || l > 1000000)
+				return bad(uri, "level= takes a number (lz4: 1 to 65537; zstd: its levels)");
 			co.level = (int32_t)l;
 		} else {
 			return bad(uri, "a compressed store takes budget= and level=");
@@ -260,7 +282,9 @@ static int open_compress(const char *uri, const char *spec, uint64_t size, uint3
 	if (*p && *p != ':')
 		return bad(uri, "after lz4/zstd and its options comes \":\" and the lower store, or nothing");
 	if (*p == ':' && p[1]) {
-		int rc = vmo_store_open(p + 1, size, page_size, &co.lower, &co.lower_ctx);
+		if (depth >= 4)
+			return bad(uri, "more than 4 stores stacked");
+		int rc = store_open(p + 1, size, page_size, &co.lower, &co.lower_ctx, depth + 1);
 		if (rc)
 			return rc;
 		if (!size && co.lower->report_extent)
@@ -285,13 +309,19 @@ VMO_API int vmo_store_open(const char *uri, uint64_t size, uint32_t page_size, c
 		vmo__set_detail("vmo_store_open: %s is missing", !uri ? "uri" : "an output");
 		return -EINVAL;
 	}
+	return store_open(uri, size, page_size, ops, ctx, 0);
+}
+
+static int store_open(const char *uri, uint64_t size, uint32_t page_size, const struct vmo_pager_ops **ops,
+		      void **ctx, int depth)
+{
 	if (!strncmp(uri, "file:", 5))
 		return open_file(uri, uri + 5, size, ops, ctx);
 	if (!strncmp(uri, "swap:", 5))
 		return open_swap(uri, uri + 5, size, ops, ctx);
 	if ((!strncmp(uri, "lz4", 3) && (uri[3] == ':' || uri[3] == ',' || !uri[3])) ||
 	    (!strncmp(uri, "zstd", 4) && (uri[4] == ':' || uri[4] == ',' || !uri[4])))
-		return open_compress(uri, uri, size, page_size, ops, ctx);
+		return open_compress(uri, uri, size, page_size, ops, ctx, depth);
 	if (!strncmp(uri, "nbd://", 6) || !strncmp(uri, "nbds://", 7) || !strncmp(uri, "nbd+unix://", 11) ||
 	    !strncmp(uri, "nbds+unix://", 12) || !strncmp(uri, "nbd+vsock://", 12) || !strncmp(uri, "nbds+vsock://", 13)) {
 		struct vmo_nbd_opts no = { .uri = uri };

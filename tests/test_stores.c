@@ -3,6 +3,9 @@
  * shadow copy:
  *  - swap_roundtrip: a swap file; pages written as zeros give their slot
  *    back; the object's release empties the file;
+ *  - swap_alias: one swap file named two ways (and opened twice) is one
+ *    handle, never two that empty it under each other or hand out the
+ *    same slot;
  *  - swap_churn: objects made and released in random order: the file is
  *    never longer than the most pages ever live, takes on disk only what is
  *    live, and ends empty (length and disk blocks);
@@ -25,6 +28,8 @@
  *  - nbd_tls: nbdkit requiring TLS (a pre-shared key): the store over
  *    nbds+unix:// with the key round-trips; without TLS it is refused with a
  *    detail that says why;
+ *  - nbd_hung: a server that accepts and never answers: the store gives
+ *    up within retry_ms (-ETIMEDOUT), never hangs;
  *  - nbd_down: nbdkit killed for good: a page never read is SIGBUS (in a
  *    child), vmo_sync is -EIO, nothing hangs. */
 #include "helper.h"
@@ -35,7 +40,9 @@
 #include <setjmp.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -195,6 +202,48 @@ static void case_swap_churn(void)
 	rm_tmpdir();
 }
 
+static void case_swap_alias(void)
+{
+	struct vmo_engine *eng = t_engine(2);
+	mk_tmpdir();
+	char a[300], b[320], uri[400];
+	snprintf(a, sizeof a, "%s/sw", tmpdir);
+	snprintf(b, sizeof b, "%s/./sw", tmpdir);
+	struct vmo_swap *sw1, *sw2;
+	CHECK_OK(vmo_swap_open(a, &sw1));
+	CHECK_EQ(vmo_swap_open(b, &sw2), -EBUSY); /* (never emptied under the first) */
+	printf("a second handle: %s\n", vmo_last_error_detail());
+	CHECK_OK(vmo_swap_close(sw1));
+	struct vmo_object *o1, *o2;
+	struct vmo_object_opts oo = { .size = 64 * PG, .budget = 8 * PG };
+	snprintf(uri, sizeof uri, "swap:%s", a);
+	CHECK_OK(vmo_object_create_uri(eng, uri, &oo, &o1));
+	snprintf(uri, sizeof uri, "swap:%s", b);
+	CHECK_OK(vmo_object_create_uri(eng, uri, &oo, &o2)); /* the same file: the same handle */
+	uint64_t *v1, *v2;
+	CHECK_OK(vmo_map(o1, 0, 64 * PG, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v1));
+	CHECK_OK(vmo_map(o2, 0, 64 * PG, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&v2));
+	for (uint64_t pg = 0; pg < 64; pg++) { /* interleaved: each object's slots taken in turn */
+		fill_page(v1 + pg * (PG / 8), pg, RANDOM, 1);
+		CHECK_OK(vmo_return_range(o1, pg * PG, PG, VMO_WAIT));
+		fill_page(v2 + pg * (PG / 8), pg, RANDOM, 2);
+		CHECK_OK(vmo_return_range(o2, pg * PG, PG, VMO_WAIT));
+	}
+	for (uint64_t pg = 0; pg < 64; pg++) {
+		uint64_t want[PG / 8];
+		fill_page(want, pg, RANDOM, 1);
+		CHECK(memcmp(v1 + pg * (PG / 8), want, PG) == 0);
+		fill_page(want, pg, RANDOM, 2);
+		CHECK(memcmp(v2 + pg * (PG / 8), want, PG) == 0);
+	}
+	CHECK_OK(vmo_unmap(o1, v1, 64 * PG));
+	CHECK_OK(vmo_unmap(o2, v2, 64 * PG));
+	vmo_object_unref(o1);
+	vmo_object_unref(o2);
+	CHECK_OK(vmo_engine_destroy(eng));
+	rm_tmpdir();
+}
+
 /* ---- compressed ----------------------------------------------------------------------- */
 
 static void compress_spill(uint32_t algo)
@@ -306,7 +355,8 @@ static void case_uri_bad(void)
 {
 	struct vmo_engine *eng = t_engine(1);
 	const char *bad[] = { "", "nope:x", "file:", "swap:", "lz4,budget=12Q", "zstd,level=x", "lz4,colour=red",
-			      "zstd,level=99", "lz4:nope:", "lz4x", "FILE:/tmp/x" };
+			      "zstd,level=99", "lz4:nope:", "lz4x", "FILE:/tmp/x", "lz4,level=4294967297",
+			      "zstd,level=-4294967293", "lz4,level= 3", "lz4:lz4:lz4:lz4:lz4:lz4:lz4" };
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		struct vmo_object *o;
 		struct vmo_object_opts oo = { .size = 16 * PG };
@@ -622,6 +672,31 @@ static void case_nbd_tls(void)
 	rm_tmpdir();
 }
 
+static void case_nbd_hung(void)
+{
+	mk_tmpdir();
+	char sock[300], uri[400];
+	snprintf(sock, sizeof sock, "%s/hung.sock", tmpdir);
+	int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	CHECK(strlen(sock) < sizeof sa.sun_path);
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
+	CHECK(l >= 0 && bind(l, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(l, 16) == 0);
+	/* (connections are queued and never answered: no greeting) */
+	snprintf(uri, sizeof uri, "nbd+unix:///?socket=%s", sock);
+	struct vmo_nbd_opts no = { .uri = uri, .retry_ms = 300 };
+	const struct vmo_pager_ops *ops;
+	void *ctx;
+	uint64_t t0 = t_now_ns();
+	int rc = vmo_pager_nbd(&no, &ops, &ctx);
+	double ms = (double)(t_now_ns() - t0) / 1e6;
+	printf("a server that never answers: %d (%s) after %.0f ms\n", rc, vmo_last_error_detail(), ms);
+	CHECK_EQ(rc, -ETIMEDOUT);
+	CHECK(ms < 3000);
+	close(l);
+	rm_tmpdir();
+}
+
 static sigjmp_buf down_jb;
 static void on_down_bus(int sig)
 {
@@ -687,12 +762,14 @@ int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	return t_main(argc, argv,
-		      T_CASES({ "swap_roundtrip", case_swap_roundtrip }, { "swap_churn", case_swap_churn },
+		      T_CASES({ "swap_roundtrip", case_swap_roundtrip }, { "swap_alias", case_swap_alias },
+			      { "swap_churn", case_swap_churn },
 			      { "compress_spill_lz4", case_compress_spill_lz4 },
 			      { "compress_spill_zstd", case_compress_spill_zstd },
 			      { "compress_full", case_compress_full }, { "uri_kinds", case_uri_kinds },
 			      { "uri_bad", case_uri_bad }, { "punch", case_punch },
 			      { "nbd_roundtrip", case_nbd_roundtrip },
 			      { "nbd_restart", case_nbd_restart }, { "nbd_tls", case_nbd_tls },
+			      { "nbd_hung", case_nbd_hung },
 			      { "nbd_down", case_nbd_down }));
 }
