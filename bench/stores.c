@@ -7,6 +7,7 @@
  *     STORE_rand_ns: a random touch (a fault: 3 in 4 pages are out; one
  *       page per fault), and STORE_rand_vs_mem;
  *     STORE_seq_mibs: a sequential scan (read-ahead on), and _vs_mem;
+ *     nbd_rand_vs_file, nbd_seq_vs_file: NBD against the file store;
  *   compression, on text-like and random pages: the store's write callback
  *   (compress, allocate, keep) against LZ4_compress_fast / ZSTD_compressCCtx
  *   of the same pages: ALGO_DATA_ratio (bytes in / bytes kept),
@@ -268,7 +269,7 @@ int main(void)
 	snprintf(stores[1].uri, sizeof stores[1].uri, "file:%s/file", dir);
 	snprintf(stores[2].uri, sizeof stores[2].uri, "swap:%s", dir);
 	snprintf(stores[5].uri, sizeof stores[5].uri, "nbd+unix:///?socket=%s", sock);
-	struct result base = { 0 };
+	struct result base = { 0 }, filer = { 0 };
 	char *membuf = malloc(len);
 	for (size_t k = 0; all && k < sizeof stores / sizeof *stores; k++) {
 		const struct vmo_pager_ops *ops;
@@ -284,11 +285,17 @@ int main(void)
 		struct result r = run_store(eng, ops, ctx, npages, src, perm);
 		if (k == 0)
 			base = r;
+		if (k == 1)
+			filer = r;
 		printf("%s_rand_ns=%.0f\n", stores[k].name, r.rand_ns);
 		printf("%s_seq_mibs=%.0f\n", stores[k].name, r.seq_mibs);
 		if (k) {
 			printf("%s_rand_vs_mem=%.2f\n", stores[k].name, r.rand_ns / base.rand_ns);
 			printf("%s_seq_vs_mem=%.2f\n", stores[k].name, r.seq_mibs / base.seq_mibs);
+		}
+		if (k == 5) { /* NBD against the file store */
+			printf("nbd_rand_vs_file=%.2f\n", r.rand_ns / filer.rand_ns);
+			printf("nbd_seq_vs_file=%.2f\n", r.seq_mibs / filer.seq_mibs);
 		}
 	}
 	if (all)

@@ -28,6 +28,10 @@
  *  - nbd_tls: nbdkit requiring TLS (a pre-shared key): the store over
  *    nbds+unix:// with the key round-trips; without TLS it is refused with a
  *    detail that says why;
+ *  - nbd_errors: nbdkit's error filter fails reads while a trigger file
+ *    exists: vmo_memcpy says -EIO (a mapped touch would be SIGBUS), the
+ *    object records the error; once the trigger is gone and the error
+ *    cleared, the data reads right;
  *  - nbd_hung: a server that accepts and never answers: the store gives
  *    up within retry_ms (-ETIMEDOUT), never hangs;
  *  - nbd_down: nbdkit killed for good: a page never read is SIGBUS (in a
@@ -672,6 +676,53 @@ static void case_nbd_tls(void)
 	rm_tmpdir();
 }
 
+static void case_nbd_errors(void)
+{
+	if (!have_nbdkit())
+		t_skip_case("nbdkit is not installed (scripts/deps.sh installs it)");
+	struct vmo_engine *eng = t_engine(2);
+	mk_tmpdir();
+	char sock[300], uri[400], trig[300], targ[340];
+	snprintf(sock, sizeof sock, "%s/nbd.sock", tmpdir);
+	snprintf(trig, sizeof trig, "%s/fail-reads", tmpdir);
+	snprintf(targ, sizeof targ, "error-pread-file=%s", trig);
+	unlink(sock);
+	fflush(NULL);
+	pid_t nk = fork();
+	CHECK(nk >= 0);
+	if (nk == 0) {
+		execlp("nbdkit", "nbdkit", "--exit-with-parent", "-f", "-U", sock, "--filter=error", "pattern", "size=1M",
+		       "error=EIO", "error-pread-rate=100%", targ, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500 && access(sock, F_OK); i++)
+		usleep(10000);
+	snprintf(uri, sizeof uri, "nbd+unix:///?socket=%s", sock);
+	struct vmo_object *obj;
+	struct vmo_object_opts oo = { .flags = VMO_OBJ_NO_READAHEAD };
+	CHECK_OK(vmo_object_create_uri(eng, uri, &oo, &obj));
+	int fd = open(trig, O_CREAT | O_WRONLY, 0600); /* reads fail from now */
+	CHECK(fd >= 0);
+	close(fd);
+	uint64_t w;
+	size_t done = 1;
+	int rc = vmo_memcpy(obj, 3 * PG, &w, 8, 0, &done);
+	printf("a read the server fails: %d (%s), %zu bytes done\n", rc, vmo_strerror(rc), done);
+	CHECK_EQ(rc, -EIO);
+	CHECK_EQ(done, 0);
+	CHECK_EQ(vmo_get_error(obj, 3 * PG), -EIO);
+	unlink(trig); /* the server answers again */
+	CHECK_OK(vmo_clear_error(obj, 3 * PG));
+	CHECK_OK(vmo_memcpy(obj, 3 * PG, &w, 8, 0, &done));
+	/* the pattern plugin: each 8-byte word is its offset, big-endian */
+	CHECK_EQ(__builtin_bswap64(w), 3 * PG);
+	vmo_object_unref(obj);
+	kill(nk, SIGKILL);
+	waitpid(nk, NULL, 0);
+	CHECK_OK(vmo_engine_destroy(eng));
+	rm_tmpdir();
+}
+
 static void case_nbd_hung(void)
 {
 	mk_tmpdir();
@@ -770,6 +821,6 @@ int main(int argc, char **argv)
 			      { "uri_bad", case_uri_bad }, { "punch", case_punch },
 			      { "nbd_roundtrip", case_nbd_roundtrip },
 			      { "nbd_restart", case_nbd_restart }, { "nbd_tls", case_nbd_tls },
-			      { "nbd_hung", case_nbd_hung },
+			      { "nbd_errors", case_nbd_errors }, { "nbd_hung", case_nbd_hung },
 			      { "nbd_down", case_nbd_down }));
 }
