@@ -91,5 +91,16 @@ if cflags+=(-DUSE_UMAP) && build_one stream c "$src/examples/stream/stream.c"; t
 	run_one stream-init "array_length" env UMAP_PAGESIZE=16384 "$work/stream" 819200 1
 	run_one stream "Solution Validates" env UMAP_PAGESIZE=16384 UMAP_BUFSIZE=600 "$work/stream" 819200 0
 fi
+ex=$src/examples
+if build_one umapsort cxx -I"$ex/umapsort" "$ex/umapsort/main.cpp"; then
+	# (its run_umapsort.sh: 64 MiB of data through a 32 MiB buffer; here 16 MiB)
+	run_one umapsort "Validate took" env UMAP_PAGESIZE=16384 UMAP_BUFSIZE=1024 "$work/umapsort" -f "$work/sort.dat" -p 4096 -N 1 -t 2
+fi
+if build_one ingest_edge_list cxx -I"$ex/bfs" "$ex/bfs/rmat_graph_generator/ingest_edge_list.cpp" &&
+	build_one bfs cxx -I"$ex/bfs" "$ex/bfs/main.cpp"; then
+	# (its run_bfs.sh: the graph of the edge lists it ships, checked against its reference levels)
+	run_one bfs-ingest "." "$work/ingest_edge_list" -g "$work/graph" "$ex"/bfs/data/edge_list_rmat_s10_?_of_4
+	run_one bfs "Level" "$work/bfs" -n 1017 -m 32768 -g "$work/graph" -l "$ex/bfs/data/bfs_level_reference"
+fi
 echo "umap-tests: $fails failed"
 [ $fails -eq 0 ]
