@@ -294,6 +294,12 @@ VMO_API int vmo_engine_destroy(struct vmo_engine *eng)
 		atomic_store(&c->may_cache, false);
 		vmo__object_put(c);
 	}
+	/* Objects only fork()ed children keep (fork.c) do not make it busy:
+	 * the children are cut off (their own watchers serve what they have)
+	 * once nothing else does.  Counted first: the count waits out the
+	 * children's teardowns in flight, so that the engine's count below
+	 * includes only what is still there. */
+	long held = eng->fork_objects ? eng->fork_objects(eng, false) : 0;
 	/* The evictor holds references on objects only under evict_mu: once we
 	 * have it, the count is the user's. */
 	pthread_mutex_lock(&eng->evict_mu);
@@ -301,11 +307,8 @@ VMO_API int vmo_engine_destroy(struct vmo_engine *eng)
 	long n = eng->nobjs;
 	pthread_mutex_unlock(&eng->objs_mu);
 	pthread_mutex_unlock(&eng->evict_mu);
-	/* Objects only fork()ed children keep (fork.c) do not make it busy:
-	 * the children are cut off (their own watchers serve what they have)
-	 * once nothing else does. */
 	if (eng->fork_objects) {
-		if (n > eng->fork_objects(eng, false))
+		if (n > held)
 			return -EBUSY;
 		eng->fork_objects(eng, true);
 		pthread_mutex_lock(&eng->evict_mu);

@@ -303,6 +303,9 @@ static long fork_objects(struct vmo_engine *eng, bool release)
 {
 	long n = 0;
 	if (!release) {
+		/* (after the keeper's teardowns in flight: their objects are gone,
+		 * or counted here) */
+		pthread_mutex_lock(&td_mu);
 		pthread_mutex_lock(&fk_mu);
 		for (struct rec *r = recs; r; r = r->next)
 			for (size_t i = 0; r->eng == eng && i < r->nt; i++) {
@@ -320,6 +323,7 @@ static long fork_objects(struct vmo_engine *eng, bool release)
 					n++;
 			}
 		pthread_mutex_unlock(&fk_mu);
+		pthread_mutex_unlock(&td_mu);
 		return n;
 	}
 	struct rec *gone = NULL;
