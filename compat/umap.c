@@ -20,12 +20,14 @@
 #include <vmo.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 struct region {
@@ -45,20 +47,24 @@ static struct {
 	int high, low;
 } cfg;
 
+/* A number from the environment, as UMap reads it: decimal; unset, empty
+ * or 0 gives the default. */
 static uint64_t env_u64(const char *name, uint64_t dflt)
 {
 	const char *e = getenv(name);
+	while (e && (*e == ' ' || *e == '\t'))
+		e++;
 	if (!e || !*e)
 		return dflt;
 	char *end;
 	errno = 0;
-	unsigned long long v = strtoull(e, &end, 0);
-	if (errno || *end || e[0] == '-') {
+	unsigned long long v = strtoull(e, &end, 10);
+	if (errno || *end || e[0] < '0' || e[0] > '9') {
 		fprintf(stderr, "vmo-umap: %s=\"%s\" is not a number: ignored (%llu)\n", name, e,
 			(unsigned long long)dflt);
 		return dflt;
 	}
-	return v;
+	return v ? v : dflt;
 }
 
 static uint64_t mem_available(void)
@@ -74,6 +80,13 @@ static uint64_t mem_available(void)
 	return (uint64_t)kb << 10;
 }
 
+static void log_stderr(void *arg, enum vmo_log_level level, const char *msg)
+{
+	(void)arg;
+	static const char *name[] = { "error", "warn", "info", "debug" };
+	fprintf(stderr, "vmo-umap %s: %s\n", (unsigned)level < 4 ? name[level] : "?", msg);
+}
+
 static void init(void)
 {
 	long sys = sysconf(_SC_PAGESIZE);
@@ -85,41 +98,39 @@ static void init(void)
 			(unsigned long long)cfg.page_size, sys, sys);
 		cfg.page_size = (uint64_t)sys;
 	}
-	cfg.bufsize = env_u64("UMAP_BUFSIZE", mem_available() / 10 * 9 / cfg.page_size);
-	if (!cfg.bufsize)
-		cfg.bufsize = 1;
+	uint64_t dbuf = mem_available() / 10 * 9 / cfg.page_size;
+	cfg.bufsize = env_u64("UMAP_BUFSIZE", dbuf ? dbuf : 1);
 	cfg.fillers = env_u64("UMAP_PAGE_FILLERS", ncpu ? ncpu : 1);
 	if (!cfg.fillers || cfg.fillers > 64)
 		cfg.fillers = cfg.fillers ? 64 : 1;
 	cfg.evictors = env_u64("UMAP_PAGE_EVICTORS", ncpu ? ncpu : 1);
 	cfg.read_ahead = env_u64("UMAP_READ_AHEAD", 0);
 	cfg.max_fault_events = env_u64("UMAP_MAX_FAULT_EVENTS", 256);
-	cfg.high = (int)env_u64("UMAP_EVICT_HIGH_WATER_THRESHOLD", 90);
-	cfg.low = (int)env_u64("UMAP_EVICT_LOW_WATER_THRESHOLD", 70);
-	if (cfg.high < 1 || cfg.high > 100)
-		cfg.high = 90;
-	if (cfg.low < 0 || cfg.low >= cfg.high)
-		cfg.low = cfg.high * 7 / 9;
+	uint64_t hi = env_u64("UMAP_EVICT_HIGH_WATER_THRESHOLD", 90), lo = env_u64("UMAP_EVICT_LOW_WATER_THRESHOLD", 70);
+	cfg.high = hi <= 100 ? (int)hi : 90;
+	cfg.low = lo < (uint64_t)cfg.high ? (int)lo : cfg.high * 7 / 9;
 	const char *ll = getenv("UMAP_LOG_LEVEL");
-	if (ll && *ll) {
+	const char *vl = getenv("VMO_LOG");
+	if (ll && *ll && !(vl && *vl)) { /* (vmo's own VMO_LOG, when set, wins) */
 		enum vmo_log_level l = !strcasecmp(ll, "DEBUG")     ? VMO_LOG_DEBUG
 				       : !strcasecmp(ll, "INFO")    ? VMO_LOG_INFO
 				       : !strcasecmp(ll, "WARNING") ? VMO_LOG_WARN
 								    : VMO_LOG_ERROR;
-		/* (vmo's own VMO_LOG, when set, wins) */
-		setenv("VMO_LOG", l == VMO_LOG_DEBUG ? "debug" : l == VMO_LOG_INFO ? "info" : l == VMO_LOG_WARN ? "warn" : "error", 0);
-		vmo_set_log(NULL, NULL, l); /* (the environment read again) */
+		vmo_set_log(log_stderr, NULL, l);
 	}
-	uint64_t buf_bytes = cfg.bufsize * cfg.page_size;
-	struct vmo_engine_opts eo = {
-		.workers = (unsigned)cfg.fillers,
-		.budget = buf_bytes / 100 * (uint64_t)cfg.high,
-		.budget_low = buf_bytes / 100 * (uint64_t)cfg.low,
-	};
-	if (!eo.budget)
-		eo.budget = cfg.page_size;
-	if (eo.budget_low >= eo.budget)
-		eo.budget_low = 0;
+	/* (a buffer past what can be counted in bytes: no budget at all) */
+	uint64_t buf_bytes = cfg.bufsize > UINT64_MAX / cfg.page_size ? 0 : cfg.bufsize * cfg.page_size;
+	struct vmo_engine_opts eo = { .workers = (unsigned)cfg.fillers };
+	if (buf_bytes) {
+		eo.budget = buf_bytes / 100 * (uint64_t)cfg.high;
+		if (eo.budget < cfg.page_size)
+			eo.budget = cfg.page_size;
+		eo.budget_low = buf_bytes / 100 * (uint64_t)cfg.low;
+		if (eo.budget_low >= eo.budget)
+			eo.budget_low = eo.budget - 1;
+		if (!eo.budget_low)
+			eo.budget_low = 1; /* (0 would be vmo's default, 7/8 of the budget) */
+	}
 	int rc = vmo_engine_create(&eo, &eng);
 	if (rc) {
 		fprintf(stderr, "vmo-umap: %s (%s)\n", vmo_strerror(rc), vmo_last_error_detail());
@@ -147,14 +158,76 @@ static struct region *find(const void *p)
 	return NULL;
 }
 
+/* The file pager, with writes clipped at the region's end in the file: the
+ * last umap page may run past `length`, and a write-back of it must not
+ * grow the file (mmap never does). */
+struct clip {
+	const struct vmo_pager_ops *ops;
+	void *ctx;
+	uint64_t limit; /* bytes of the region that are the file's */
+};
+
+static int c_read(void *c, uint64_t off, void *buf, size_t len, unsigned *flags)
+{
+	struct clip *k = c;
+	return k->ops->read(k->ctx, off, buf, len, flags);
+}
+
+static int c_write(void *c, uint64_t off, const void *buf, size_t len)
+{
+	struct clip *k = c;
+	if (off >= k->limit)
+		return 0;
+	return k->ops->write(k->ctx, off, buf, k->limit - off < len ? (size_t)(k->limit - off) : len);
+}
+
+static int c_sync(void *c)
+{
+	struct clip *k = c;
+	return k->ops->sync ? k->ops->sync(k->ctx) : 0;
+}
+
+static void c_release(void *c)
+{
+	struct clip *k = c;
+	if (k->ops->release)
+		k->ops->release(k->ctx);
+	free(k);
+}
+
+static const struct vmo_pager_ops clip_ops = { .read = c_read, .write = c_write, .sync = c_sync, .release = c_release };
+
+/* An address for len bytes aligned to the umap page size (UMap's regions
+ * start on a umap page): reserve, align, let go; vmo_map places there. */
+static void *aligned_spot(size_t len)
+{
+	size_t extra = cfg.page_size;
+	char *r = mmap(NULL, len + extra, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r == MAP_FAILED)
+		return NULL;
+	char *a = (char *)(((uintptr_t)r + extra - 1) & ~(uintptr_t)(extra - 1));
+	munmap(r, len + extra);
+	return a;
+}
+
 void *umap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)
 {
 	if (ready())
 		return UMAP_FAILED;
-	if (!length || fd < 0 || offset < 0 || (uint64_t)offset % cfg.page_size || (prot & ~(PROT_READ | PROT_WRITE)) ||
-	    !(prot & PROT_READ) || (flags & ~(MAP_PRIVATE | MAP_SHARED | MAP_FIXED)) ||
+	if (!length || length > SIZE_MAX - cfg.page_size || offset < 0 || (uint64_t)offset % cfg.page_size ||
+	    (prot & ~(PROT_READ | PROT_WRITE)) || !(prot & PROT_READ) ||
+	    (flags & ~(MAP_PRIVATE | MAP_SHARED | MAP_FIXED)) ||
 	    ((flags & MAP_FIXED) && (!addr || (uintptr_t)addr % cfg.page_size))) {
 		errno = EINVAL;
+		return UMAP_FAILED;
+	}
+	int fl = fd < 0 ? -1 : fcntl(fd, F_GETFL);
+	if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY) {
+		errno = EBADF; /* (as mmap: a descriptor that is not open for reading) */
+		return UMAP_FAILED;
+	}
+	if ((prot & PROT_WRITE) && (fl & O_ACCMODE) == O_RDONLY) {
+		errno = EACCES; /* (as mmap: writes could never reach the file) */
 		return UMAP_FAILED;
 	}
 	if ((prot & PROT_WRITE) && !umap_has_write_support()) {
@@ -162,34 +235,62 @@ void *umap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)
 		return UMAP_FAILED;
 	}
 	size_t len = (length + cfg.page_size - 1) / cfg.page_size * cfg.page_size;
-	const struct vmo_pager_ops *ops;
-	void *ctx;
-	int rc = vmo_pager_file(fd, (uint64_t)offset, &ops, &ctx);
+	if (flags & MAP_FIXED) {
+		/* As mmap's MAP_FIXED, what is mapped there goes; not a region of
+		 * ours (its pages would be lost unwritten): EEXIST. */
+		pthread_mutex_lock(&mu);
+		bool overlap = false;
+		for (struct region *q = regions; q; q = q->next)
+			overlap |= (char *)addr < q->addr + q->len && q->addr < (char *)addr + len;
+		pthread_mutex_unlock(&mu);
+		if (overlap) {
+			errno = EEXIST;
+			return UMAP_FAILED;
+		}
+	}
+	struct clip *k = calloc(1, sizeof *k);
+	if (!k) {
+		errno = ENOMEM;
+		return UMAP_FAILED;
+	}
+	k->limit = length;
+	int rc = vmo_pager_file(fd, (uint64_t)offset, &k->ops, &k->ctx);
+	if (rc) {
+		free(k);
+		errno = -rc;
+		return UMAP_FAILED;
+	}
 	struct vmo_object *obj = NULL;
 	struct vmo_object_opts oo = { .size = len, .page_size = (uint32_t)cfg.page_size,
 				      .readahead_max = (uint32_t)cfg.read_ahead };
-	if (cfg.read_ahead == 0)
-		oo.readahead_max = 0; /* (vmo's default) */
-	if (!rc) {
-		rc = vmo_object_create(eng, ops, ctx, &oo, &obj);
-		if (rc && ops->release)
-			ops->release(ctx);
+	rc = vmo_object_create(eng, &clip_ops, k, &oo, &obj);
+	if (rc) {
+		c_release(k);
+		errno = -rc;
+		return UMAP_FAILED;
 	}
+	unsigned mf = VMO_PROT_READ | ((prot & PROT_WRITE) ? VMO_PROT_WRITE : 0) | VMO_MAP_FIXED;
 	void *p = addr;
-	bool mapped = false;
-	if (!rc) {
-		unsigned mf = VMO_PROT_READ | ((prot & PROT_WRITE) ? VMO_PROT_WRITE : 0) | ((flags & MAP_FIXED) ? VMO_MAP_FIXED : 0);
+	rc = -EEXIST;
+	for (int tries = 0; rc == -EEXIST && tries < 8; tries++) {
+		if (!(flags & MAP_FIXED)) {
+			p = cfg.page_size > (uint64_t)sysconf(_SC_PAGESIZE) ? aligned_spot(len) : NULL;
+			if (!p)
+				mf &= ~VMO_MAP_FIXED; /* (the system's page size: any address is aligned) */
+		} else {
+			munmap(addr, len); /* (just before: the object's own mappings are made by now) */
+		}
 		rc = vmo_map(obj, 0, len, mf, &p);
-		mapped = rc == 0;
+		if (flags & MAP_FIXED)
+			break;
 	}
 	struct region *r = NULL;
-	if (!rc && !(r = calloc(1, sizeof *r)))
+	if (!rc && !(r = calloc(1, sizeof *r))) {
+		vmo_unmap(obj, p, len);
 		rc = -ENOMEM;
+	}
 	if (rc) {
-		if (mapped)
-			vmo_unmap(obj, p, len);
-		if (obj)
-			vmo_object_unref(obj);
+		vmo_object_unref(obj);
 		errno = -rc;
 		return UMAP_FAILED;
 	}
@@ -203,8 +304,10 @@ void *umap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)
 	return p;
 }
 
+/* length is not looked at, as in UMap (a region goes whole). */
 int uunmap(void *addr, size_t length)
 {
+	(void)length;
 	if (ready())
 		return -1;
 	pthread_mutex_lock(&mu);
@@ -212,20 +315,26 @@ int uunmap(void *addr, size_t length)
 	while (*pr && (*pr)->addr != addr)
 		pr = &(*pr)->next;
 	struct region *r = *pr;
-	size_t len = (length + cfg.page_size - 1) / cfg.page_size * cfg.page_size;
-	if (!r || (length && len != r->len)) {
+	if (!r) {
 		pthread_mutex_unlock(&mu);
 		errno = EINVAL;
 		return -1;
 	}
+	/* Written back first, the region kept if that fails (the caller may
+	 * retry; nothing written is thrown away). */
+	int rc = vmo_sync(r->obj, VMO_WAIT);
+	if (rc) {
+		pthread_mutex_unlock(&mu);
+		errno = -rc;
+		return -1;
+	}
 	*pr = r->next;
 	pthread_mutex_unlock(&mu);
-	int rc = vmo_sync(r->obj, VMO_WAIT);
 	int urc = vmo_unmap(r->obj, r->addr, r->len);
-	vmo_object_unref(r->obj); /* (written back again, if need be, and released) */
+	vmo_object_unref(r->obj);
 	free(r);
-	if (rc || urc) {
-		errno = -(rc ? rc : urc);
+	if (urc) {
+		errno = -urc;
 		return -1;
 	}
 	return 0;
@@ -274,8 +383,9 @@ void umap_fetch_and_pin(char *paddr, uint64_t size)
 	pthread_mutex_lock(&mu);
 	struct region *r = find(paddr);
 	if (r) {
-		uint64_t off = (uint64_t)(paddr - r->addr) / cfg.page_size * cfg.page_size;
-		uint64_t end = (uint64_t)(paddr - r->addr) + size;
+		uint64_t rel = (uint64_t)(paddr - r->addr);
+		uint64_t off = rel / cfg.page_size * cfg.page_size;
+		uint64_t end = size > r->len - rel ? r->len : rel + size;
 		end = (end + cfg.page_size - 1) / cfg.page_size * cfg.page_size;
 		if (end > r->len)
 			end = r->len;

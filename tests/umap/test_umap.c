@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #define FAIL(...)                                                                                  \
@@ -197,10 +198,60 @@ static void case_errors(int fd)
 	errno = 0;
 	CHECK(umap(NULL, 0, PROT_READ, UMAP_PRIVATE, fd, 0) == UMAP_FAILED && errno == EINVAL);
 	errno = 0;
-	CHECK(umap(NULL, PS, PROT_READ, UMAP_PRIVATE, -1, 0) == UMAP_FAILED && errno == EINVAL);
+	CHECK(umap(NULL, PS, PROT_READ, UMAP_PRIVATE, -1, 0) == UMAP_FAILED && errno == EBADF);
 	errno = 0;
 	CHECK(uunmap((void *)0x1000, PS) == -1 && errno == EINVAL);
-	printf("errors: EINVAL for a bad prot, offset, length, descriptor and region\n");
+	/* writable over a read-only descriptor: EACCES, as mmap */
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	int ro = open(path, O_RDONLY);
+	CHECK(ro >= 0);
+	errno = 0;
+	CHECK(umap(NULL, PS, PROT_READ | PROT_WRITE, UMAP_PRIVATE, ro, 0) == UMAP_FAILED && errno == EACCES);
+	close(ro);
+	printf("errors: EINVAL for a bad prot, offset, length and region, EBADF for a bad descriptor, EACCES for "
+	       "writes over a read-only one\n");
+}
+
+/* UMap's regions start on a umap page; a region's last page, past the
+ * length asked for, never grows the file when written back; UMAP_FIXED
+ * over a mapping that is not a region replaces it. */
+static void case_edges(int fd)
+{
+	for (int i = 0; i < 16; i++) {
+		void *q = umap(NULL, 3 * PS, PROT_READ, UMAP_PRIVATE, fd, 0);
+		CHECK(q != UMAP_FAILED);
+		if ((uintptr_t)q % PS)
+			FAIL("region %p is not aligned to the umap page size %u", q, PS);
+		CHECK(uunmap(q, 3 * PS) == 0);
+	}
+	char tmpl[] = "/tmp/vmo-umap-short-XXXXXX";
+	int sfd = mkstemp(tmpl);
+	CHECK(sfd >= 0);
+	unlink(tmpl);
+	CHECK(ftruncate(sfd, 5000) == 0);
+	char *q = umap(NULL, 5000, PROT_READ | PROT_WRITE, UMAP_PRIVATE, sfd, 0);
+	CHECK(q != UMAP_FAILED);
+	q[4999] = 'b';
+	q[6000] = 'x'; /* (past the file, in the region's last page) */
+	CHECK(umap_flush() == 0);
+	CHECK(uunmap(q, 5000) == 0);
+	struct stat st;
+	CHECK(fstat(sfd, &st) == 0 && st.st_size == 5000);
+	char c;
+	CHECK(pread(sfd, &c, 1, 4999) == 1 && c == 'b');
+	close(sfd);
+	void *res = mmap(NULL, 4 * PS, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(res != MAP_FAILED);
+	char *aligned = (char *)(((uintptr_t)res + PS - 1) & ~(uintptr_t)(PS - 1));
+	uint64_t *f = umap(aligned, 2 * PS, PROT_READ, UMAP_PRIVATE | UMAP_FIXED, fd, 0);
+	CHECK(f == (uint64_t *)aligned);
+	CHECK(f[3] == word(24));
+	errno = 0;
+	CHECK(umap(aligned, PS, PROT_READ, UMAP_PRIVATE | UMAP_FIXED, fd, 0) == UMAP_FAILED && errno == EEXIST);
+	CHECK(uunmap(f, 2 * PS) == 0);
+	printf("edges: regions aligned to the umap page; a short file not grown; UMAP_FIXED replaces a mapping, "
+	       "not a region\n");
 }
 
 static void case_fork(int fd)
@@ -247,6 +298,8 @@ int main(void)
 	case_prefetch(fd);
 	case_pin(fd);
 	case_errors(fd);
+	if (umap_has_write_support())
+		case_edges(fd);
 	case_fork(fd);
 	close(fd);
 	printf("test_umap: ok\n");
