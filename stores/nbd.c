@@ -645,6 +645,17 @@ static int n_extent(void *ctx, uint64_t *size)
 	return 0;
 }
 
+/* The supplier threads, once the I/O thread supplies no more. */
+static void suppliers_stop(struct nstore *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->sstop = true;
+	pthread_cond_broadcast(&s->scv);
+	pthread_mutex_unlock(&s->mu);
+	for (int i = 0; i < s->nsup; i++)
+		pthread_join(s->sth[i], NULL);
+}
+
 static void n_release(void *ctx)
 {
 	struct nstore *s = ctx;
@@ -653,12 +664,7 @@ static void n_release(void *ctx)
 	pthread_mutex_unlock(&s->mu);
 	wake(s);
 	pthread_join(s->th, NULL);
-	pthread_mutex_lock(&s->mu);
-	s->sstop = true;
-	pthread_cond_broadcast(&s->scv);
-	pthread_mutex_unlock(&s->mu);
-	for (int i = 0; i < s->nsup; i++)
-		pthread_join(s->sth[i], NULL);
+	suppliers_stop(s);
 	pthread_cond_destroy(&s->scv);
 	close(s->efd);
 	pthread_mutex_destroy(&s->mu);
@@ -719,14 +725,8 @@ VMO_API int vmo_pager_nbd(const struct vmo_nbd_opts *o, const struct vmo_pager_o
 			break;
 	if (!rc)
 		rc = vmo__thread_create(&s->th, io_main, s);
-	if (rc) {
-		pthread_mutex_lock(&s->mu);
-		s->sstop = true;
-		pthread_cond_broadcast(&s->scv);
-		pthread_mutex_unlock(&s->mu);
-		for (int i = 0; i < s->nsup; i++)
-			pthread_join(s->sth[i], NULL);
-	}
+	if (rc)
+		suppliers_stop(s);
 	if (rc) {
 		pthread_mutex_destroy(&s->mu);
 		pthread_cond_destroy(&s->cv);
