@@ -81,6 +81,7 @@ struct rec { /* a child served by an engine of this process */
 	size_t nt;
 	struct vmo_object **targets; /* a program reference on each: the clones live while the child does */
 	bool *clone;                 /* targets[i] is a clone made for this child */
+	struct vmo_object **srcs;    /* its source (which the clone holds a reference on), or NULL */
 };
 
 struct kid { /* this process as a child: what its watcher serves */
@@ -100,6 +101,7 @@ struct pview {
 	int memfd;
 	bool clone;
 	struct vmo_object *target; /* the clone (our reference), or the object (a reference) */
+	struct vmo_object *src;    /* a clone's source (no reference of ours) */
 };
 
 struct group { /* one engine's part of the fork in progress */
@@ -205,6 +207,7 @@ static void rec_end(struct rec *r)
 		vmo_object_unref(r->targets[i]);
 	free(r->targets);
 	free(r->clone);
+	free(r->srcs);
 	free(r);
 }
 
@@ -304,21 +307,50 @@ static long fork_objects(struct vmo_engine *eng, bool release)
 	long n = 0;
 	if (!release) {
 		/* (after the keeper's teardowns in flight: their objects are gone,
-		 * or counted here) */
+		 * or counted here; and the children already gone are ended here and
+		 * now, not when the keeper gets to them: a destroy right after a
+		 * child's wait must not find its clone) */
+		struct rec *gone = NULL;
 		pthread_mutex_lock(&td_mu);
 		pthread_mutex_lock(&fk_mu);
+		for (struct rec **pr = &recs; *pr;) {
+			struct rec *r = *pr;
+			struct pollfd pf = { .fd = r->sock, .events = POLLRDHUP };
+			if (r->eng != eng || poll(&pf, 1, 0) <= 0 ||
+			    !(pf.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) {
+				pr = &r->next;
+				continue;
+			}
+			*pr = r->next;
+			rec_close(r);
+			r->next = gone;
+			gone = r;
+		}
+		pthread_mutex_unlock(&fk_mu);
+		while (gone) {
+			struct rec *r = gone;
+			gone = r->next;
+			rec_end(r);
+		}
+		/* An object only the children keep: every program reference on it
+		 * is ours (a target) or a clone's of ours (its source). */
+		pthread_mutex_lock(&fk_mu);
 		for (struct rec *r = recs; r; r = r->next)
-			for (size_t i = 0; r->eng == eng && i < r->nt; i++) {
-				struct vmo_object *t = r->targets[i];
+			for (size_t i = 0; r->eng == eng && i < 2 * r->nt; i++) {
+				struct vmo_object *t = i < r->nt ? r->targets[i] : r->srcs[i - r->nt];
+				if (!t)
+					continue;
 				long ours = 0;
 				bool first = true;
 				for (struct rec *q = recs; q; q = q->next)
-					for (size_t k = 0; q->eng == eng && k < q->nt; k++)
-						if (q->targets[k] == t) {
-							ours++;
-							if (q->id < r->id || (q == r && k < i))
-								first = false;
-						}
+					for (size_t k = 0; q->eng == eng && k < 2 * q->nt; k++) {
+						struct vmo_object *u = k < q->nt ? q->targets[k] : q->srcs[k - q->nt];
+						if (u != t)
+							continue;
+						ours++;
+						if (q->id < r->id || (q == r && k < i))
+							first = false;
+					}
 				if (first && atomic_load(&t->urefs) == ours)
 					n++;
 			}
@@ -437,6 +469,7 @@ static int collect(struct vmo_engine *eng, struct group *g)
 		for (size_t k = i; k < j; k++) {
 			g->v[k].target = t;
 			g->v[k].clone = copy;
+			g->v[k].src = copy ? obj : NULL;
 			g->v[k].memfd = t ? t->memfd : -1;
 			g->v[k].flags &= VMO_PROT_READ | VMO_PROT_WRITE;
 		}
@@ -503,7 +536,7 @@ static void fork_parent(void)
 		}
 		struct rec *r = NULL;
 		if (!rc && (!(r = calloc(1, sizeof *r)) || !(r->targets = calloc(g->nv, sizeof *r->targets)) ||
-			    !(r->clone = calloc(g->nv, sizeof *r->clone))))
+			    !(r->clone = calloc(g->nv, sizeof *r->clone)) || !(r->srcs = calloc(g->nv, sizeof *r->srcs))))
 			rc = -ENOMEM;
 		if (!rc)
 			rc = keeper_start();
@@ -528,6 +561,7 @@ static void fork_parent(void)
 			if (r) {
 				free(r->targets);
 				free(r->clone);
+				free(r->srcs);
 			}
 			free(r);
 			continue;
@@ -537,6 +571,7 @@ static void fork_parent(void)
 		for (size_t i = 0; i < g->nv; i++) {
 			if (g->v[i].target && g->v[i].target != last) {
 				r->clone[r->nt] = g->v[i].clone;
+				r->srcs[r->nt] = g->v[i].src;
 				r->targets[r->nt++] = last = g->v[i].target;
 			}
 			g->v[i].target = NULL;
@@ -688,6 +723,7 @@ static void fork_child(void)
 				close(r->targets[i]->memfd);
 		free(r->targets);
 		free(r->clone);
+		free(r->srcs);
 		free(r);
 		r = n;
 	}
