@@ -38,6 +38,7 @@
  * child are MADV_DONTFORK too, and vmo_inherit is for the engine's own
  * process). */
 #include "core.h"
+#include "wire.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -127,28 +128,13 @@ static pthread_mutex_t td_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void send_fd(int sock, const void *buf, size_t len, int fd)
 {
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	union {
-		char b[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} cb;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (fd >= 0) {
-		memset(&cb, 0, sizeof cb);
-		mh.msg_control = cb.b;
-		mh.msg_controllen = sizeof cb.b;
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof fd);
-	}
-	while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR)
-		;
+	ssize_t r = vmo__sock_send(sock, buf, len, &fd, fd >= 0 ? 1 : 0);
+	if (r < 0)
+		vmo__debug("fork: handshake send: %s", strerror((int)-r));
 }
 
 /* Receive one message of exactly len bytes within HANDSHAKE_MS; *fd gets a
- * descriptor sent with it (or -1).  0 or -errno. */
+ * descriptor sent with it (or -1; any more are closed).  0 or -errno. */
 static int recv_fd(int sock, void *buf, size_t len, int *fd)
 {
 	*fd = -1;
@@ -160,22 +146,12 @@ static int recv_fd(int sock, void *buf, size_t len, int *fd)
 		return -ETIMEDOUT;
 	if (n < 0)
 		return -errno;
-	struct iovec iov = { .iov_base = buf, .iov_len = len };
-	union {
-		char b[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} cb;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.b, .msg_controllen = sizeof cb.b };
-	ssize_t r;
-	while ((r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
-		;
+	int nfds, flags;
+	ssize_t r = vmo__sock_recv(sock, buf, len, fd, 1, &nfds, &flags);
 	if (r < 0)
-		return -errno;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(fd, CMSG_DATA(c), sizeof *fd);
-	if ((size_t)r != len) {
-		if (*fd >= 0)
+		return (int)r;
+	if ((size_t)r != len || (flags & (MSG_TRUNC | MSG_CTRUNC))) {
+		if (nfds)
 			close(*fd);
 		*fd = -1;
 		return r == 0 ? -ECONNRESET : -EPROTO;

@@ -726,23 +726,18 @@ void vmo__wire_make_error(struct vmo__wire_msg *m, uint32_t seq, int err, const 
 
 /* ---- the socket --------------------------------------------------------- */
 
-int vmo__wire_send(int sock, const struct vmo__wire_msg *m, const int *fds, int nfds)
+/* Descriptors one packet may carry, either way (vmo__sock_send/recv). */
+#define SOCK_MAX_FDS 8
+
+ssize_t vmo__sock_send(int sock, const void *buf, size_t len, const int *fds, int nfds)
 {
-	uint8_t buf[VMO__WIRE_MAX];
 	union {
 		struct cmsghdr h;
-		char b[CMSG_SPACE(sizeof(int) * VMO__WIRE_MAX_FDS)];
+		char b[CMSG_SPACE(sizeof(int) * SOCK_MAX_FDS)];
 	} c;
-	int n = vmo__wire_encode(m, buf, sizeof buf);
-	if (n < 0)
-		return n;
-	if (nfds != vmo__wire_type_fds(m->type) || (nfds && !fds))
-		return refuse(-EINVAL, m, "send: %d descriptors given, %d needed", nfds, vmo__wire_type_fds(m->type));
-	for (int i = 0; i < nfds; i++)
-		if (fds[i] < 0)
-			return refuse(-EBADF, m, "send: descriptor %d", fds[i]);
-
-	struct iovec iov = { .iov_base = buf, .iov_len = (size_t)n };
+	if (nfds < 0 || nfds > SOCK_MAX_FDS)
+		return -EINVAL;
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	if (nfds) {
 		memset(&c, 0, sizeof c);
@@ -758,8 +753,62 @@ int vmo__wire_send(int sock, const struct vmo__wire_msg *m, const int *fds, int 
 	do
 		r = sendmsg(sock, &mh, MSG_NOSIGNAL);
 	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : r;
+}
+
+ssize_t vmo__sock_recv(int sock, void *buf, size_t cap, int *fds, int maxfds, int *nfds, int *flags)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int) * SOCK_MAX_FDS) + CMSG_SPACE(sizeof(struct ucred))];
+	} c;
+	struct iovec iov = { .iov_base = buf, .iov_len = cap };
+	struct msghdr mh;
+	ssize_t n;
+	*nfds = 0;
+	do {
+		memset(&mh, 0, sizeof mh);
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = c.b;
+		mh.msg_controllen = sizeof c.b;
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len < CMSG_LEN(0))
+			continue;
+		size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		const unsigned char *d = CMSG_DATA(cm);
+		for (size_t i = 0; i < k; i++) {
+			int fd;
+			memcpy(&fd, d + i * sizeof(int), sizeof fd);
+			if (*nfds < maxfds)
+				fds[(*nfds)++] = fd;
+			else
+				close(fd); /* (more than the caller takes) */
+		}
+	}
+	*flags = mh.msg_flags;
+	return n;
+}
+
+int vmo__wire_send(int sock, const struct vmo__wire_msg *m, const int *fds, int nfds)
+{
+	uint8_t buf[VMO__WIRE_MAX];
+	int n = vmo__wire_encode(m, buf, sizeof buf);
+	if (n < 0)
+		return n;
+	if (nfds != vmo__wire_type_fds(m->type) || (nfds && !fds))
+		return refuse(-EINVAL, m, "send: %d descriptors given, %d needed", nfds, vmo__wire_type_fds(m->type));
+	for (int i = 0; i < nfds; i++)
+		if (fds[i] < 0)
+			return refuse(-EBADF, m, "send: descriptor %d", fds[i]);
+
+	ssize_t r = vmo__sock_send(sock, buf, (size_t)n, fds, nfds);
 	if (r < 0)
-		return errno == EPIPE ? -ECONNRESET : -errno;
+		return r == -EPIPE ? -ECONNRESET : (int)r;
 	if (r != n) /* (a SOCK_SEQPACKET send is all or nothing) */
 		return refuse(-EIO, m, "send: %zd of %d bytes sent", r, n);
 	return 0;
@@ -768,7 +817,7 @@ int vmo__wire_send(int sock, const struct vmo__wire_msg *m, const int *fds, int 
 /* Descriptors one recvmsg can bring at most: room for more than a message
  * may carry, so that a peer sending too many is told apart (and for
  * SCM_CREDENTIALS if the socket has SO_PASSCRED). */
-#define RECV_FDS 8
+#define RECV_FDS SOCK_MAX_FDS
 
 /* The type and seq of a message refused before parsing (too large), for
  * the answer, when its header is one of ours. */
@@ -784,47 +833,18 @@ static void peek_header(const uint8_t *b, size_t len, struct vmo__wire_msg *m)
 int vmo__wire_recv(int sock, struct vmo__wire_msg *m, int *fds, int *nfds)
 {
 	uint8_t buf[VMO__WIRE_MAX];
-	union {
-		struct cmsghdr h;
-		char b[CMSG_SPACE(sizeof(int) * RECV_FDS) + CMSG_SPACE(sizeof(struct ucred))];
-	} c;
-	int got[sizeof c.b / sizeof(int)];
-	int ng = 0, r;
-	ssize_t n;
-	struct iovec iov = { .iov_base = buf, .iov_len = sizeof buf };
-	struct msghdr mh;
+	int got[RECV_FDS];
+	int ng = 0, r, flags = 0;
 
 	*nfds = 0;
 	memset(m, 0, sizeof *m);
-	do {
-		memset(&mh, 0, sizeof mh);
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = c.b;
-		mh.msg_controllen = sizeof c.b;
-		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-	} while (n < 0 && errno == EINTR);
+	ssize_t n = vmo__sock_recv(sock, buf, sizeof buf, got, RECV_FDS, &ng, &flags);
 	if (n < 0)
-		return -errno;
-
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len < CMSG_LEN(0))
-			continue;
-		size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		const unsigned char *d = CMSG_DATA(cm);
-		for (size_t i = 0; i < k; i++) {
-			int fd;
-			memcpy(&fd, d + i * sizeof(int), sizeof fd);
-			if (ng < (int)VMO_ARRAY_SIZE(got))
-				got[ng++] = fd;
-			else
-				close(fd); /* (cannot happen: the buffer holds no more) */
-		}
-	}
+		return (int)n;
 
 	if (n == 0) {
 		r = refuse(-ECONNRESET, NULL, "the peer closed the connection (or sent an empty message)");
-	} else if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+	} else if (flags & (MSG_TRUNC | MSG_CTRUNC)) {
 		peek_header(buf, (size_t)n, m);
 		r = refuse(-EMSGSIZE, m->type ? m : NULL, "a message of more than %u bytes or %u descriptors",
 			   VMO__WIRE_MAX, VMO__WIRE_MAX_FDS);

@@ -225,6 +225,16 @@ int vmo__wire_encode(const struct vmo__wire_msg *m, void *buf, size_t cap);
  * descriptors: 0, or -errno (above).  out is written whatever happens. */
 int vmo__wire_parse(const void *buf, size_t len, int nfds, struct vmo__wire_msg *out);
 
+/* One packet of len bytes with nfds descriptors (SCM_RIGHTS, at most 8):
+ * bytes sent, or -errno (EINTR retried, no SIGPIPE).  The framing under
+ * vmo__wire_send, for a protocol of its own (fork.c's handshake). */
+ssize_t vmo__sock_send(int sock, const void *buf, size_t len, const int *fds, int nfds);
+/* One packet into buf (cap bytes): its length (0: the peer closed), or
+ * -errno (EINTR retried).  The descriptors that came with it, close-on-exec,
+ * into fds (maxfds at most; more are closed), their count in *nfds;
+ * *flags gets msg_flags (MSG_TRUNC, MSG_CTRUNC). */
+ssize_t vmo__sock_recv(int sock, void *buf, size_t cap, int *fds, int maxfds, int *nfds, int *flags);
+
 /* Send m with nfds descriptors (exactly vmo__wire_type_fds(m->type)) as one
  * packet: 0, or -errno (-EINVAL/-EPROTO... from encoding, -ECONNRESET if the
  * peer is gone, -EAGAIN on a non-blocking socket, other errors of sendmsg).
