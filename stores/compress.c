@@ -177,6 +177,18 @@ static void append_e(struct cstore *c, uint64_t i)
 	c->tail = i + 1;
 }
 
+static void prepend_e(struct cstore *c, uint64_t i)
+{
+	struct centry *x = &c->e[i];
+	x->next = c->head;
+	x->prev = 0;
+	if (c->head)
+		c->e[c->head - 1].prev = i + 1;
+	else
+		c->tail = i + 1;
+	c->head = i + 1;
+}
+
 /* Drop page i's bytes from memory (under mu). */
 static void forget_e(struct cstore *c, uint64_t i)
 {
@@ -224,13 +236,7 @@ static int spill(struct cstore *c, struct scratch *s)
 		if (x->state == E_MEM && x->data == data && x->spilling) {
 			if (rc) { /* back at the head: tried first again */
 				x->spilling = false;
-				x->next = c->head;
-				x->prev = 0;
-				if (c->head)
-					c->e[c->head - 1].prev = i + 1;
-				else
-					c->tail = i + 1;
-				c->head = i + 1;
+				prepend_e(c, i);
 			} else {
 				forget_e(c, i);
 				x->state = E_LOWER;

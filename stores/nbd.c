@@ -106,11 +106,6 @@ struct part {
 	uint64_t epoch;
 };
 
-static uint64_t now_ns(void)
-{
-	return vmo__now_ns();
-}
-
 /* ---- connecting -------------------------------------------------------------- */
 
 /* Connect within timeout_ms (nbd_aio_connect_uri, polled: a server that
@@ -224,7 +219,7 @@ static void part_free(void *user)
  * caller drops.  0, or -errno (the handle may be dead). */
 static int submit(struct nstore *s, struct nreq *r)
 {
-	r->tsub = now_ns();
+	r->tsub = vmo__now_ns();
 	r->tries++;
 	r->err = 0;
 	r->lost = false;
@@ -296,7 +291,7 @@ static void wake(struct nstore *s)
 static void requeue_wire(struct nstore *s)
 {
 	struct nreq *back = NULL, *last = NULL;
-	uint64_t now = now_ns();
+	uint64_t now = vmo__now_ns();
 	while (s->wire) {
 		struct nreq *r = s->wire;
 		s->wire = r->next;
@@ -341,7 +336,7 @@ static void drop_handle(struct nstore *s)
 	s->h = NULL;
 	requeue_wire(s);
 	if (!s->down_since_ns)
-		s->down_since_ns = now_ns();
+		s->down_since_ns = vmo__now_ns();
 }
 
 /* Finish r: a waiter is woken; an async read goes to the supplier. */
@@ -410,7 +405,7 @@ static bool reconnect(struct nstore *s, bool once)
 	for (;;) {
 		uint64_t size;
 		bool z, f;
-		uint64_t used = s->down_since_ns ? (now_ns() - s->down_since_ns) / 1000000u : 0;
+		uint64_t used = s->down_since_ns ? (vmo__now_ns() - s->down_since_ns) / 1000000u : 0;
 		unsigned left = used < s->retry_ms ? s->retry_ms - (unsigned)used : 1;
 		struct nbd_handle *h = nbd_open(s->uri, once ? (s->retry_ms < 1000 ? s->retry_ms : 1000) : left, &size, &z,
 						&f);
@@ -432,7 +427,7 @@ static bool reconnect(struct nstore *s, bool once)
 		}
 		if (once)
 			return false;
-		if (now_ns() - s->down_since_ns >= (uint64_t)s->retry_ms * 1000000u)
+		if (vmo__now_ns() - s->down_since_ns >= (uint64_t)s->retry_ms * 1000000u)
 			return false;
 		struct pollfd pf = { .fd = s->efd, .events = POLLIN };
 		poll(&pf, 1, (int)delay_ms);
@@ -527,7 +522,7 @@ static void *io_main(void *arg)
 		 * taken for gone (a peer that stopped answering, a network that
 		 * drops packets): made again, the requests sent again. */
 		bool stuck = false;
-		uint64_t tnow = now_ns();
+		uint64_t tnow = vmo__now_ns();
 		for (struct nreq *r = s->wire; r && !stuck; r = r->next)
 			stuck = tnow - r->tsub > (uint64_t)s->retry_ms * 1000000u;
 		if (stuck && s->h)
@@ -556,7 +551,7 @@ static void *io_main(void *arg)
 
 static void enqueue(struct nstore *s, struct nreq *r)
 {
-	r->t0 = now_ns();
+	r->t0 = vmo__now_ns();
 	pthread_mutex_lock(&s->mu);
 	qpush(&s->qhead, &s->qtail, r);
 	pthread_mutex_unlock(&s->mu);
