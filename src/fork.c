@@ -74,7 +74,7 @@ struct eng_ent { /* an engine with inherited views (vmo_inherit was called) */
 
 struct rec { /* a child served by an engine of this process */
 	struct rec *next;
-	uint64_t id; /* (the keeper's poll names it by this, not by a descriptor number) */
+	uint64_t id; /* (orders the records: fork_objects counts each object once) */
 	struct vmo_engine *eng;
 	pid_t pid;
 	int sock; /* our end; the child's watcher waits for it to close */
@@ -187,6 +187,43 @@ static void rec_end(struct rec *r)
 	free(r);
 }
 
+/* Has the child closed its end of the socket (exit, exec)? */
+static bool child_gone(const struct rec *r)
+{
+	struct pollfd pf = { .fd = r->sock, .events = POLLRDHUP };
+	return poll(&pf, 1, 0) > 0 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+/* Under fk_mu: the records of eng (NULL: of any engine), all of them or
+ * only those whose child is gone, out of the list and closed (rec_close);
+ * the caller ends them (end_recs) outside fk_mu, under td_mu. */
+static struct rec *take_recs(struct vmo_engine *eng, bool only_gone)
+{
+	struct rec *gone = NULL;
+	for (struct rec **pr = &recs; *pr;) {
+		struct rec *r = *pr;
+		if ((eng && r->eng != eng) || (only_gone && !child_gone(r))) {
+			pr = &r->next;
+			continue;
+		}
+		*pr = r->next;
+		rec_close(r);
+		r->next = gone;
+		gone = r;
+	}
+	return gone;
+}
+
+static void end_recs(struct rec *gone)
+{
+	while (gone) {
+		struct rec *r = gone;
+		gone = r->next;
+		vmo__debug("fork: child %d is served no more", (int)r->pid);
+		rec_end(r);
+	}
+}
+
 static void *keeper_main(void *arg)
 {
 	(void)arg;
@@ -197,20 +234,15 @@ static void *keeper_main(void *arg)
 		for (struct rec *r = recs; r; r = r->next)
 			n++;
 		struct pollfd *pf = calloc(n, sizeof *pf);
-		uint64_t *ids = calloc(n, sizeof *ids);
-		if (!pf || !ids) {
-			free(pf);
-			free(ids);
+		if (!pf) {
 			pthread_mutex_unlock(&fk_mu);
 			sleep(1);
 			continue;
 		}
 		pf[0] = (struct pollfd){ .fd = keeper_efd, .events = POLLIN };
 		size_t i = 1;
-		for (struct rec *r = recs; r; r = r->next) {
-			ids[i] = r->id;
+		for (struct rec *r = recs; r; r = r->next)
 			pf[i++] = (struct pollfd){ .fd = r->sock, .events = POLLRDHUP };
-		}
 		pthread_mutex_unlock(&fk_mu);
 		while (poll(pf, n, -1) < 0 && errno == EINTR)
 			;
@@ -219,33 +251,15 @@ static void *keeper_main(void *arg)
 			if (read(keeper_efd, &v, sizeof v) < 0)
 				vmo__debug("fork keeper: eventfd: %s", strerror(errno));
 		}
-		/* The children that are gone: out of the list (and their socket
-		 * closed) under the lock, ended outside it. */
-		struct rec *gone = NULL;
+		free(pf);
+		/* The children that are gone (each record's own socket asked again,
+		 * under the lock: a descriptor number polled above may have been
+		 * closed and reused since) out of the list, ended outside it. */
 		pthread_mutex_lock(&td_mu);
 		pthread_mutex_lock(&fk_mu);
-		for (i = 1; i < n; i++) {
-			if (!(pf[i].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
-				continue;
-			for (struct rec **pr = &recs; *pr; pr = &(*pr)->next)
-				if ((*pr)->id == ids[i]) {
-					struct rec *r = *pr;
-					*pr = r->next;
-					rec_close(r);
-					r->next = gone;
-					gone = r;
-					break;
-				}
-		}
+		struct rec *gone = take_recs(NULL, true);
 		pthread_mutex_unlock(&fk_mu);
-		free(pf);
-		free(ids);
-		while (gone) {
-			struct rec *r = gone;
-			gone = r->next;
-			vmo__debug("fork: child %d is gone; its views of this process's objects end", (int)r->pid);
-			rec_end(r);
-		}
+		end_recs(gone);
 		pthread_mutex_unlock(&td_mu);
 	}
 	return NULL;
@@ -286,28 +300,11 @@ static long fork_objects(struct vmo_engine *eng, bool release)
 		 * or counted here; and the children already gone are ended here and
 		 * now, not when the keeper gets to them: a destroy right after a
 		 * child's wait must not find its clone) */
-		struct rec *gone = NULL;
 		pthread_mutex_lock(&td_mu);
 		pthread_mutex_lock(&fk_mu);
-		for (struct rec **pr = &recs; *pr;) {
-			struct rec *r = *pr;
-			struct pollfd pf = { .fd = r->sock, .events = POLLRDHUP };
-			if (r->eng != eng || poll(&pf, 1, 0) <= 0 ||
-			    !(pf.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) {
-				pr = &r->next;
-				continue;
-			}
-			*pr = r->next;
-			rec_close(r);
-			r->next = gone;
-			gone = r;
-		}
+		struct rec *gone = take_recs(eng, true);
 		pthread_mutex_unlock(&fk_mu);
-		while (gone) {
-			struct rec *r = gone;
-			gone = r->next;
-			rec_end(r);
-		}
+		end_recs(gone);
 		/* An object only the children keep: every program reference on it
 		 * is ours (a target) or a clone's of ours (its source). */
 		pthread_mutex_lock(&fk_mu);
@@ -334,20 +331,9 @@ static long fork_objects(struct vmo_engine *eng, bool release)
 		pthread_mutex_unlock(&td_mu);
 		return n;
 	}
-	struct rec *gone = NULL;
 	pthread_mutex_lock(&td_mu); /* (no teardown of the keeper's in flight) */
 	pthread_mutex_lock(&fk_mu);
-	for (struct rec **pr = &recs; *pr;) {
-		struct rec *r = *pr;
-		if (r->eng != eng) {
-			pr = &r->next;
-			continue;
-		}
-		*pr = r->next;
-		rec_close(r);
-		r->next = gone;
-		gone = r;
-	}
+	struct rec *gone = take_recs(eng, false);
 	for (struct eng_ent **pe = &engines; *pe; pe = &(*pe)->next)
 		if ((*pe)->eng == eng) {
 			struct eng_ent *e = *pe;
@@ -357,11 +343,7 @@ static long fork_objects(struct vmo_engine *eng, bool release)
 		}
 	pthread_mutex_unlock(&fk_mu);
 	keeper_kick();
-	while (gone) {
-		struct rec *r = gone;
-		gone = r->next;
-		rec_end(r);
-	}
+	end_recs(gone);
 	pthread_mutex_unlock(&td_mu);
 	return 0;
 }
