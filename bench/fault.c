@@ -5,6 +5,16 @@
  *   vmo     an object over the memory pager (pages served from RAM)
  *   kernel  mmap of the same data in a file already in the page cache
  *
+ *   selfserve  the same object on a VMO_ENGINE_SELF_SERVICE engine, created
+ *           VMO_OBJ_SIGNAL_SAFE: the faulting thread serves itself in its
+ *           SIGBUS handler (target: <= 0.5x the floor, random)
+ *   sigbus floor  the self-service mechanism alone: a SIGBUS handler that
+ *           answers its own fault with one UFFDIO_COPY
+ *   copy64  the kernel's batched fill: a minimal handler answering each
+ *           fault of a sequential scan of a memfd with one UFFDIO_COPY of
+ *           64 pages (vmo's read-ahead window), target for vmo's scan
+ *           <= 1.2x; memcpy of the same bytes is reported beside it
+ *
  * Random: every page of the region touched once in a random order.
  * Sequential: every page in order, vmo with read-ahead and without.
  * Each figure is the median of REPS runs, interleaved; ratios are taken
@@ -39,19 +49,24 @@ static double touch(const char *base, const uint32_t *order)
 	return (double)(t1 - t0) / (double)npages;
 }
 
-static struct vmo_engine *eng;
+static struct vmo_engine *eng, *eng_ss;
 
-static double run_vmo(const uint32_t *order, uint32_t flags, struct vmo_stats *st)
+static double run_vmo_on(struct vmo_engine *e, const uint32_t *order, uint32_t flags, struct vmo_stats *st)
 {
 	struct vmo_object_opts oo = { .flags = flags };
 	void *base;
-	struct vmo_object *obj = bench_mem_object(eng, src, npages, &oo, &base);
+	struct vmo_object *obj = bench_mem_object(e, src, npages, &oo, &base);
 	double ns = touch(base, order);
 	if (st)
 		vmo_object_stats(obj, st);
 	vmo_unmap(obj, base, npages * PG);
 	vmo_object_unref(obj);
 	return ns;
+}
+
+static double run_vmo(const uint32_t *order, uint32_t flags, struct vmo_stats *st)
+{
+	return run_vmo_on(eng, order, flags, st);
 }
 
 static int datafd = -1;
@@ -90,12 +105,27 @@ int main(void)
 	if (rc)
 		die(vmo_last_error_detail(), rc);
 
-	double fr[64], vr[64], kr[64], fs[64], vs[64], vsn[64], ks[64];
+	/* Self-service: where the kernel has UFFD_FEATURE_SIGBUS. */
+	eo.flags |= VMO_ENGINE_SELF_SERVICE;
+	rc = vmo_engine_create(&eo, &eng_ss);
+	if (rc) {
+		fprintf(stderr, "bench/fault: no self-service engine (%s): %s\n", vmo_strerror(rc), vmo_last_error_detail());
+		eng_ss = NULL;
+	}
+
+	double fr[64], vr[64], kr[64], fs[64], vs[64], vsn[64], ks[64], ssr[64], sss[64], c64[64], mc[64], sf[64];
 	struct vmo_stats st_seq = { 0 };
 	run_floor(src, npages, order_seq, npages); /* warm up */
 	for (int r = 0; r < reps; r++) {
 		fr[r] = run_floor(src, npages, order_rand, npages);
 		vr[r] = run_vmo(order_rand, 0, NULL);
+		sf[r] = run_floor_sigbus(src, npages, order_rand, npages);
+		if (eng_ss) {
+			ssr[r] = run_vmo_on(eng_ss, order_rand, VMO_OBJ_SIGNAL_SAFE, NULL);
+			sss[r] = run_vmo_on(eng_ss, order_seq, VMO_OBJ_SIGNAL_SAFE, NULL);
+		}
+		c64[r] = run_copy_runs(src, npages, 64);
+		mc[r] = run_memcpy(src, npages);
 		kr[r] = run_kernel(order_rand);
 		fs[r] = run_floor(src, npages, order_seq, npages);
 		vs[r] = run_vmo(order_seq, 0, &st_seq);
@@ -116,6 +146,23 @@ int main(void)
 	printf("seq_readahead_speedup=%.2f\n", mvsn / mvs);
 	printf("seq_vmo_over_floor=%.3f\n", mvs / mfs);
 	printf("seq_faults_per_page=%.4f\n", (double)st_seq.faults / (double)npages);
+	double mc64 = median(c64, reps), mmc = median(mc, reps);
+	printf("seq_copy64_ns_per_page=%.0f\n", mc64);
+	printf("seq_memcpy_ns_per_page=%.0f\n", mmc);
+	printf("seq_vmo_over_copy64=%.3f\nseq_vmo_over_copy64_target=1.2\n", mvs / mc64);
+	printf("seq_vmo_over_memcpy=%.2f\n", mvs / mmc);
+	if (eng_ss) {
+		double mssr = median(ssr, reps), msss = median(sss, reps);
+		printf("random_selfserve_ns_per_page=%.0f\n", mssr);
+		printf("random_selfserve_over_floor=%.3f\nrandom_selfserve_over_floor_target=0.5\n", mssr / mfr);
+		double msf = median(sf, reps);
+		printf("random_sigbus_floor_ns_per_page=%.0f\n", msf);
+		printf("random_sigbus_floor_over_floor=%.3f\n", msf / mfr);
+		printf("random_selfserve_over_sigbus_floor=%.3f\n", mssr / msf);
+		printf("seq_selfserve_ns_per_page=%.0f\n", msss);
+		printf("seq_selfserve_over_copy64=%.3f\n", msss / mc64);
+		vmo_engine_destroy(eng_ss);
+	}
 	vmo_engine_destroy(eng);
 	return 0;
 }

@@ -37,6 +37,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -112,6 +113,21 @@ VMO_API void vmo_set_log(vmo_log_fn fn, void *arg, enum vmo_log_level max_level)
  * written back first (it cannot be known clean): more writes on eviction.
  * -EOPNOTSUPP where the kernel lacks WP_ASYNC or PAGEMAP_SCAN. */
 #define VMO_ENGINE_DIRTY_ASYNC (1u << 3)
+/* Self-service faults (UFFD_FEATURE_SIGBUS, Linux 4.14): the thread that
+ * touches a page of a mapping in this process serves the fault itself, in
+ * vmo's SIGBUS handler, instead of waking a worker and sleeping until it
+ * answers: no wake-up on the fault path.  The pager callbacks then run in
+ * a signal handler, so only objects created with VMO_OBJ_SIGNAL_SAFE are
+ * served that way; the faults of other objects are handed to a worker from
+ * the handler (as slow as the default path, never wrong).  What it costs
+ * (docs/api.md, Self-service faults): system calls that touch a page vmo
+ * must supply fail with EFAULT (no VMO_FEAT_KERNEL_FAULTS); a thread must
+ * not block SIGBUS while it touches a mapping (the kernel would kill the
+ * process); a program's own SIGBUS handler installed after the engine
+ * (and after the last vmo_map) must call vmo_handle_sigbus() first.
+ * Needs x86-64 (the fault's error code tells a write-protect fault from a
+ * missing page): -EOPNOTSUPP elsewhere, or where the kernel lacks it. */
+#define VMO_ENGINE_SELF_SERVICE (1u << 4)
 
 struct vmo_engine_opts {
 	uint32_t flags;      /* VMO_ENGINE_* */
@@ -151,7 +167,17 @@ VMO_API int vmo_engine_set_budget(struct vmo_engine *eng, uint64_t high, uint64_
 #define VMO_FEAT_KERNEL_FAULTS (1u << 7) /* system calls on unsupplied pages wait */
 #define VMO_FEAT_CONTINUE_WP (1u << 8)   /* UFFDIO_CONTINUE_MODE_WP (6.5) */
 #define VMO_FEAT_EVENTS (1u << 9)        /* munmap/mremap of a view are reported (UNMAP/REMAP events) */
+#define VMO_FEAT_SIGBUS (1u << 10)       /* UFFD_FEATURE_SIGBUS (4.14): VMO_ENGINE_SELF_SERVICE */
 VMO_API unsigned vmo_engine_features(const struct vmo_engine *eng);
+
+/* For a program that installs its own SIGBUS handler while a
+ * VMO_ENGINE_SELF_SERVICE engine exists (vmo installs its handler when
+ * such an engine is made, and again at each vmo_map if it was replaced,
+ * passing on what is not its own to the handler it found): call this
+ * first, with the handler's arguments.  1: the signal was a fault vmo
+ * served (return from the handler: the access runs again); 0: not vmo's
+ * (a pager error on a vmo page too: handle it as a SIGBUS). */
+VMO_API int vmo_handle_sigbus(int sig, siginfo_t *info, void *ucontext);
 
 /* ------------------------------------------------------------------------ */
 /* Pagers                                                                   */
@@ -216,6 +242,12 @@ struct vmo_pager_ops {
  * gives the window's length. */
 #define VMO_OBJ_GROWS_UP (1u << 2)
 #define VMO_OBJ_GROWS_DOWN (1u << 3)
+/* The pager's callbacks are async-signal-safe (they may run in a signal
+ * handler, on the thread that touched the page: VMO_ENGINE_SELF_SERVICE).
+ * vmo_pager_file's and vmo_pager_mem's are: pread/pwrite and memcpy.  Such
+ * a callback must not take a lock that the program may hold while it
+ * touches the object's mappings, nor allocate with malloc. */
+#define VMO_OBJ_SIGNAL_SAFE (1u << 4)
 
 struct vmo_object_opts {
 	uint32_t flags;        /* VMO_OBJ_* */

@@ -25,6 +25,7 @@ LAYERS=(
 	"uri"
 	"inplace file mem zero swap compress nbd"          # in-place objects; stores: pagers over the public API
 	"engine"                         # engines: workers (epoll over spaces), spaces wired to objects
+	"selfserve"                      # self-service faults: the SIGBUS handler, hand-off threads
 	"evictor cache clone"            # background thread, pressure; the yield cache; copy-on-write clones
 	"object map io supply"           # objects, views in the local space, object I/O, asynchronous supply
 	"ops"                            # sync / return / discard, errors

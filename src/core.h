@@ -179,6 +179,13 @@ struct vmo_engine {
 	 * released by the program); fork_objects(eng, true) stops serving those
 	 * children and lets those objects go. */
 	long (*fork_objects)(struct vmo_engine *eng, bool release);
+
+	/* self-service faults (selfserve.c): the hand-off threads; faults
+	 * being served in a handler; inhibited (those hand off instead) */
+	struct vmo__selfserve *ss;
+	int (*ss_install)(void); /* vmo_map's call up: the handler installed again */
+	_Atomic long ss_active;
+	_Atomic bool ss_inhibited;
 };
 
 #define BG_SYNC 1u
@@ -193,7 +200,7 @@ static inline void vmo__object_get(struct vmo_object *o)
 
 /* Set on vmo's own threads (workers, the evictor): what they run must not
  * wait for vmo's references (vmo_object_unref). */
-extern _Thread_local bool vmo__on_vmo_thread;
+extern VMO__TLS bool vmo__on_vmo_thread;
 
 /* Drop a reference vmo took for itself (a view's, the evictor's): the last
  * one frees the object on this thread.  Never under obj->mu. */
@@ -268,6 +275,13 @@ static inline pthread_mutex_t *vmo__wplock(struct vmo_object *o, uint64_t pg)
 void vmo__handle_fault(struct vmo_engine *eng, struct vmo__space *sp, const struct uffd_msg *m);
 /* A worker's supply buffer: reserve it when the worker starts; free it. */
 void vmo__worker_buf_init(void);
+void vmo__worker_buf_key_init(void);
+/* selfserve.c */
+void vmo__serve_batch(struct vmo_engine *eng, struct vmo__space *sp, const struct uffd_msg *msgs, int n);
+bool vmo__selfserve_wanted(void);
+int vmo__selfserve_install(void);
+int vmo__selfserve_start(struct vmo_engine *eng);
+void vmo__selfserve_stop(struct vmo_engine *eng);
 void vmo__worker_buf_free(void);
 
 /* views.c: the object's side of views; the spaces reach it through hooks

@@ -20,25 +20,6 @@ static void worker_cleanup(void *arg)
 	vmo__worker_buf_free();
 }
 
-/* Serve fault messages of sp: with the inhibit count respected, as
- * libpager's workers. */
-static void serve_batch(struct vmo_engine *eng, struct vmo__space *sp, struct uffd_msg *msgs, int n)
-{
-	pthread_mutex_lock(&eng->wmu);
-	while (eng->inhibit)
-		pthread_cond_wait(&eng->wcv, &eng->wmu);
-	eng->active++;
-	pthread_mutex_unlock(&eng->wmu);
-
-	for (int i = 0; i < n; i++)
-		vmo__handle_fault(eng, sp, &msgs[i]);
-
-	pthread_mutex_lock(&eng->wmu);
-	if (--eng->active == 0)
-		pthread_cond_broadcast(&eng->wcv);
-	pthread_mutex_unlock(&eng->wmu);
-}
-
 /* Fault messages another thread read while draining events. */
 static bool serve_stash(struct vmo_engine *eng)
 {
@@ -50,7 +31,7 @@ static bool serve_stash(struct vmo_engine *eng)
 		int k = 0;
 		for (; i < n && st[i].sp == sp; i++)
 			msgs[k++] = st[i].msg;
-		serve_batch(eng, sp, msgs, k);
+		vmo__serve_batch(eng, sp, msgs, k);
 	}
 	return n > 0;
 }
@@ -62,6 +43,22 @@ static bool serve_stash(struct vmo_engine *eng)
  * (space.h: an event counts as handled once read, so it is applied before
  * anyone acts on view addresses again).  Worker count does not grow with
  * the number of spaces. */
+static uint64_t spin_ns;
+
+static uint64_t env_spin_ns(void)
+{
+	const char *e = getenv("VMO_SPIN_US");
+	if (!e || !*e)
+		return 0;
+	char *end;
+	unsigned long v = strtoul(e, &end, 10);
+	if (*end || v > 100000) {
+		vmo__warn("VMO_SPIN_US=%s: not a number of microseconds up to 100000; ignored", e);
+		return 0;
+	}
+	return (uint64_t)v * 1000;
+}
+
 static void *worker_main(void *arg)
 {
 	struct vmo_engine *eng = arg;
@@ -81,9 +78,20 @@ static void *worker_main(void *arg)
 		/* Cancellation (engine stop) is allowed only while blocked here. */
 		int timeout = vmo__spaces_timeout(&eng->spaces, vmo__spaces_run_late(&eng->spaces));
 		struct epoll_event ev;
-		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
-		int pr = epoll_wait(eng->spaces.epfd, &ev, 1, timeout);
-		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+		/* Spin before blocking (VMO_SPIN_US, default 0: measured in
+		 * docs/performance.md, it did not pay here): poll the set
+		 * without sleeping for up to that long after the last work. */
+		int pr = 0;
+		if (spin_ns) {
+			uint64_t until = vmo__now_ns() + spin_ns;
+			while ((pr = epoll_wait(eng->spaces.epfd, &ev, 1, 0)) == 0 && vmo__now_ns() < until)
+				;
+		}
+		if (pr <= 0) {
+			pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
+			pr = epoll_wait(eng->spaces.epfd, &ev, 1, timeout);
+			pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+		}
 		if (pr <= 0)
 			continue;
 		struct vmo__source *src = ev.data.ptr;
@@ -106,7 +114,7 @@ static void *worker_main(void *arg)
 			usleep(1000);
 		}
 		if (n > 0)
-			serve_batch(eng, sp, msgs, n);
+			vmo__serve_batch(eng, sp, msgs, n);
 		if (atomic_load(&sp->doomed))
 			vmo__space_reap(sp); /* its mm went without its pidfd saying so (exec) */
 	}
@@ -177,8 +185,15 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 	if (!opts)
 		opts = &defaults;
 	if (opts->flags & ~(VMO_ENGINE_NO_WORKERS | VMO_ENGINE_NO_PRESSURE | VMO_ENGINE_USER_MODE_ONLY |
-			    VMO_ENGINE_DIRTY_ASYNC))
+			    VMO_ENGINE_DIRTY_ASYNC | VMO_ENGINE_SELF_SERVICE))
 		return -EINVAL;
+	uint32_t flags = opts->flags;
+	spin_ns = env_spin_ns();
+	/* VMO_SELF_SERVICE=1 (or =all, which also serves every object in the
+	 * handler as if VMO_OBJ_SIGNAL_SAFE): every engine self-service, to run
+	 * a program or the test suite that way. */
+	if (vmo__selfserve_wanted())
+		flags |= VMO_ENGINE_SELF_SERVICE;
 	if (opts->budget_low > opts->budget)
 		return -EINVAL;
 	if (opts->workers > MAX_WORKERS)
@@ -198,6 +213,10 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 	uint64_t need = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_THREAD_ID;
 	int pagemap_fd = -1;
 	struct vmo__uffd u;
+	if (flags & VMO_ENGINE_SELF_SERVICE) {
+		want |= UFFD_FEATURE_SIGBUS;
+		need |= UFFD_FEATURE_SIGBUS;
+	}
 	if (opts->flags & VMO_ENGINE_DIRTY_ASYNC) {
 		need |= UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP |
 			UFFD_FEATURE_MINOR_SHMEM;
@@ -241,7 +260,7 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 		return rc;
 	}
 	eng->features = eng->local->features;
-	eng->flags = opts->flags;
+	eng->flags = flags;
 	eng->budget_hi = opts->budget;
 	eng->budget_lo = opts->budget_low ? opts->budget_low : opts->budget - opts->budget / 8;
 	eng->nworkers = opts->workers ? opts->workers : DEFAULT_WORKERS;
@@ -259,6 +278,15 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 	if (!(opts->flags & VMO_ENGINE_NO_WORKERS)) {
 		rc = start_workers(eng);
 		if (rc) {
+			vmo__evictor_stop(eng);
+			goto fail;
+		}
+	}
+	if (flags & VMO_ENGINE_SELF_SERVICE) {
+		rc = vmo__selfserve_start(eng);
+		if (rc) {
+			if (eng->running)
+				stop_workers(eng);
 			vmo__evictor_stop(eng);
 			goto fail;
 		}
@@ -319,6 +347,7 @@ VMO_API int vmo_engine_destroy(struct vmo_engine *eng)
 	}
 	if (n)
 		return -EBUSY;
+	vmo__selfserve_stop(eng);
 	if (eng->running)
 		stop_workers(eng);
 	vmo__evictor_stop(eng);
@@ -347,9 +376,14 @@ VMO_API int vmo_engine_inhibit(struct vmo_engine *eng)
 		return -EINVAL;
 	pthread_mutex_lock(&eng->wmu);
 	eng->inhibit++;
+	atomic_store(&eng->ss_inhibited, true);
 	while (eng->active)
 		pthread_cond_wait(&eng->wcv, &eng->wmu);
 	pthread_mutex_unlock(&eng->wmu);
+	/* Self-service faults being served in a handler (selfserve.c): those
+	 * that begin from now on are handed to the workers, who wait. */
+	while (atomic_load(&eng->ss_active))
+		sched_yield();
 	return 0;
 }
 
@@ -361,8 +395,10 @@ VMO_API int vmo_engine_resume(struct vmo_engine *eng)
 	int rc = 0;
 	if (eng->inhibit == 0)
 		rc = -EINVAL;
-	else if (--eng->inhibit == 0)
+	else if (--eng->inhibit == 0) {
+		atomic_store(&eng->ss_inhibited, false);
 		pthread_cond_broadcast(&eng->wcv);
+	}
 	pthread_mutex_unlock(&eng->wmu);
 	return rc;
 }

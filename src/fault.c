@@ -18,13 +18,41 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static _Thread_local void *wbuf;
-static _Thread_local size_t wbuf_cap;
+static VMO__TLS void *wbuf;
+static VMO__TLS size_t wbuf_cap;
+static VMO__TLS bool wbuf_keyed;
+
+/* A program's thread that serves its own faults (selfserve.c) gets a
+ * buffer too: freed when the thread exits, by this key's destructor. */
+static pthread_key_t wbuf_key;
+static pthread_once_t wbuf_key_once = PTHREAD_ONCE_INIT;
+static _Atomic bool wbuf_key_ok;
+
+static void wbuf_key_dtor(void *arg)
+{
+	(void)arg;
+	vmo__worker_buf_free();
+}
+
+static void wbuf_key_make(void)
+{
+	if (pthread_key_create(&wbuf_key, wbuf_key_dtor) == 0)
+		atomic_store(&wbuf_key_ok, true);
+}
+
+void vmo__worker_buf_key_init(void)
+{
+	pthread_once(&wbuf_key_once, wbuf_key_make);
+}
 
 static void *worker_buf(size_t need)
 {
 	if (need <= wbuf_cap)
 		return wbuf;
+	if (!wbuf_keyed && !vmo__on_vmo_thread && atomic_load(&wbuf_key_ok)) {
+		pthread_setspecific(wbuf_key, (void *)1);
+		wbuf_keyed = true;
+	}
 	size_t cap = vmo__align_up(need, 64 * 1024);
 	void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
@@ -176,7 +204,8 @@ static void fail_page(struct fault *f)
 		sp->ops->wake(sp, (void *)f->paddr, len);
 		return;
 	}
-	if (recently_signalled(f->tid, f->paddr)) {
+	/* (in SIGBUS mode each access is its own fault: no duplicates) */
+	if (!sp->sigbus_mode && recently_signalled(f->tid, f->paddr)) {
 		/* A second message for one access (the thread was woken early and
 		 * faulted again before the first was served): it has its SIGBUS. */
 		sp->ops->wake(sp, (void *)f->paddr, len);

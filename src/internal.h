@@ -14,6 +14,10 @@
 #define VMO_LIKELY(x) __builtin_expect(!!(x), 1)
 #define VMO_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define VMO_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+/* Thread-local variables that a signal handler may touch (selfserve.c):
+ * in the static TLS block, so that no access ever allocates (a library
+ * loaded with dlopen would otherwise get them lazily, with malloc). */
+#define VMO__TLS _Thread_local __attribute__((tls_model("initial-exec")))
 #define VMO_PAGE 4096u
 #define VMO_MAX_PAGE_SIZE (2u << 20)
 

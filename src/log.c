@@ -64,7 +64,7 @@ void vmo__log(enum vmo_log_level level, const char *fmt, ...)
 	pthread_mutex_unlock(&log_mu);
 }
 
-static _Thread_local char detail[512];
+static VMO__TLS char detail[512];
 
 void vmo__set_detail(const char *fmt, ...)
 {

@@ -42,7 +42,7 @@ VMO_API int vmo_map(struct vmo_object *obj, uint64_t off, size_t len, unsigned f
 	if (obj->proxy)
 		return obj->proxy->map(obj, off, len, flags, addr);
 	void *hint = NULL;
-	int mflags = MAP_SHARED;
+	int mflags = MAP_SHARED, rc0;
 	if (flags & VMO_MAP_FIXED) {
 		hint = *addr;
 		if (!hint || ((uintptr_t)hint & (VMO_PAGE - 1)))
@@ -52,6 +52,10 @@ VMO_API int vmo_map(struct vmo_object *obj, uint64_t off, size_t len, unsigned f
 	if (atomic_load(&obj->dead))
 		return -VMO_ESHUTDOWN;
 	struct vmo_engine *eng = obj->eng;
+	/* Self-service: vmo's SIGBUS handler must be the one installed (the
+	 * program may have put its own in since; vmo's passes on to it). */
+	if (eng->ss_install && (rc0 = eng->ss_install()) < 0)
+		return rc0;
 	struct vmo_map *m;
 	int prot = ((flags & VMO_PROT_READ) ? PROT_READ : 0) | ((flags & VMO_PROT_WRITE) ? PROT_WRITE | PROT_READ : 0);
 	void *p = mmap(hint, len, prot, mflags, obj->memfd, (off_t)off);

@@ -16,7 +16,8 @@
 
 static int validate_opts(const struct vmo_object_opts *o)
 {
-	if (o->flags & ~(VMO_OBJ_NO_READAHEAD | VMO_OBJ_MAY_CACHE | VMO_OBJ_GROWS_UP | VMO_OBJ_GROWS_DOWN))
+	if (o->flags & ~(VMO_OBJ_NO_READAHEAD | VMO_OBJ_MAY_CACHE | VMO_OBJ_GROWS_UP | VMO_OBJ_GROWS_DOWN |
+			 VMO_OBJ_SIGNAL_SAFE))
 		return -EINVAL;
 	if ((o->flags & VMO_OBJ_GROWS_UP) && (o->flags & VMO_OBJ_GROWS_DOWN)) {
 		vmo__set_detail("vmo_object_create: an object grows up or down, not both");

@@ -13,7 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-_Thread_local bool vmo__on_vmo_thread;
+VMO__TLS bool vmo__on_vmo_thread;
 
 bool vmo__callback_begin(struct vmo_object *obj)
 {

@@ -109,6 +109,53 @@ static int remote_sigbus(struct vmo__space *sp, pid_t tid, uintptr_t addr)
 	return queue_sigbus(sp->pid, tid, addr);
 }
 
+/* A local space in SIGBUS mode (VMO_ENGINE_SELF_SERVICE): nobody waits in
+ * the kernel (a fault is a SIGBUS to the thread, which serves it in its
+ * handler or hands it to a worker and waits for the answer, selfserve.c).
+ * So nothing is woken, and a failure is no poison and no queued signal: the
+ * request being served is marked failed (vmo__ss_cur), and the handler
+ * passes the SIGBUS on to the program. */
+VMO__TLS struct vmo__ss_fail *vmo__ss_cur;
+
+static int ss_wake(struct vmo__space *sp, void *addr, size_t len)
+{
+	(void)sp, (void)addr, (void)len;
+	return 0;
+}
+
+static int ss_poison(struct vmo__space *sp, void *dst, size_t len)
+{
+	(void)sp, (void)dst, (void)len;
+	return -EOPNOTSUPP;
+}
+
+static int ss_sigbus(struct vmo__space *sp, pid_t tid, uintptr_t addr)
+{
+	struct vmo__ss_fail *cur = vmo__ss_cur;
+	if (cur && cur->tid == tid) {
+		cur->failed = true;
+		return 0;
+	}
+	/* (not the fault being served: cannot happen, but never lose it) */
+	return local_sigbus(sp, tid, addr);
+}
+
+static const struct vmo__space_ops local_ops;
+
+static const struct vmo__space_ops sigbus_ops = {
+	.kind = "local, self-service",
+	.reg = op_reg,
+	.unreg = op_unreg,
+	.copy = op_copy,
+	.cont = op_cont,
+	.poison = ss_poison,
+	.wake = ss_wake,
+	.protect = op_protect,
+	.zap = local_zap,
+	.sigbus = ss_sigbus,
+	.scan_written = op_scan,
+};
+
 static const struct vmo__space_ops local_ops = {
 	.kind = "local",
 	.reg = op_reg,
@@ -179,8 +226,12 @@ unsigned vmo__space_features(const struct vmo__uffd *u)
 		f |= VMO_FEAT_PAGEMAP_SCAN;
 	if (u->features & UFFD_FEATURE_THREAD_ID)
 		f |= VMO_FEAT_THREAD_ID;
-	if (!u->user_mode_only)
+	/* (in SIGBUS mode a system call's fault on an unsupplied page is
+	 * EFAULT: nobody can serve it) */
+	if (!u->user_mode_only && !(u->features & UFFD_FEATURE_SIGBUS))
 		f |= VMO_FEAT_KERNEL_FAULTS;
+	if (vmo__uffd_kernel_features() & UFFD_FEATURE_SIGBUS)
+		f |= VMO_FEAT_SIGBUS;
 	if ((f & VMO_FEAT_MINOR) && (f & VMO_FEAT_WP) && vmo__uffd_continue_wp_supported())
 		f |= VMO_FEAT_CONTINUE_WP;
 	if ((u->features & UFFD_FEATURE_EVENT_UNMAP) && (u->features & UFFD_FEATURE_EVENT_REMAP))
@@ -318,10 +369,12 @@ int vmo__space_rearm(struct vmo__space *sp)
 
 int vmo__space_local(struct vmo__spaces *set, struct vmo__uffd *u, int pagemap_fd, struct vmo__space **out)
 {
-	struct vmo__space *sp = space_new(set, &local_ops);
+	bool sigbus = u->features & UFFD_FEATURE_SIGBUS;
+	struct vmo__space *sp = space_new(set, sigbus ? &sigbus_ops : &local_ops);
 	if (!sp)
 		return -ENOMEM;
 	sp->u = *u;
+	sp->sigbus_mode = sigbus;
 	sp->features = vmo__space_features(u);
 	sp->local = true;
 	sp->pid = getpid();
@@ -942,6 +995,8 @@ int vmo__spaces_run_late(struct vmo__spaces *set)
 void vmo__space_sigbus(struct vmo__space *sp, pid_t tid, uintptr_t addr, size_t len)
 {
 	int rc = sp->ops->sigbus(sp, tid, addr);
+	if (sp->sigbus_mode)
+		return; /* (nobody waits in the kernel: no wake, now or later) */
 	if (rc && rc != -ESRCH)
 		vmo__warn("SIGBUS to thread %d at %#lx: %s", (int)tid, (unsigned long)addr, strerror(-rc));
 	/* The signal ends the thread's wait (an interruptible one: every
@@ -966,8 +1021,8 @@ void vmo__spaces_barrier(struct vmo__spaces *set)
 
 /* What this thread holds a space's lock for reading for: a view, or an
  * address no view covers (tl_in without tl_view). */
-static _Thread_local struct vmo__space *tl_in;
-static _Thread_local struct vmo_map *tl_view;
+static VMO__TLS struct vmo__space *tl_in;
+static VMO__TLS struct vmo_map *tl_view;
 
 bool vmo__space_enter(struct vmo__space *sp, struct vmo_map *m)
 {
@@ -1006,6 +1061,16 @@ bool vmo__space_drain(void *arg)
 	 * give it the CPU. */
 	if (in)
 		pthread_rwlock_unlock(&sp->lock);
+	if (vmo__ss_cur && sp->sigbus_mode) {
+		/* A self-service fault in a signal handler: it reads nothing
+		 * (applying events frees views; the workers, woken by the
+		 * event, apply it) and lets the workers have the lock. */
+		sched_yield();
+		if (!in)
+			return false;
+		pthread_rwlock_rdlock(&sp->lock);
+		return !v || atomic_load(&v->dead) || atomic_load(&sp->dead);
+	}
 	int r = space_read(sp, msgs, 16, in, false);
 	if (r > 0)
 		stash(sp, msgs, r);

@@ -101,6 +101,7 @@ struct vmo__space {
 	struct vmo__uffd u;
 	unsigned features; /* VMO_FEAT_* its userfaultfd offers */
 	bool local;        /* the calling process */
+	bool sigbus_mode;  /* UFFD_FEATURE_SIGBUS: faults are the threads' own (selfserve.c) */
 	pid_t pid;
 	int pidfd;         /* -1 for the local space */
 	int pagemap_fd;    /* /proc/PID/pagemap, for async dirty collection; -1 */
@@ -256,6 +257,14 @@ int vmo__spaces_run_late(struct vmo__spaces *set);
 /* SIGBUS at addr to thread tid of sp (when UFFDIO_POISON cannot), then the
  * wait it may be in is ended (the signal, or a late wake). */
 void vmo__space_sigbus(struct vmo__space *sp, pid_t tid, uintptr_t addr, size_t len);
+/* The fault this thread is serving in a SIGBUS-mode space (selfserve.c):
+ * a failure marks it (the SIGBUS is then passed on to the program) instead
+ * of a signal being queued. */
+struct vmo__ss_fail {
+	pid_t tid;
+	bool failed;
+};
+extern VMO__TLS struct vmo__ss_fail *vmo__ss_cur;
 /* Return once every event already read from any space is applied. */
 void vmo__spaces_barrier(struct vmo__spaces *set);
 /* Arm the space's userfaultfd again in the epoll set (one-shot). */

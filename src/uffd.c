@@ -122,6 +122,7 @@ static const struct {
 	{ "move", UFFD_FEATURE_MOVE, 0 },
 	{ "wp-async", UFFD_FEATURE_WP_ASYNC, 0 },
 	{ "events", UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP, 0 },
+	{ "sigbus", UFFD_FEATURE_SIGBUS, 0 },
 	{ "continue-wp", 0, VMO__DIS_CONTINUE_WP },
 	{ "pagemap-scan", 0, VMO__DIS_PAGEMAP_SCAN },
 };
@@ -148,7 +149,7 @@ static void parse_disable(void)
 			}
 		if (i == VMO_ARRAY_SIZE(disable_names))
 			vmo__err("VMO_DISABLE: unknown mechanism '%s' (known: minor wp poison move wp-async "
-				 "events continue-wp pagemap-scan)", w);
+				 "events sigbus continue-wp pagemap-scan)", w);
 	}
 	vmo__info("VMO_DISABLE=%s: acting as if the kernel lacked it", e);
 }

@@ -403,7 +403,11 @@ static _Thread_local volatile pid_t t_got_tid;
 
 static void t_on_signal(int sig, siginfo_t *si, void *uc)
 {
-	(void)uc;
+	/* A self-service engine's fault (VMO_ENGINE_SELF_SERVICE, or
+	 * VMO_SELF_SERVICE=1 for the whole suite) is vmo's to serve: a handler
+	 * installed after vmo's asks it first (docs/api.md). */
+	if (sig == SIGBUS && vmo_handle_sigbus(sig, si, uc))
+		return;
 	if (!t_armed) {
 		/* not a probe: die of it as if there were no handler */
 		signal(sig, SIG_DFL);

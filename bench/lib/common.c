@@ -101,6 +101,7 @@ struct floor_ctx {
 	int uffd;
 	char *base;
 	const char *src;
+	size_t run, npages; /* pages per UFFDIO_COPY (1: the floor) */
 };
 
 static void *floor_handler(void *arg)
@@ -117,14 +118,17 @@ static void *floor_handler(void *arg)
 		if (msg.event != UFFD_EVENT_PAGEFAULT)
 			continue;
 		uintptr_t a = (uintptr_t)msg.arg.pagefault.address & ~(PG - 1);
-		struct uffdio_copy cp = { .dst = a, .src = (uintptr_t)c->src + (a - (uintptr_t)c->base), .len = PG };
+		size_t pg = (a - (uintptr_t)c->base) / PG, n = c->run;
+		if (pg + n > c->npages)
+			n = c->npages - pg;
+		struct uffdio_copy cp = { .dst = a, .src = (uintptr_t)c->src + (a - (uintptr_t)c->base), .len = n * PG };
 		ioctl(c->uffd, UFFDIO_COPY, &cp);
 	}
 }
 
 double run_floor(const char *src, size_t npages, const uint32_t *order, size_t n)
 {
-	struct floor_ctx c = { .src = src };
+	struct floor_ctx c = { .src = src, .run = 1, .npages = npages };
 	c.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | 1 /* UFFD_USER_MODE_ONLY */);
 	if (c.uffd < 0)
 		die("userfaultfd", -errno);
@@ -149,6 +153,102 @@ double run_floor(const char *src, size_t npages, const uint32_t *order, size_t n
 	close(c.uffd);
 	munmap(c.base, len);
 	return (double)(t1 - t0) / (double)n;
+}
+
+double run_copy_runs(const char *src, size_t npages, size_t run)
+{
+	struct floor_ctx c = { .src = src, .run = run, .npages = npages };
+	c.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | 1 /* UFFD_USER_MODE_ONLY */);
+	if (c.uffd < 0)
+		die("userfaultfd", -errno);
+	struct uffdio_api api = { .api = UFFD_API };
+	if (ioctl(c.uffd, UFFDIO_API, &api))
+		die("UFFDIO_API", -errno);
+	size_t len = npages * PG;
+	int fd = memfd_create("bench-floor", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)len))
+		die("memfd", -errno);
+	c.base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (c.base == MAP_FAILED)
+		die("mmap", -errno);
+	struct uffdio_register reg = { .range = { (uintptr_t)c.base, len }, .mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(c.uffd, UFFDIO_REGISTER, &reg))
+		die("UFFDIO_REGISTER", -errno);
+	pthread_t th;
+	pthread_create(&th, NULL, floor_handler, &c);
+	uint64_t sum = 0, t0 = now_ns();
+	for (size_t i = 0; i < npages; i++)
+		sum += *(const volatile uint64_t *)(c.base + i * PG);
+	uint64_t t1 = now_ns();
+	if (sum == 42)
+		printf("#\n");
+	pthread_cancel(th);
+	pthread_join(th, NULL);
+	close(c.uffd);
+	munmap(c.base, len);
+	close(fd);
+	return (double)(t1 - t0) / (double)npages;
+}
+
+/* The self-service floor: the faulting thread serves itself in a SIGBUS
+ * handler (UFFD_FEATURE_SIGBUS), one UFFDIO_COPY of a page from RAM. */
+static struct floor_ctx sig_c;
+
+static void sigbus_floor_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig, (void)uc;
+	uintptr_t a = (uintptr_t)si->si_addr & ~(PG - 1);
+	struct uffdio_copy cp = { .dst = a, .src = (uintptr_t)sig_c.src + (a - (uintptr_t)sig_c.base), .len = PG };
+	ioctl(sig_c.uffd, UFFDIO_COPY, &cp);
+}
+
+double run_floor_sigbus(const char *src, size_t npages, const uint32_t *order, size_t n)
+{
+	struct floor_ctx *c = &sig_c;
+	c->src = src;
+	c->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | 1 /* UFFD_USER_MODE_ONLY */);
+	if (c->uffd < 0)
+		die("userfaultfd", -errno);
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_SIGBUS };
+	if (ioctl(c->uffd, UFFDIO_API, &api)) {
+		close(c->uffd);
+		return -1;
+	}
+	struct sigaction sa, old;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = sigbus_floor_handler;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGBUS, &sa, &old);
+	size_t len = npages * PG;
+	c->base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct uffdio_register reg = { .range = { (uintptr_t)c->base, len }, .mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(c->uffd, UFFDIO_REGISTER, &reg))
+		die("UFFDIO_REGISTER", -errno);
+	uint64_t sum = 0, t0 = now_ns();
+	for (size_t i = 0; i < n; i++)
+		sum += *(const volatile uint64_t *)(c->base + (size_t)order[i] * PG);
+	uint64_t t1 = now_ns();
+	if (sum == 42)
+		printf("#\n");
+	sigaction(SIGBUS, &old, NULL);
+	close(c->uffd);
+	munmap(c->base, len);
+	return (double)(t1 - t0) / (double)n;
+}
+
+double run_memcpy(const char *src, size_t npages)
+{
+	size_t len = npages * PG;
+	char *dst = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (dst == MAP_FAILED)
+		die("mmap", -errno);
+	uint64_t t0 = now_ns();
+	memcpy(dst, src, len);
+	uint64_t t1 = now_ns();
+	if (dst[len / 2] != src[len / 2])
+		die("memcpy", -EIO);
+	munmap(dst, len);
+	return (double)(t1 - t0) / (double)npages;
 }
 
 static char vmod_dir[64];

@@ -60,6 +60,19 @@ struct vmo_object *bench_mem_object(struct vmo_engine *eng, char *src, size_t np
  * touch. */
 double run_floor(const char *src, size_t npages, const uint32_t *order, size_t n);
 
+/* The kernel's batched fill: every page of a fresh memfd mapping (shmem, as
+ * vmo's objects) touched in order, a minimal handler answering each fault
+ * with one UFFDIO_COPY of run pages; ns per page. */
+double run_copy_runs(const char *src, size_t npages, size_t run);
+
+/* The self-service floor: the same touches, each fault a SIGBUS that the
+ * faulting thread answers itself with one UFFDIO_COPY (UFFD_FEATURE_SIGBUS);
+ * -1 where the kernel lacks it. */
+double run_floor_sigbus(const char *src, size_t npages, const uint32_t *order, size_t n);
+
+/* memcpy of npages from src into memory already mapped; ns per page. */
+double run_memcpy(const char *src, size_t npages);
+
 /* The real vmod, for the benchmarks that go through it: a fresh directory
  * under /dev/shm (removed at exit) holds its store and socket; the binary is
  * $VMOD, else ../vmod from this program's directory.  Returns vmod's pid;

@@ -224,6 +224,7 @@ const struct feature features[] = {
 	{ VMO_FEAT_CONTINUE_WP, "continue-wp",
 	  "UFFDIO_CONTINUE_MODE_WP (6.5): pages shared between views mapped write-protected; unlock callbacks" },
 	{ VMO_FEAT_EVENTS, "events", "UNMAP/REMAP events (4.11): a view the program unmaps or moves itself is followed" },
+	{ VMO_FEAT_SIGBUS, "sigbus", "UFFD_FEATURE_SIGBUS (4.14): self-service faults (VMO_ENGINE_SELF_SERVICE), the faulting thread serves itself" },
 };
 
 const size_t nfeatures = sizeof features / sizeof features[0];
