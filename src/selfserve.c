@@ -78,7 +78,12 @@ static struct vmo_engine *_Atomic engines[MAX_ENGINES];
 static _Atomic long in_handler; /* handlers that may hold an engine pointer */
 static pthread_mutex_t install_mu = PTHREAD_MUTEX_INITIALIZER;
 /* The disposition found when the handler was installed (last): passed on
- * to.  Replaced by a new copy, never freed (a handler may be reading it). */
+ * to.  Each install writes the next of a few slots and then points prev at
+ * it, so a handler reading the one before is not written under (until the
+ * program has replaced vmo's handler that many more times). */
+#define PREV_SLOTS 16
+static struct sigaction prev_slots[PREV_SLOTS];
+static unsigned prev_next;
 static struct sigaction *_Atomic prev;
 static int force_all = -1; /* VMO_SELF_SERVICE=all: every object served in the handler */
 
@@ -131,10 +136,8 @@ int vmo__selfserve_install(void)
 	if (sigaction(SIGBUS, NULL, &cur) < 0) {
 		rc = -errno;
 	} else if (!((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus)) {
-		struct sigaction *p = malloc(sizeof *p);
-		if (!p) {
-			rc = -ENOMEM;
-		} else {
+		struct sigaction *p = &prev_slots[prev_next++ % PREV_SLOTS];
+		{
 			*p = cur;
 			atomic_store(&prev, p);
 			struct sigaction sa;
