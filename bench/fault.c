@@ -10,6 +10,9 @@
  *           SIGBUS handler (target: <= 0.5x the floor, random)
  *   sigbus floor  the self-service mechanism alone: a SIGBUS handler that
  *           answers its own fault with one UFFDIO_COPY
+ *   spin    vmo with workers that poll their userfaultfds for VMO_BENCH_SPIN_US
+ *           (50) before they block; the CPU time the process used per page is
+ *           reported beside the default's (what the spinning burns)
  *   copy64  the kernel's batched fill: a minimal handler answering each
  *           fault of a sequential scan of a memfd with one UFFDIO_COPY of
  *           64 pages (vmo's read-ahead window), target for vmo's scan
@@ -27,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static size_t npages;
@@ -49,7 +53,14 @@ static double touch(const char *base, const uint32_t *order)
 	return (double)(t1 - t0) / (double)npages;
 }
 
-static struct vmo_engine *eng, *eng_ss;
+static struct vmo_engine *eng, *eng_ss, *eng_spin;
+
+static double cpu_ns(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e9 + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e3;
+}
 
 static double run_vmo_on(struct vmo_engine *e, const uint32_t *order, uint32_t flags, struct vmo_stats *st)
 {
@@ -113,12 +124,29 @@ int main(void)
 		eng_ss = NULL;
 	}
 
+	/* Spin before blocking: workers poll for this long after their last
+	 * work before they sleep (VMO_SPIN_US; VMO_BENCH_SPIN_US, 50). */
+	char spin[32];
+	snprintf(spin, sizeof spin, "%lu", env_ul("VMO_BENCH_SPIN_US", 50));
+	setenv("VMO_SPIN_US", spin, 1);
+	eo.flags &= ~VMO_ENGINE_SELF_SERVICE;
+	if ((rc = vmo_engine_create(&eo, &eng_spin)))
+		die(vmo_last_error_detail(), rc);
+	unsetenv("VMO_SPIN_US");
+
 	double fr[64], vr[64], kr[64], fs[64], vs[64], vsn[64], ks[64], ssr[64], sss[64], c64[64], mc[64], sf[64];
+	double spr[64], cpu_v[64], cpu_sp[64];
 	struct vmo_stats st_seq = { 0 };
 	run_floor(src, npages, order_seq, npages); /* warm up */
 	for (int r = 0; r < reps; r++) {
 		fr[r] = run_floor(src, npages, order_rand, npages);
+		double c0 = cpu_ns();
 		vr[r] = run_vmo(order_rand, 0, NULL);
+		double c1 = cpu_ns();
+		spr[r] = run_vmo_on(eng_spin, order_rand, 0, NULL);
+		double c2 = cpu_ns();
+		cpu_v[r] = (c1 - c0) / (double)npages;
+		cpu_sp[r] = (c2 - c1) / (double)npages;
 		sf[r] = run_floor_sigbus(src, npages, order_rand, npages);
 		if (eng_ss) {
 			ssr[r] = run_vmo_on(eng_ss, order_rand, VMO_OBJ_SIGNAL_SAFE, NULL);
@@ -146,6 +174,14 @@ int main(void)
 	printf("seq_readahead_speedup=%.2f\n", mvsn / mvs);
 	printf("seq_vmo_over_floor=%.3f\n", mvs / mfs);
 	printf("seq_faults_per_page=%.4f\n", (double)st_seq.faults / (double)npages);
+	double mspr = median(spr, reps);
+	printf("random_spin_us=%s\n", spin);
+	printf("random_spin_ns_per_page=%.0f\n", mspr);
+	printf("random_spin_over_floor=%.3f\n", mspr / mfr);
+	printf("random_spin_over_vmo=%.3f\n", mspr / mvr);
+	printf("random_vmo_cpu_ns_per_page=%.0f\n", median(cpu_v, reps));
+	printf("random_spin_cpu_ns_per_page=%.0f\n", median(cpu_sp, reps));
+	vmo_engine_destroy(eng_spin);
 	double mc64 = median(c64, reps), mmc = median(mc, reps);
 	printf("seq_copy64_ns_per_page=%.0f\n", mc64);
 	printf("seq_memcpy_ns_per_page=%.0f\n", mmc);

@@ -168,6 +168,7 @@ struct vmo_engine {
 	int inhibit;   /* nesting count */
 	int active;    /* workers handling messages */
 	_Atomic unsigned ready; /* workers started, their buffer reserved */
+	uint64_t spin_ns;       /* VMO_SPIN_US: poll before blocking (engine.c) */
 
 	pthread_mutex_t objs_mu;
 	struct vmo_object *objs;

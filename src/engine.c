@@ -43,8 +43,6 @@ static bool serve_stash(struct vmo_engine *eng)
  * (space.h: an event counts as handled once read, so it is applied before
  * anyone acts on view addresses again).  Worker count does not grow with
  * the number of spaces. */
-static uint64_t spin_ns;
-
 static uint64_t env_spin_ns(void)
 {
 	const char *e = getenv("VMO_SPIN_US");
@@ -82,8 +80,8 @@ static void *worker_main(void *arg)
 		 * docs/performance.md, it did not pay here): poll the set
 		 * without sleeping for up to that long after the last work. */
 		int pr = 0;
-		if (spin_ns) {
-			uint64_t until = vmo__now_ns() + spin_ns;
+		if (eng->spin_ns) {
+			uint64_t until = vmo__now_ns() + eng->spin_ns;
 			while ((pr = epoll_wait(eng->spaces.epfd, &ev, 1, 0)) == 0 && vmo__now_ns() < until)
 				;
 		}
@@ -188,7 +186,7 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 			    VMO_ENGINE_DIRTY_ASYNC | VMO_ENGINE_SELF_SERVICE))
 		return -EINVAL;
 	uint32_t flags = opts->flags;
-	spin_ns = env_spin_ns();
+	uint64_t spin_ns = env_spin_ns();
 	/* VMO_SELF_SERVICE=1 (or =all, which also serves every object in the
 	 * handler as if VMO_OBJ_SIGNAL_SAFE): every engine self-service, to run
 	 * a program or the test suite that way. */
@@ -261,6 +259,7 @@ VMO_API int vmo_engine_create(const struct vmo_engine_opts *opts, struct vmo_eng
 	}
 	eng->features = eng->local->features;
 	eng->flags = flags;
+	eng->spin_ns = spin_ns;
 	eng->budget_hi = opts->budget;
 	eng->budget_lo = opts->budget_low ? opts->budget_low : opts->budget - opts->budget / 8;
 	eng->nworkers = opts->workers ? opts->workers : DEFAULT_WORKERS;

@@ -70,7 +70,8 @@ double run_copy_runs(const char *src, size_t npages, size_t run);
  * -1 where the kernel lacks it. */
 double run_floor_sigbus(const char *src, size_t npages, const uint32_t *order, size_t n);
 
-/* memcpy of npages from src into memory already mapped; ns per page. */
+/* memcpy of npages from src into memory already mapped and written once
+ * (the second of two copies); ns per page. */
 double run_memcpy(const char *src, size_t npages);
 
 /* The real vmod, for the benchmarks that go through it: a fresh directory
