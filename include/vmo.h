@@ -514,6 +514,8 @@ struct vmo_stats {
 	uint64_t write_errors; /* failed writebacks (the callback, or reading the page) */
 	uint64_t budget;       /* current effective cap in bytes (0 = none) */
 	uint64_t pinned;       /* bytes pinned (vmo_object_pin) */
+	/* since 0.4: */
+	uint64_t large_fill;   /* pages filled through the memfd, in large folios where shmem gives them */
 };
 VMO_API int vmo_object_stats_sized(struct vmo_object *obj, struct vmo_stats *st, size_t size);
 VMO_API int vmo_engine_stats_sized(struct vmo_engine *eng, struct vmo_stats *st, size_t size);

@@ -335,10 +335,11 @@ VMO_API int vmo_client_clients(struct vmo_client *cl, uint64_t *cursor, struct v
 
 static void stats_from_wire(struct vmo_stats *st, const struct vmo__wire_msg *r)
 {
-	uint64_t v[15] = { 0 };
-	for (uint32_t i = 0; i < r->u.stats_ok.n && i < 15; i++)
+	/* (a server of another version sends fewer or more: what both know) */
+	uint64_t v[16] = { 0 };
+	for (uint32_t i = 0; i < r->u.stats_ok.n && i < 16; i++)
 		v[i] = r->u.stats_ok.v[i];
-	_Static_assert(sizeof *st == 8 + sizeof v, "struct vmo_stats: a header and 15 u64");
+	_Static_assert(sizeof *st == 8 + sizeof v, "struct vmo_stats: a header and 16 u64");
 	memcpy((char *)st + 8, v, sizeof v);
 }
 

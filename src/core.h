@@ -46,7 +46,7 @@ static inline bool ps_resident(int s) { return s == PS_CLEAN || s == PS_DIRTY ||
 
 struct vmo__ostats {
 	_Atomic uint64_t faults, missing, minor, wp, pages_read, readahead, writebacks, evictions, errors,
-		write_errors;
+		write_errors, large_fill;
 };
 
 /* Reclaim works on chunks of CHUNK_BYTES (or one page, if larger): CLOCK
@@ -84,6 +84,7 @@ struct vmo_object {
 	uint32_t page_size;
 	uint32_t page_shift;
 	_Atomic uint32_t ra_max; /* pages; 1 = no read-ahead */
+	uint32_t fold; /* pages a large folio covers: whole aligned runs of them are filled by pwrite (0: none) */
 	uint32_t flags;
 	uint32_t prot;   /* VMO_PROT_* mappings may have */
 	char name[64];

@@ -101,21 +101,50 @@ static bool view_enter(struct fault *f)
 	return vmo__space_enter(f->sp, f->m);
 }
 
-/* A private view (VMO__VIEW_PRIVATE): the pages go into the memfd (over
+/* Filling through the memfd: the pages are written into the memfd (over
  * whatever is there: a page marked absent holds nothing of the object's),
- * then are mapped (read-only, the kernel sees to that) and the thread
- * woken.  Once in the memfd they are supplied, whatever the mapping says:
- * a thread that was not woken faults again and meets them (MINOR). */
-static int fill_private(struct fault *f, size_t off, const void *src, size_t len, size_t *done)
+ * then mapped into the view with UFFDIO_CONTINUE (write-protected if wp)
+ * and the thread woken.  Once in the memfd they are supplied, whatever the
+ * mapping says: a thread that was not woken faults again and meets them
+ * (MINOR).  Two uses:
+ *   - a private view (VMO__VIEW_PRIVATE): UFFDIO_COPY would give the
+ *     process a private copy, not the object's page (read-only: no wp);
+ *   - whole aligned blocks of large folios (o->fold): a pwrite lets shmem
+ *     allocate one large folio for a block, where UFFDIO_COPY allocates
+ *     4 KiB ones.  Only whole blocks this fill claimed: shmem gives a write
+ *     a folio only where the aligned block holds no page yet, and fills the
+ *     rest of it with zeros, so a block with pages we do not own would get
+ *     zero pages in the object (docs/design.md). */
+static int fill_write(struct fault *f, size_t off, const void *src, size_t len, bool wp, size_t *done)
 {
 	struct vmo_object *o = f->obj;
 	int rc = vmo__pwrite_full(o->memfd, src, len, (f->pg << o->page_shift) + off);
 	if (rc < 0)
 		return rc;
-	if (f->sp->ops->cont(f->sp, (void *)(f->paddr + off), len, false, true, NULL) < 0)
+	if (f->sp->ops->cont(f->sp, (void *)(f->paddr + off), len, wp, true, NULL) < 0)
 		f->sp->ops->wake(f->sp, (void *)(f->paddr + off), len);
 	*done = len;
 	return 0;
+}
+
+/* The part of pages [i, n) of a fill (pages f->pg + i ..) that goes by
+ * fill_write: [*a, *b), empty if none. */
+static void write_span(struct fault *f, uint64_t i, uint64_t n, bool wp, uint64_t *a, uint64_t *b)
+{
+	struct vmo_object *o = f->obj;
+	*a = *b = i;
+	if (f->m->flags & VMO__VIEW_PRIVATE) {
+		*b = n;
+		return;
+	}
+	uint64_t F = o->fold;
+	if (!F || !(f->sp->features & VMO_FEAT_MINOR) || (wp && !(f->sp->features & VMO_FEAT_CONTINUE_WP)))
+		return;
+	uint64_t s = (f->pg + i + F - 1) / F * F, e = (f->pg + n) / F * F;
+	if (e > s) {
+		*a = s - f->pg;
+		*b = e - f->pg;
+	}
 }
 
 static void view_exit(struct fault *f)
@@ -263,6 +292,15 @@ static uint64_t claim_cluster(struct fault *f)
 	if (win > cap)
 		win = cap ? (uint32_t)cap : 1;
 	uint64_t end_pg = (m->off + m->len) >> o->page_shift;
+	/* Filling in large folios: end the cluster at a block boundary when
+	 * one lies inside it, so that the next one starts on one and covers
+	 * whole blocks (fill_write). */
+	uint64_t F = o->fold;
+	if (F > 1 && win > 1) {
+		uint64_t e = (f->pg + win) / F * F;
+		if (e > f->pg)
+			end_pg = e < end_pg ? e : end_pg;
+	}
 	uint64_t n = 1;
 	while (n < win && f->pg + n < end_pg && ps_cas(o, f->pg + n, PS_ABSENT, PS_FILLING))
 		n++;
@@ -393,15 +431,23 @@ static void fill(struct fault *f)
 	uint64_t i = 0;
 	int attempt = 0;
 	bool in = view_enter(f), failed = false;
+	uint64_t wa, wb;
+	write_span(f, 0, n, wp, &wa, &wb);
+	if (wb > wa)
+		atomic_fetch_add_explicit(&o->st.large_fill, wb - wa, memory_order_relaxed);
 	while (i < n) {
 		size_t done = 0;
 		size_t off = (size_t)i << o->page_shift;
+		/* [i, seg): by UFFDIO_COPY before and after the span written */
+		uint64_t seg = i < wa ? wa : i < wb ? wb : n;
+		size_t slen = (size_t)(seg - i) << o->page_shift;
 		if (!in)
 			rc = -ENOENT;
-		else if (f->m->flags & VMO__VIEW_PRIVATE)
-			rc = fill_private(f, off, (char *)buf + off, len - off, &done);
+		else if (i >= wa && i < wb)
+			rc = fill_write(f, off, (char *)buf + off, slen, (f->m->flags & VMO__VIEW_PRIVATE) ? false : wp,
+					&done);
 		else
-			rc = f->sp->ops->copy(f->sp, (void *)(f->paddr + off), (char *)buf + off, len - off, wp, &done);
+			rc = f->sp->ops->copy(f->sp, (void *)(f->paddr + off), (char *)buf + off, slen, wp, &done);
 		uint64_t k = done >> o->page_shift;
 		/* A CAS: async dirty collection may already have found the page
 		 * written (FILLING -> DIRTY) since the copy woke the writer. */
@@ -409,7 +455,7 @@ static void fill(struct fault *f)
 			ps_cas(o, f->pg + j, PS_FILLING, st);
 		i += k;
 		if (rc == 0)
-			break;
+			continue;
 		if (rc == -EEXIST) {
 			/* In the memfd although marked absent: nothing of vmo's put
 			 * it there.  A process touched the memfd outside a

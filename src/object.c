@@ -129,6 +129,20 @@ VMO_API int vmo_object_create(struct vmo_engine *eng, const struct vmo_pager_ops
 	if ((uint64_t)ra * psz > MAX_CLUSTER_BYTES)
 		ra = MAX_CLUSTER_BYTES / psz ? MAX_CLUSTER_BYTES / psz : 1;
 	o->ra_max = ra;
+	/* Large folios (docs/design.md, Filling through the memfd): the
+	 * largest block shmem may give a pwrite one folio for that a cluster
+	 * can cover, in pages (at least one: an object page that large is
+	 * always written whole).  0: fill with UFFDIO_COPY (4 KiB folios). */
+	o->fold = 0;
+	if (eng->features & VMO_FEAT_MINOR) {
+		unsigned orders = vmo__shmem_folio_orders();
+		uint64_t most = (uint64_t)ra * psz;
+		for (unsigned k = 1; k <= 10; k++) {
+			uint64_t block = 4096ull << k;
+			if ((orders & (1u << k)) && (block <= most || block <= psz))
+				o->fold = block <= psz ? 1 : (uint32_t)(block / psz);
+		}
+	}
 	o->flags = opts->flags;
 	o->prot = opts->prot ? opts->prot : VMO_PROT_READ | VMO_PROT_WRITE;
 	if (opts->name)
@@ -241,6 +255,7 @@ void vmo__stats_add(struct vmo_stats *g, const struct vmo_stats *s)
 	g->evictions += s->evictions;
 	g->errors += s->errors;
 	g->write_errors += s->write_errors;
+	g->large_fill += s->large_fill;
 }
 
 static void object_free(struct vmo_object *obj);
@@ -549,6 +564,7 @@ VMO_API int vmo_object_stats_sized(struct vmo_object *obj, struct vmo_stats *out
 	st->evictions = atomic_load(&obj->st.evictions);
 	st->errors = atomic_load(&obj->st.errors);
 	st->write_errors = atomic_load(&obj->st.write_errors);
+	st->large_fill = atomic_load(&obj->st.large_fill);
 	st->budget = (uint64_t)atomic_load(&obj->budget_hi) << obj->page_shift;
 	st->pinned = (uint64_t)atomic_load(&obj->pages.pinned_pages) << obj->page_shift;
 	/* Views the program unmapped (an event already read) are counted out. */

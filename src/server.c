@@ -33,7 +33,7 @@
 
 #define DEFAULT_MAX_CLIENTS 256
 #define DEFAULT_MAX_OBJECTS 1024
-#define NSTATS 15 /* u64 fields of struct vmo_stats after its header */
+#define NSTATS 16 /* u64 fields of struct vmo_stats after its header */
 
 struct pub {
 	struct pub *next;

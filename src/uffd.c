@@ -124,6 +124,7 @@ static const struct {
 	{ "events", UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP, 0 },
 	{ "sigbus", UFFD_FEATURE_SIGBUS, 0 },
 	{ "continue-wp", 0, VMO__DIS_CONTINUE_WP },
+	{ "large-folios", 0, VMO__DIS_LARGE_FOLIOS },
 	{ "pagemap-scan", 0, VMO__DIS_PAGEMAP_SCAN },
 };
 
@@ -149,7 +150,7 @@ static void parse_disable(void)
 			}
 		if (i == VMO_ARRAY_SIZE(disable_names))
 			vmo__err("VMO_DISABLE: unknown mechanism '%s' (known: minor wp poison move wp-async "
-				 "events sigbus continue-wp pagemap-scan)", w);
+				 "events sigbus continue-wp large-folios pagemap-scan)", w);
 	}
 	vmo__info("VMO_DISABLE=%s: acting as if the kernel lacked it", e);
 }
@@ -234,6 +235,46 @@ bool vmo__uffd_continue_wp_supported(void)
 {
 	pthread_once(&continue_wp_once, probe_continue_wp);
 	return continue_wp_ok == 1;
+}
+
+/* "always [within_size] advise never": the bracketed word, if it lets a
+ * write allocate large folios with no mapping's advice. */
+static int thp_word(const char *path)
+{
+	char buf[128];
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *a = strchr(buf, '['), *b = a ? strchr(a, ']') : NULL;
+	if (!a || !b)
+		return -1;
+	*b = 0;
+	a++;
+	return !strcmp(a, "always") || !strcmp(a, "within_size") || !strcmp(a, "force");
+}
+
+unsigned vmo__shmem_folio_orders(void)
+{
+	if (vmo__uffd_disabled() & VMO__DIS_LARGE_FOLIOS)
+		return 0;
+	/* A memfd lives on the kernel's internal shmem mount, whose huge
+	 * setting is the global shmem_enabled: the per-size files
+	 * (hugepages-NkB/shmem_enabled, 6.11) are for anonymous shared
+	 * mappings, not a write to a memfd.  Measured on 6.18: with the global
+	 * within_size, a pwrite of any size into an empty, aligned 2 MiB block
+	 * inside the file gets one 2 MiB folio (stats/shmem_alloc of
+	 * hugepages-2048kB), with the per-size 64 KiB one at within_size and
+	 * the global never, none. */
+	if (thp_word("/sys/kernel/mm/transparent_hugepage/shmem_enabled") <= 0)
+		return 0;
+	long pmd = vmo__read_long("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", 0);
+	unsigned order = 0;
+	for (long sz = pmd / 4096; sz > 1; sz >>= 1)
+		order++;
+	return order ? 1u << order : 0;
 }
 
 static int pagemap_scan_ok = -1;

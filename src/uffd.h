@@ -120,9 +120,16 @@ uint64_t vmo__uffd_kernel_features(void);
 bool vmo__pagemap_scan_supported(void);
 /* UFFDIO_CONTINUE takes UFFDIO_CONTINUE_MODE_WP (6.5; no feature bit). */
 bool vmo__uffd_continue_wp_supported(void);
+/* The folio orders (bit k: 4 KiB << k) shmem gives a write into an empty,
+ * aligned block of a memfd, read now from sysfs: the PMD size's where the
+ * global shmem_enabled is always, within_size or force (advise needs a
+ * mapping's MADV_HUGEPAGE; the per-size settings are for anonymous shared
+ * mappings).  0 where there are none, or VMO_DISABLE=large-folios. */
+unsigned vmo__shmem_folio_orders(void);
 /* Mechanisms VMO_DISABLE turns off that are not UFFD_FEATURE_* bits. */
 #define VMO__DIS_CONTINUE_WP 1u
 #define VMO__DIS_PAGEMAP_SCAN 2u
+#define VMO__DIS_LARGE_FOLIOS 4u
 unsigned vmo__uffd_disabled(void);
 
 int vmo__uffd_register(struct vmo__uffd *u, void *addr, size_t len, uint64_t modes);
