@@ -13,6 +13,11 @@
  *   spin    vmo with workers that poll their userfaultfds for VMO_BENCH_SPIN_US
  *           (50) before they block; the CPU time the process used per page is
  *           reported beside the default's (what the spinning burns)
+ *   large   sequential with 2 MiB clusters (readahead_max 512) with 4 KiB
+ *           folios (shmem_enabled never), against copy512, and with 2 MiB
+ *           ones (within_size: filled by writing the memfd), against memcpy
+ *           (target <= 2x); root only: the global setting is switched for
+ *           those runs and restored
  *   copy64  the kernel's batched fill: a minimal handler answering each
  *           fault of a sequential scan of a memfd with one UFFDIO_COPY of
  *           64 pages (vmo's read-ahead window), target for vmo's scan
@@ -26,6 +31,7 @@
 #include "lib/common.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +84,57 @@ static double run_vmo_on(struct vmo_engine *e, const uint32_t *order, uint32_t f
 static double run_vmo(const uint32_t *order, uint32_t flags, struct vmo_stats *st)
 {
 	return run_vmo_on(eng, order, flags, st);
+}
+
+/* Sequential with 2 MiB clusters (readahead_max 512), on engine e. */
+static double run_vmo_ra512(struct vmo_engine *e, const uint32_t *order, uint32_t flags, struct vmo_stats *st)
+{
+	struct vmo_object_opts oo = { .flags = flags, .readahead_max = 512 };
+	void *base;
+	struct vmo_object *obj = bench_mem_object(e, src, npages, &oo, &base);
+	double ns = touch(base, order);
+	if (st)
+		vmo_object_stats(obj, st);
+	vmo_unmap(obj, base, npages * PG);
+	vmo_object_unref(obj);
+	return ns;
+}
+
+/* shmem's global shmem_enabled (a memfd's large folios): read, and set
+ * for the large-folio runs when root; restored at exit. */
+static const char *knob = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
+static char knob_old[32];
+
+static void knob_restore(void)
+{
+	FILE *f;
+	if (knob_old[0] && (f = fopen(knob, "we"))) {
+		fputs(knob_old, f);
+		fclose(f);
+	}
+}
+
+static bool knob_set(const char *v)
+{
+	char buf[128] = "";
+	FILE *f = fopen(knob, "re");
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof buf, f))
+		buf[0] = 0;
+	fclose(f);
+	if (!knob_old[0]) {
+		char *a = strchr(buf, '['), *b = a ? strchr(a, ']') : NULL;
+		if (!a || !b)
+			return false;
+		snprintf(knob_old, sizeof knob_old, "%.*s", (int)(b - a - 1), a + 1);
+		atexit(knob_restore);
+	}
+	f = fopen(knob, "we");
+	if (!f)
+		return false;
+	bool ok = fputs(v, f) >= 0;
+	return fclose(f) == 0 && ok;
 }
 
 static int datafd = -1;
@@ -135,7 +192,11 @@ int main(void)
 	unsetenv("VMO_SPIN_US");
 
 	double fr[64], vr[64], kr[64], fs[64], vs[64], vsn[64], ks[64], ssr[64], sss[64], c64[64], mc[64], sf[64];
-	double spr[64], cpu_v[64], cpu_sp[64];
+	double spr[64], cpu_v[64], cpu_sp[64], l4[64], ll[64], lls[64], c512[64];
+	struct vmo_stats st_large = { 0 };
+	/* Large folios: both configurations, when this process may switch
+	 * shmem_enabled (root); else only the one the machine has. */
+	bool can_switch = knob_set("never");
 	struct vmo_stats st_seq = { 0 };
 	run_floor(src, npages, order_seq, npages); /* warm up */
 	for (int r = 0; r < reps; r++) {
@@ -153,7 +214,15 @@ int main(void)
 			sss[r] = run_vmo_on(eng_ss, order_seq, VMO_OBJ_SIGNAL_SAFE, NULL);
 		}
 		c64[r] = run_copy_runs(src, npages, 64);
+		c512[r] = run_copy_runs(src, npages, 512);
 		mc[r] = run_memcpy(src, npages);
+		if (can_switch) {
+			l4[r] = run_vmo_ra512(eng, order_seq, 0, NULL); /* 4 KiB folios */
+			knob_set("within_size");
+			ll[r] = run_vmo_ra512(eng, order_seq, 0, &st_large);
+			lls[r] = eng_ss ? run_vmo_ra512(eng_ss, order_seq, VMO_OBJ_SIGNAL_SAFE, NULL) : 0;
+			knob_set("never");
+		}
 		kr[r] = run_kernel(order_rand);
 		fs[r] = run_floor(src, npages, order_seq, npages);
 		vs[r] = run_vmo(order_seq, 0, &st_seq);
@@ -187,6 +256,24 @@ int main(void)
 	printf("seq_memcpy_ns_per_page=%.0f\n", mmc);
 	printf("seq_vmo_over_copy64=%.3f\nseq_vmo_over_copy64_target=1.2\n", mvs / mc64);
 	printf("seq_vmo_over_memcpy=%.2f\n", mvs / mmc);
+	double mc512 = median(c512, reps);
+	printf("seq_copy512_ns_per_page=%.0f\n", mc512);
+	if (can_switch) {
+		double ml4 = median(l4, reps), mll = median(ll, reps);
+		printf("seq_ra512_vmo_ns_per_page=%.0f\n", ml4);
+		printf("seq_ra512_vmo_over_copy512=%.3f\nseq_ra512_vmo_over_copy512_target=1.2\n", ml4 / mc512);
+		printf("seq_large_vmo_ns_per_page=%.0f\n", mll);
+		printf("seq_large_pages_by_write=%.3f\n", (double)st_large.large_fill / (double)npages);
+		printf("seq_large_vmo_over_memcpy=%.2f\nseq_large_vmo_over_memcpy_target=2.0\n", mll / mmc);
+		printf("seq_large_vmo_over_ra512_4k=%.3f\n", mll / ml4);
+		if (eng_ss) {
+			double mlls = median(lls, reps);
+			printf("seq_large_selfserve_ns_per_page=%.0f\n", mlls);
+			printf("seq_large_selfserve_over_memcpy=%.2f\n", mlls / mmc);
+		}
+	} else {
+		printf("seq_large=skipped (cannot switch %s: not root?)\n", knob);
+	}
 	if (eng_ss) {
 		double mssr = median(ssr, reps), msss = median(sss, reps);
 		printf("random_selfserve_ns_per_page=%.0f\n", mssr);
