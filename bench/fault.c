@@ -192,7 +192,7 @@ int main(void)
 	unsetenv("VMO_SPIN_US");
 
 	double fr[64], vr[64], kr[64], fs[64], vs[64], vsn[64], ks[64], ssr[64], sss[64], c64[64], mc[64], sf[64];
-	double spr[64], cpu_v[64], cpu_sp[64], l4[64], ll[64], lls[64], c512[64];
+	double spr[64], cpu_v[64], cpu_sp[64], l4[64], ll[64], lls[64], c512[64], mcf[64];
 	struct vmo_stats st_large = { 0 };
 	/* Large folios: both configurations, when this process may switch
 	 * shmem_enabled (root); else only the one the machine has. */
@@ -216,6 +216,7 @@ int main(void)
 		c64[r] = run_copy_runs(src, npages, 64);
 		c512[r] = run_copy_runs(src, npages, 512);
 		mc[r] = run_memcpy(src, npages);
+		mcf[r] = run_memcpy_fresh(src, npages);
 		if (can_switch) {
 			l4[r] = run_vmo_ra512(eng, order_seq, 0, NULL); /* 4 KiB folios */
 			knob_set("within_size");
@@ -258,6 +259,8 @@ int main(void)
 	printf("seq_vmo_over_memcpy=%.2f\n", mvs / mmc);
 	double mc512 = median(c512, reps);
 	printf("seq_copy512_ns_per_page=%.0f\n", mc512);
+	double mmcf = median(mcf, reps);
+	printf("seq_memcpy_fresh_ns_per_page=%.0f\n", mmcf);
 	if (can_switch) {
 		double ml4 = median(l4, reps), mll = median(ll, reps);
 		printf("seq_ra512_vmo_ns_per_page=%.0f\n", ml4);
@@ -266,6 +269,7 @@ int main(void)
 		printf("seq_large_pages_by_write=%.3f\n", (double)st_large.large_fill / (double)npages);
 		printf("seq_large_vmo_over_memcpy=%.2f\nseq_large_vmo_over_memcpy_target=2.0\n", mll / mmc);
 		printf("seq_large_vmo_over_ra512_4k=%.3f\n", mll / ml4);
+		printf("seq_large_vmo_over_memcpy_fresh=%.2f\n", mll / mmcf);
 		if (eng_ss) {
 			double mlls = median(lls, reps);
 			printf("seq_large_selfserve_ns_per_page=%.0f\n", mlls);
