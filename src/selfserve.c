@@ -143,11 +143,15 @@ int vmo__selfserve_install(void)
 			struct sigaction sa;
 			memset(&sa, 0, sizeof sa);
 			sa.sa_sigaction = on_sigbus;
-			/* SIGBUS stays blocked while it runs: a fault inside it
-			 * (a pager touching the object's mappings) kills the
-			 * process instead of recursing. */
+			/* Every signal stays blocked while it runs: no other
+			 * handler of the program may run in the middle and touch
+			 * a page this one is filling (it would wait for it
+			 * forever), and a fault inside it (a pager touching the
+			 * object's mappings) kills the process instead of
+			 * recursing.  Signals that come meanwhile wait until the
+			 * fault is served (SIGKILL does not). */
 			sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
-			sigemptyset(&sa.sa_mask);
+			sigfillset(&sa.sa_mask);
 			if (sigaction(SIGBUS, &sa, NULL) < 0)
 				rc = -errno;
 			else if (cur.sa_handler != SIG_DFL)
