@@ -433,7 +433,7 @@ static void fill(struct fault *f)
 	bool in = view_enter(f), failed = false;
 	uint64_t wa, wb;
 	write_span(f, 0, n, wp, &wa, &wb);
-	if (wb > wa)
+	if (wb > wa && !(f->m->flags & VMO__VIEW_PRIVATE))
 		atomic_fetch_add_explicit(&o->st.large_fill, wb - wa, memory_order_relaxed);
 	while (i < n) {
 		size_t done = 0;
