@@ -273,7 +273,7 @@ static int handle(siginfo_t *si, void *uc)
 		if (pid < 0)
 			pid = getpid();
 		if (sp->pid != pid)
-			break; /* a fork()ed child: the engine is its parent's */
+			continue; /* in a fork()ed child: its parent's engine */
 		struct vmo_map *m = vmo__map_lookup_get(sp, addr);
 		if (!m)
 			continue;
