@@ -368,6 +368,49 @@ static void case_pass_on(void)
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* A fork()ed child of a process with a self-service engine makes its own:
+ * the parent's, still in the child's copy of vmo's table, is passed over,
+ * and the child's faults are served. */
+static void child_engine(void *arg)
+{
+	(void)arg;
+	struct vmo_engine *eng;
+	struct vmo_engine_opts eo = { .flags = VMO_ENGINE_SELF_SERVICE };
+	CHECK_OK(vmo_engine_create(&eo, &eng));
+	struct rec *r = rec_new();
+	struct vmo_object *o;
+	struct vmo_object_opts oo = { .size = (uint64_t)NPG * PS, .flags = VMO_OBJ_SIGNAL_SAFE };
+	CHECK_OK(vmo_object_create(eng, &rec_ro_ops, r, &oo, &o));
+	char *p = NULL;
+	CHECK_OK(vmo_map(o, 0, (size_t)NPG * PS, VMO_PROT_READ, (void **)&p));
+	for (size_t pg = 0; pg < NPG; pg += 5)
+		check_page(p, pg);
+	CHECK_EQ(atomic_load(&r->foreign_reads), 0);
+	CHECK_OK(vmo_unmap(o, p, (size_t)NPG * PS));
+	vmo_object_unref(o);
+	CHECK_OK(vmo_engine_destroy(eng));
+	rec_free(r);
+}
+
+static void case_child_engine(void)
+{
+	struct vmo_engine *eng = ss_engine();
+	struct rec *r = rec_new();
+	struct vmo_object *o;
+	struct vmo_object_opts oo = { .size = (uint64_t)NPG * PS, .flags = VMO_OBJ_SIGNAL_SAFE };
+	CHECK_OK(vmo_object_create(eng, &rec_ro_ops, r, &oo, &o));
+	char *p = NULL;
+	CHECK_OK(vmo_map(o, 0, (size_t)NPG * PS, VMO_PROT_READ, (void **)&p));
+	check_page(p, 3);
+	int st = t_fork_run(child_engine, NULL);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	check_page(p, 4);
+	CHECK_OK(vmo_unmap(o, p, (size_t)NPG * PS));
+	vmo_object_unref(o);
+	CHECK_OK(vmo_engine_destroy(eng));
+	rec_free(r);
+}
+
 /* Several threads scanning the same pages at once: each page is filled by
  * one of them while the others wait by faulting again; the data is right. */
 struct scan_arg {
@@ -455,5 +498,5 @@ int main(int argc, char **argv)
 		      T_CASES({ "served-by-toucher", case_served_by_toucher }, { "hand-off", case_hand_off },
 			      { "writes", case_writes }, { "writes-hand-off", case_writes_hand_off },
 			      { "read-error", case_read_error }, { "syscall-efault", case_syscall_efault },
-			      { "pass-on", case_pass_on }, { "threads", case_threads }, { "inhibit", case_inhibit }));
+			      { "pass-on", case_pass_on }, { "child-engine", case_child_engine }, { "threads", case_threads }, { "inhibit", case_inhibit }));
 }
