@@ -1,7 +1,10 @@
 /* vmo info: what the running kernel offers, or why userfaultfd is not there. */
 #include "cli.h"
 
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/utsname.h>
 
 static int cmd_info(int argc, char **argv)
@@ -35,6 +38,26 @@ static int cmd_info(int argc, char **argv)
 	if (dis && *dis)
 		printf("VMO_DISABLE=%s: those mechanisms are treated as missing (fallbacks in use)\n", dis);
 	printf("page sizes: 4 KiB .. 2 MiB (powers of two)\n");
+	/* A memfd's large folios follow shmem's global setting (docs/api.md,
+	 * Large folios and sequential fills). */
+	char knob[128] = "";
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "re");
+	if (f) {
+		if (!fgets(knob, sizeof knob, f))
+			knob[0] = 0;
+		fclose(f);
+	}
+	char *a = strchr(knob, '['), *b = a ? strchr(a, ']') : NULL;
+	if (a && b) {
+		*b = 0;
+		a++;
+		bool on = !strcmp(a, "always") || !strcmp(a, "within_size") || !strcmp(a, "force");
+		printf("large folios: %s (shmem_enabled %s)%s\n", on ? "yes" : "no", a,
+		       on ? ": 2 MiB blocks of sequential fills are written into the object's memory"
+			  : "; `within_size` lets sequential fills use 2 MiB folios");
+	} else {
+		printf("large folios: no (no transparent huge pages for shmem)\n");
+	}
 	if ((rc = vmo_engine_destroy(eng)))
 		return fail("vmo_engine_destroy", rc);
 	return 0;
