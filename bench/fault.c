@@ -16,7 +16,8 @@
  *   large   sequential with 2 MiB clusters (readahead_max 512) with 4 KiB
  *           folios (shmem_enabled never), against copy512, and with 2 MiB
  *           ones (within_size: filled by writing the memfd), against memcpy
- *           (target <= 2x); root only: the global setting is switched for
+ *           (target <= 2x) and against pwrite of the same bytes into a fresh
+ *           memfd (the fill's own copy and allocation); root only: the global setting is switched for
  *           those runs and restored
  *   copy64  the kernel's batched fill: a minimal handler answering each
  *           fault of a sequential scan of a memfd with one UFFDIO_COPY of
@@ -192,7 +193,7 @@ int main(void)
 	unsetenv("VMO_SPIN_US");
 
 	double fr[64], vr[64], kr[64], fs[64], vs[64], vsn[64], ks[64], ssr[64], sss[64], c64[64], mc[64], sf[64];
-	double spr[64], cpu_v[64], cpu_sp[64], l4[64], ll[64], lls[64], c512[64], mcf[64];
+	double spr[64], cpu_v[64], cpu_sp[64], l4[64], ll[64], lls[64], c512[64], w4[64], wl[64];
 	struct vmo_stats st_large = { 0 };
 	/* Large folios: both configurations, when this process may switch
 	 * shmem_enabled (root); else only the one the machine has. */
@@ -216,11 +217,12 @@ int main(void)
 		c64[r] = run_copy_runs(src, npages, 64);
 		c512[r] = run_copy_runs(src, npages, 512);
 		mc[r] = run_memcpy(src, npages);
-		mcf[r] = run_memcpy_fresh(src, npages);
 		if (can_switch) {
 			l4[r] = run_vmo_ra512(eng, order_seq, 0, NULL); /* 4 KiB folios */
+			w4[r] = run_memfd_write(src, npages);
 			knob_set("within_size");
 			ll[r] = run_vmo_ra512(eng, order_seq, 0, &st_large);
+			wl[r] = run_memfd_write(src, npages);
 			lls[r] = eng_ss ? run_vmo_ra512(eng_ss, order_seq, VMO_OBJ_SIGNAL_SAFE, NULL) : 0;
 			knob_set("never");
 		}
@@ -259,8 +261,6 @@ int main(void)
 	printf("seq_vmo_over_memcpy=%.2f\n", mvs / mmc);
 	double mc512 = median(c512, reps);
 	printf("seq_copy512_ns_per_page=%.0f\n", mc512);
-	double mmcf = median(mcf, reps);
-	printf("seq_memcpy_fresh_ns_per_page=%.0f\n", mmcf);
 	if (can_switch) {
 		double ml4 = median(l4, reps), mll = median(ll, reps);
 		printf("seq_ra512_vmo_ns_per_page=%.0f\n", ml4);
@@ -269,7 +269,10 @@ int main(void)
 		printf("seq_large_pages_by_write=%.3f\n", (double)st_large.large_fill / (double)npages);
 		printf("seq_large_vmo_over_memcpy=%.2f\nseq_large_vmo_over_memcpy_target=2.0\n", mll / mmc);
 		printf("seq_large_vmo_over_ra512_4k=%.3f\n", mll / ml4);
-		printf("seq_large_vmo_over_memcpy_fresh=%.2f\n", mll / mmcf);
+		double mw4 = median(w4, reps), mwl = median(wl, reps);
+		printf("seq_memfd_write_4k_ns_per_page=%.0f\n", mw4);
+		printf("seq_memfd_write_large_ns_per_page=%.0f\n", mwl);
+		printf("seq_large_vmo_over_memfd_write=%.2f\n", mll / mwl);
 		if (eng_ss) {
 			double mlls = median(lls, reps);
 			printf("seq_large_selfserve_ns_per_page=%.0f\n", mlls);

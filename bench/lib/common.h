@@ -73,9 +73,10 @@ double run_floor_sigbus(const char *src, size_t npages, const uint32_t *order, s
 /* memcpy of npages from src into memory already mapped and written once
  * (the second of two copies); ns per page. */
 double run_memcpy(const char *src, size_t npages);
-/* memcpy into fresh anonymous memory (its page faults and allocation
- * included: what a fill of new memory cannot avoid); ns per page. */
-double run_memcpy_fresh(const char *src, size_t npages);
+/* The same bytes written into a fresh memfd in 2 MiB pwrites: the copy and
+ * the allocation of its folios (large ones where shmem gives them), no
+ * fault and no handler; ns per page. */
+double run_memfd_write(const char *src, size_t npages);
 
 /* The real vmod, for the benchmarks that go through it: a fresh directory
  * under /dev/shm (removed at exit) holds its store and socket; the binary is
