@@ -324,7 +324,10 @@ void vmo__reclaim(struct vmo_engine *e, struct vmo_object *only, uint64_t extra_
 
 void vmo__reclaim_background(struct vmo_engine *e)
 {
-	atomic_store(&e->bg_reclaim, false); /* a crossing from now on kicks again */
+	/* A crossing from now on kicks again.  Objects are looked at only
+	 * when one kicked (a tick without a kick costs no walk of them). */
+	if (!atomic_exchange(&e->bg_reclaim, false))
+		goto engine;
 	/* Objects above their own background mark, each under evict_mu on its
 	 * own (a direct reclaimer waits for one object's work, not all). */
 	pthread_mutex_lock(&e->objs_mu);
@@ -349,6 +352,7 @@ void vmo__reclaim_background(struct vmo_engine *e)
 		vmo__object_unpin(o);
 	}
 	free(v);
+engine:
 	pthread_mutex_lock(&e->evict_mu);
 	reclaim_engine(e, true);
 	pthread_mutex_unlock(&e->evict_mu);
