@@ -14,7 +14,8 @@
  *                    touched pages of a plain memfd mapping (one fallocate per
  *                    512-page chunk, and one for the whole range), and vmo
  *                    dropping pages no view maps (vmo_unmap first: what a
- *                    reclaim after CLOCK's second chance finds)
+ *                    reclaim after CLOCK's second chance finds), against the
+ *                    kernel punching the same pages once unmapped
  *   writeback        MB/s of vmo_sync (write callbacks + fdatasync) of a fully
  *                    dirty object over the file pager, on this disk, against
  *                    plain pwrite + fdatasync of the same bytes (from memory
@@ -121,8 +122,9 @@ static double run_evict(bool unmapped)
 }
 
 /* The kernel alone: the same number of pages in a memfd mapped shared,
- * each touched, then punched out in runs of `run` pages: ns per page. */
-static double run_evict_kernel(size_t run)
+ * each touched, then punched out in runs of `run` pages (unmapped: after
+ * the mapping is gone): ns per page. */
+static double run_evict_kernel(size_t run, bool unmapped)
 {
 	size_t len = npages * PG;
 	int fd = memfd_create("vmo-bench-evict", MFD_CLOEXEC);
@@ -137,6 +139,8 @@ static double run_evict_kernel(size_t run)
 	uint64_t sum = 0;
 	for (size_t i = 0; i < npages; i++)
 		sum += *(volatile uint64_t *)(p + i * PG);
+	if (unmapped)
+		munmap(p, len);
 	uint64_t t0 = now_ns();
 	for (size_t off = 0; off < len; off += run * PG)
 		if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
@@ -145,7 +149,8 @@ static double run_evict_kernel(size_t run)
 	uint64_t t1 = now_ns();
 	if (sum == 42)
 		printf("#\n");
-	munmap(p, len);
+	if (!unmapped)
+		munmap(p, len);
 	close(fd);
 	return (double)(t1 - t0) / (double)npages;
 }
@@ -230,7 +235,7 @@ int main(void)
 	if (rc)
 		die(vmo_last_error_detail(), rc);
 
-	double fl[64], rd[64], rw[64], rda[64], rwa[64], ev[64], evu[64], evk[64], evk1[64];
+	double fl[64], rd[64], rw[64], rda[64], rwa[64], ev[64], evu[64], evk[64], evk1[64], evku[64];
 	struct run last_r = { 0 }, last_w = { 0 };
 	run_floor(src, npages, perm, npages); /* warm up */
 	for (int r = 0; r < reps; r++) {
@@ -242,9 +247,10 @@ int main(void)
 		rw[r] = last_w.ns_per_fault;
 		rwa[r] = last_w.ns_per_access;
 		ev[r] = run_evict(false);
-		evk[r] = run_evict_kernel(512);
-		evk1[r] = run_evict_kernel(npages);
+		evk[r] = run_evict_kernel(512, false);
+		evk1[r] = run_evict_kernel(npages, false);
 		evu[r] = run_evict(true);
+		evku[r] = run_evict_kernel(npages, true);
 	}
 	double mfl = median(fl, reps), mrd = median(rd, reps), mrw = median(rw, reps);
 	printf("pages=%zu\nbudget_fraction=0.25\nreps=%d\n", npages, reps);
@@ -266,7 +272,9 @@ int main(void)
 	printf("evict_ns_per_page=%.0f\nevict_target_ns=300\n", mev);
 	printf("evict_kernel_ns_per_page=%.0f\nevict_kernel_one_call_ns_per_page=%.0f\nevict_over_kernel=%.3f\n", mevk,
 	       median(evk1, reps), mev / mevk);
-	printf("evict_unmapped_ns_per_page=%.0f\n", median(evu, reps));
+	double mevu = median(evu, reps), mevku = median(evku, reps);
+	printf("evict_unmapped_ns_per_page=%.0f\nevict_unmapped_kernel_ns_per_page=%.0f\nevict_unmapped_over_kernel=%.3f\n",
+	       mevu, mevku, mevu / mevku);
 	double vmbs, pmbs;
 	run_writeback(wb_mb, wb_reps, &vmbs, &pmbs);
 	printf("writeback_mb=%zu\nwriteback_vmo_MBps=%.0f\nwriteback_plain_MBps=%.0f\nwriteback_vmo_over_plain=%.3f\n",
