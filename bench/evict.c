@@ -5,18 +5,34 @@
  *                    -> ns per fault (every kind: missing, minor, write) and
  *                       the ratio to the floor (bench/lib/common.h: a minimal
  *                       userfaultfd handler serving random first touches)
+ *                    budget_over_floor: the random reads' ratio, against
+ *                    budget_target (issue 13)
  *   evict            cost per page of dropping clean pages (vmo_return of a
- *                    fully resident object), in batches of a chunk
+ *                    fully resident object whose pages were all touched
+ *                    through its view), against evict_target_ns; beside it,
+ *                    in the same run: the kernel alone dropping the same
+ *                    touched pages of a plain memfd mapping (one fallocate per
+ *                    512-page chunk, and one for the whole range), and vmo
+ *                    dropping pages no view maps (vmo_unmap first: what a
+ *                    reclaim after CLOCK's second chance finds), against the
+ *                    kernel punching the same pages once unmapped
  *   writeback        MB/s of vmo_sync (write callbacks + fdatasync) of a fully
  *                    dirty object over the file pager, on this disk, against
- *                    plain pwrite + fdatasync of the same bytes
- * Env: VMO_BENCH_PAGES (16384), VMO_BENCH_REPS (3), VMO_BENCH_WB_MB (128). */
+ *                    plain pwrite + fdatasync of the same bytes (from memory
+ *                    holding them, in 1 MiB writes) to the same file, both
+ *                    overwriting blocks the file already has, alternating
+ *                    which goes first; medians of VMO_BENCH_WB_REPS; against
+ *                    writeback_target
+ * Env: VMO_BENCH_PAGES (16384), VMO_BENCH_REPS (3), VMO_BENCH_WB_MB (128),
+ * VMO_BENCH_WB_REPS (5). */
 #include "lib/common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 static size_t npages;
@@ -77,14 +93,18 @@ static struct run run_budget(bool writes, uint64_t seed)
 	return rr;
 }
 
-/* ns per page to drop a fully resident clean object. */
-static double run_evict(void)
+/* ns per page to drop a fully resident clean object whose pages were all
+ * touched through its view (mapped: the drop unmaps them too), or, with
+ * unmapped, after the view is gone (the pages only in the memfd). */
+static double run_evict(bool unmapped)
 {
 	void *base;
 	struct vmo_object *o = make_obj(0, &base);
 	uint64_t sum = 0;
 	for (size_t i = 0; i < npages; i++)
 		sum += *(volatile uint64_t *)((char *)base + i * PG);
+	if (unmapped)
+		vmo_unmap(o, base, npages * PG);
 	uint64_t t0 = now_ns();
 	int rc = vmo_return(o, VMO_WAIT);
 	uint64_t t1 = now_ns();
@@ -94,21 +114,71 @@ static double run_evict(void)
 	vmo_object_stats(o, &st);
 	if (st.resident || sum == 42)
 		die("evict left pages", -EIO);
-	drop_obj(o, base);
+	if (unmapped)
+		vmo_object_unref(o);
+	else
+		drop_obj(o, base);
 	return (double)(t1 - t0) / (double)npages;
 }
 
-/* MB/s: sync of a fully dirty object over a file, and pwrite+fdatasync. */
-static void run_writeback(size_t mb, double *vmo_mbs, double *plain_mbs)
+/* The kernel alone: the same number of pages in a memfd mapped shared,
+ * each touched, then punched out in runs of `run` pages (unmapped: after
+ * the mapping is gone): ns per page. */
+static double run_evict_kernel(size_t run, bool unmapped)
 {
-	size_t len = mb << 20;
+	size_t len = npages * PG;
+	int fd = memfd_create("vmo-bench-evict", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)len))
+		die("memfd", -errno);
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		die("mmap", -errno);
+	for (size_t off = 0; off < len; off += 1 << 20)
+		if (pwrite(fd, src + off, len - off < (1u << 20) ? len - off : 1u << 20, (off_t)off) < 0)
+			die("pwrite", -errno);
+	uint64_t sum = 0;
+	for (size_t i = 0; i < npages; i++)
+		sum += *(volatile uint64_t *)(p + i * PG);
+	if (unmapped)
+		munmap(p, len);
+	uint64_t t0 = now_ns();
+	for (size_t off = 0; off < len; off += run * PG)
+		if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+			      (off_t)(len - off < run * PG ? len - off : run * PG)))
+			die("fallocate", -errno);
+	uint64_t t1 = now_ns();
+	if (sum == 42)
+		printf("#\n");
+	if (!unmapped)
+		munmap(p, len);
+	close(fd);
+	return (double)(t1 - t0) / (double)npages;
+}
+
+/* Writeback: a fully dirty object over a file (vmo_sync with VMO_WAIT: the
+ * write callbacks, then fdatasync) against plain pwrite of the same bytes
+ * from memory, in 1 MiB writes, then fdatasync.  Both overwrite the same
+ * file, whose blocks are written once before (a sparse file costs its
+ * first writer the block allocation: the benchmark used to give that to vmo
+ * and an overwrite to plain), in alternating order; MB/s medians. */
+static void run_writeback(size_t mb, int reps, double *vmo_mbs, double *plain_mbs)
+{
+	size_t len = mb << 20, srclen = npages * PG;
 	char path[] = "/var/tmp/vmo-wb-XXXXXX";
 	int fd = mkstemp(path);
 	if (fd < 0)
 		die("mkstemp", -errno);
 	unlink(path);
-	if (ftruncate(fd, (off_t)len))
-		die("ftruncate", -errno);
+	/* plain's copy of the object's bytes, in memory it has touched */
+	char *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		die("mmap", -errno);
+	for (size_t off = 0; off < len; off += PG)
+		memcpy(mem + off, src + (off % srclen), PG);
+	for (size_t off = 0; off < len; off += 1 << 20)
+		if (pwrite(fd, mem + off, 1 << 20, (off_t)off) != 1 << 20)
+			die("pwrite", -errno);
+	fdatasync(fd);
 	const struct vmo_pager_ops *ops;
 	void *ctx;
 	int rc = vmo_pager_file(fd, 0, &ops, &ctx);
@@ -118,23 +188,34 @@ static void run_writeback(size_t mb, double *vmo_mbs, double *plain_mbs)
 	char *base;
 	if ((rc = vmo_map(o, 0, len, VMO_PROT_READ | VMO_PROT_WRITE, (void **)&base)))
 		die("vmo_map", rc);
-	for (size_t off = 0; off < len; off += PG)
-		memcpy(base + off, src + (off % (npages * PG)), PG);
-	uint64_t t0 = now_ns();
-	if ((rc = vmo_sync(o, VMO_WAIT)))
-		die("vmo_sync", rc);
-	uint64_t t1 = now_ns();
-	*vmo_mbs = (double)mb / ((double)(t1 - t0) / 1e9);
+	double v[64], pl[64];
+	for (int r = 0; r < reps; r++) {
+		/* every page written (the same new bytes in both) */
+		for (size_t off = 0; off < len; off += PG) {
+			mem[off + 8 + (size_t)r] ^= 1;
+			base[off + 8 + (size_t)r] ^= 1;
+		}
+		for (int k = 0; k < 2; k++) {
+			if ((k == 0) == (r % 2 == 0)) {
+				uint64_t t0 = now_ns();
+				if ((rc = vmo_sync(o, VMO_WAIT)))
+					die("vmo_sync", rc);
+				v[r] = (double)mb / ((double)(now_ns() - t0) / 1e9);
+			} else {
+				uint64_t t0 = now_ns();
+				for (size_t off = 0; off < len; off += 1 << 20)
+					if (pwrite(fd, mem + off, 1 << 20, (off_t)off) != 1 << 20)
+						die("pwrite", -errno);
+				fdatasync(fd);
+				pl[r] = (double)mb / ((double)(now_ns() - t0) / 1e9);
+			}
+		}
+	}
+	*vmo_mbs = median(v, reps);
+	*plain_mbs = median(pl, reps);
 	vmo_unmap(o, base, len);
 	vmo_object_unref(o);
-	/* plain: the same bytes with pwrite in 1 MiB pieces, then fdatasync */
-	t0 = now_ns();
-	for (size_t off = 0; off < len; off += 1 << 20)
-		if (pwrite(fd, src, 1 << 20, (off_t)off) != 1 << 20)
-			die("pwrite", -errno);
-	fdatasync(fd);
-	t1 = now_ns();
-	*plain_mbs = (double)mb / ((double)(t1 - t0) / 1e9);
+	munmap(mem, len);
 	close(fd);
 }
 
@@ -143,8 +224,10 @@ int main(void)
 	npages = env_ul("VMO_BENCH_PAGES", 16384);
 	int reps = (int)env_ul("VMO_BENCH_REPS", 3);
 	size_t wb_mb = env_ul("VMO_BENCH_WB_MB", 128);
-	if (reps < 1 || reps > 64 || npages < 1024 || npages > (1ul << 22) || wb_mb < 1 || wb_mb > 4096)
-		die("VMO_BENCH_PAGES / VMO_BENCH_REPS / VMO_BENCH_WB_MB out of range", -EINVAL);
+	int wb_reps = (int)env_ul("VMO_BENCH_WB_REPS", 5);
+	if (reps < 1 || reps > 64 || npages < 1024 || npages > (1ul << 22) || wb_mb < 1 || wb_mb > 4096 ||
+	    wb_reps < 1 || wb_reps > 64)
+		die("VMO_BENCH_PAGES / VMO_BENCH_REPS / VMO_BENCH_WB_MB / VMO_BENCH_WB_REPS out of range", -EINVAL);
 	src = make_data(npages, 0xfeedbeef);
 	uint32_t *perm = make_perm(npages, 777);
 	struct vmo_engine_opts eo = { .flags = VMO_ENGINE_NO_PRESSURE };
@@ -152,7 +235,7 @@ int main(void)
 	if (rc)
 		die(vmo_last_error_detail(), rc);
 
-	double fl[64], rd[64], rw[64], rda[64], rwa[64], ev[64];
+	double fl[64], rd[64], rw[64], rda[64], rwa[64], ev[64], evu[64], evk[64], evk1[64], evku[64];
 	struct run last_r = { 0 }, last_w = { 0 };
 	run_floor(src, npages, perm, npages); /* warm up */
 	for (int r = 0; r < reps; r++) {
@@ -163,7 +246,11 @@ int main(void)
 		last_w = run_budget(true, 2000 + (uint64_t)r);
 		rw[r] = last_w.ns_per_fault;
 		rwa[r] = last_w.ns_per_access;
-		ev[r] = run_evict();
+		ev[r] = run_evict(false);
+		evk[r] = run_evict_kernel(512, false);
+		evk1[r] = run_evict_kernel(npages, false);
+		evu[r] = run_evict(true);
+		evku[r] = run_evict_kernel(npages, true);
 	}
 	double mfl = median(fl, reps), mrd = median(rd, reps), mrw = median(rw, reps);
 	printf("pages=%zu\nbudget_fraction=0.25\nreps=%d\n", npages, reps);
@@ -171,6 +258,7 @@ int main(void)
 	printf("random_read_ns_per_fault=%.0f\n", mrd);
 	printf("random_read_ns_per_access=%.0f\n", median(rda, reps));
 	printf("random_read_over_floor=%.3f\n", mrd / mfl);
+	printf("budget_over_floor=%.3f\nbudget_target=1.15\n", mrd / mfl);
 	printf("random_read_faults=%llu\nrandom_read_minor_faults=%llu\nrandom_read_evictions=%llu\n",
 	       (unsigned long long)last_r.st.faults, (unsigned long long)last_r.st.minor_faults,
 	       (unsigned long long)last_r.st.evictions);
@@ -180,11 +268,18 @@ int main(void)
 	printf("random_rw_faults=%llu\nrandom_rw_wp_faults=%llu\nrandom_rw_writebacks=%llu\n",
 	       (unsigned long long)last_w.st.faults, (unsigned long long)last_w.st.wp_faults,
 	       (unsigned long long)last_w.st.writebacks);
-	printf("evict_ns_per_page=%.0f\n", median(ev, reps));
+	double mev = median(ev, reps), mevk = median(evk, reps);
+	printf("evict_ns_per_page=%.0f\nevict_target_ns=300\n", mev);
+	printf("evict_kernel_ns_per_page=%.0f\nevict_kernel_one_call_ns_per_page=%.0f\nevict_over_kernel=%.3f\n", mevk,
+	       median(evk1, reps), mev / mevk);
+	double mevu = median(evu, reps), mevku = median(evku, reps);
+	printf("evict_unmapped_ns_per_page=%.0f\nevict_unmapped_kernel_ns_per_page=%.0f\nevict_unmapped_over_kernel=%.3f\n",
+	       mevu, mevku, mevu / mevku);
 	double vmbs, pmbs;
-	run_writeback(wb_mb, &vmbs, &pmbs);
+	run_writeback(wb_mb, wb_reps, &vmbs, &pmbs);
 	printf("writeback_mb=%zu\nwriteback_vmo_MBps=%.0f\nwriteback_plain_MBps=%.0f\nwriteback_vmo_over_plain=%.3f\n",
 	       wb_mb, vmbs, pmbs, vmbs / pmbs);
+	printf("writeback_over_plain=%.3f\nwriteback_target=0.9\n", vmbs / pmbs);
 	vmo_engine_destroy(eng);
 	return 0;
 }

@@ -159,6 +159,7 @@ struct vmo_engine {
 	bool kick;
 	struct vmo__pressure_sub *pressure_sub; /* the process's pressure watcher (pressure.h) */
 	uint64_t rr; /* round-robin position over objects */
+	_Atomic bool bg_reclaim; /* the evictor was kicked for background reclaim (evict.c) */
 
 	/* workers */
 	pthread_mutex_t wmu;
@@ -242,6 +243,9 @@ uint64_t vmo__engine_cap(struct vmo_engine *eng);
 void vmo__budget_check(struct vmo_object *obj, uint64_t n);
 /* Reclaim down to the budgets: only's (if set), else the engine's. */
 void vmo__reclaim(struct vmo_engine *e, struct vmo_object *only, uint64_t extra_pages);
+/* The evictor's: every object above its background mark (between low and
+ * high water), and the engine, down to low water. */
+void vmo__reclaim_background(struct vmo_engine *e);
 /* Drop the clean pages of [pg0, pg1) from memory (punch the memfd). */
 uint64_t vmo__evict_clean(struct vmo_object *obj, uint64_t pg0, uint64_t pg1, bool dirty_too);
 

@@ -18,7 +18,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* Pages go to the pager in writes of up to WB_MAX_BYTES (the copy buffer);
+ * they are write-protected in spans of up to WB_SPAN_CHUNKS chunks, one
+ * UFFDIO_WRITEPROTECT per view for the span.  Each protect costs a TLB
+ * flush (a hypercall on the paravirtual machines we measure on): protecting
+ * 128 MiB of written pages cost 520 ns/page in 1 MiB calls, 205 in 8 MiB
+ * ones, 160 in one call (docs/performance.md). */
 #define WB_MAX_BYTES (1u << 20)
+#define WB_SPAN_CHUNKS 4
 
 /* Write-protect [pg, pg+n) in every writable view (the view iterator: each
  * under its space's lock, never under obj->mu, since a protect that meets
@@ -192,8 +199,6 @@ int vmo__writeback(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
 			pg++;
 			continue;
 		}
-		if (cend > pg1)
-			cend = pg1;
 		if (!buf) {
 			buf = mmap(NULL, WB_MAX_BYTES > o->page_size ? WB_MAX_BYTES : o->page_size,
 				   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -203,29 +208,55 @@ int vmo__writeback(struct vmo_object *o, uint64_t pg0, uint64_t pg1)
 				break;
 			}
 		}
-		pthread_mutex_t *lk = vmo__wplock(o, pg);
-		pthread_mutex_lock(lk);
-		uint64_t n = 0;
-		while (pg + n < cend && n < max && ps_cas(o, pg + n, PS_DIRTY, PS_CLEANING))
-			n++;
+		/* Claim the span of dirty pages from pg, chunk by chunk, each
+		 * chunk's claims under its stripe, and hold the stripes until
+		 * the span is protected (a WP fault's CLEAN -> DIRTY + unprotect
+		 * must not fall between a claim and the protect).  The chunks
+		 * of a span are consecutive and fewer than WP_STRIPES: distinct
+		 * stripes, taken in the span's order; one writeback at a time
+		 * (wb_mu) is the only holder of more than one. */
+		pthread_mutex_t *held[WB_SPAN_CHUNKS];
+		int nheld = 0;
+		uint64_t n = 0, cn = c;
+		uint64_t lim = ((c + WB_SPAN_CHUNKS) << o->pages.chunk_shift);
+		if (lim > pg1)
+			lim = pg1;
+		while (nheld < WB_SPAN_CHUNKS && pg + n < lim) {
+			uint64_t ce = (cn + 1) << o->pages.chunk_shift;
+			if (ce > lim)
+				ce = lim;
+			held[nheld] = vmo__wplock(o, pg + n);
+			pthread_mutex_lock(held[nheld++]);
+			while (pg + n < ce && ps_cas(o, pg + n, PS_DIRTY, PS_CLEANING))
+				n++;
+			if (pg + n < ce)
+				break; /* the span ends inside this chunk */
+			cn++;
+		}
 		int prc = n && o->track ? protect_run(o, pg, n) : 0;
 		if (prc) {
 			/* Not protected everywhere: a later write might not trap, so
-			 * the run must not be marked clean.  Dirty again; retried by
+			 * the span must not be marked clean.  Dirty again; retried by
 			 * the next sync. */
 			for (uint64_t i = 0; i < n; i++)
 				ps_cas(o, pg + i, PS_CLEANING, PS_DIRTY);
 			if (!first)
 				first = prc;
-			pthread_mutex_unlock(lk);
+		}
+		while (nheld)
+			pthread_mutex_unlock(held[--nheld]);
+		if (prc) {
 			pg += n;
 			continue;
 		}
-		pthread_mutex_unlock(lk);
-		if (n) {
-			int rc = write_run(o, pg, n, buf);
+		/* Write the span in buffer-sized pieces; a piece that fails is
+		 * dirty again (write_run), the others go on. */
+		for (uint64_t i = 0; i < n;) {
+			uint64_t k = n - i < max ? n - i : max;
+			int rc = write_run(o, pg + i, k, buf);
 			if (rc && !first)
 				first = rc;
+			i += k;
 		}
 		pg += n ? n : 1;
 	}

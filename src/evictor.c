@@ -2,7 +2,9 @@
  * (work queued, a budget lowered, memory pressure), it runs the queued
  * writeback requests (sync / return without VMO_WAIT) and prefetches
  * (vmo_object_prefetch), and reclaims down to
- * the budgets; and the memory-pressure watcher that caps the engine while
+ * the budgets (from a background mark between low and high water, so
+ * that faults seldom reclaim themselves: evict.c); and the memory-pressure
+ * watcher that caps the engine while
  * the machine or its cgroup is short (evict.c has the policy).
  *
  * Memory pressure caps the engine while the machine or its memory cgroup is
@@ -72,7 +74,7 @@ static void *evictor_main(void *arg)
 		struct vmo_object **v = run_background(e, &k);
 		pthread_mutex_unlock(&e->evict_mu);
 		run_prefetches(v, k);
-		vmo__reclaim(e, NULL, 0);
+		vmo__reclaim_background(e);
 		pthread_mutex_lock(&e->emu);
 	}
 	pthread_mutex_unlock(&e->emu);

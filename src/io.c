@@ -636,6 +636,12 @@ VMO_API int vmo_object_offer(struct vmo_object *obj, uint64_t off, size_t len, c
 			vmo_clear_error(obj, pg << obj->page_shift);
 			continue;
 		}
+		if (s == PS_EVICTING) {
+			/* Being dropped, or an absent page reclaim claimed so that
+			 * one punch covers its run (evict.c): absent once settled. */
+			vmo__io_wait(obj, pg);
+			continue;
+		}
 		uint64_t k = 0;
 		while (pg + k < pg1 && ps_cas(obj, pg + k, PS_ABSENT, PS_FILLING))
 			k++;

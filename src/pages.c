@@ -222,14 +222,77 @@ void vmo__pages_drop(struct vmo_object *o, uint64_t pg, uint64_t n, long dirty)
 		vmo__wake_waiters(o, pg, n);
 		return;
 	}
+	/* Plain stores and one fence (vmo__pages_drop_map says why). */
 	for (uint64_t i = 0; i < n; i++)
-		ps_set(o, pg + i, PS_ABSENT);
+		atomic_store_explicit(&o->pages.state[pg + i], PS_ABSENT, memory_order_relaxed);
 	vmo__account(o, pg, -(long)n, PS_CLEAN);
 	if (dirty)
 		atomic_fetch_sub(&o->pages.dirty_pages, dirty);
 	atomic_fetch_add(&o->st.evictions, n);
+	atomic_thread_fence(memory_order_seq_cst);
 	vmo__wake_waiters(o, pg, n);
 	vmo__pages_notify_evict(o, pg, n);
+}
+
+static inline bool res_bit(const uint64_t *res, uint64_t i)
+{
+	return res[i / 64] >> (i % 64) & 1;
+}
+
+void vmo__pages_drop_map(struct vmo_object *o, uint64_t pg, uint64_t n, const uint64_t *res, uint64_t nres,
+			 long dirty)
+{
+	off_t off = (off_t)(pg << o->page_shift), len = (off_t)(n << o->page_shift);
+	bool ok = fallocate(o->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0;
+	if (!ok) {
+		/* As vmo__pages_drop: the resident pages stay (all dirty if the
+		 * run held dirty ones); the holes were never in memory. */
+		vmo__warn("evict: fallocate: %s", strerror(errno));
+		for (uint64_t i = 0; i < n; i++)
+			atomic_store_explicit(&o->pages.state[pg + i],
+					      !res_bit(res, i) ? PS_ABSENT : dirty ? PS_DIRTY : PS_CLEAN,
+					      memory_order_relaxed);
+		if (dirty)
+			atomic_fetch_add(&o->pages.dirty_pages, (long)nres - dirty);
+	} else {
+		/* Plain stores, then one fence before the waiters are looked
+		 * at (vmo__wake_waiters reads nwaiters): the publish-then-check
+		 * of vmo__add_waiter sees either the new state or our wake. */
+		for (uint64_t i = 0; i < n; i++)
+			atomic_store_explicit(&o->pages.state[pg + i], PS_ABSENT, memory_order_relaxed);
+		/* Residency: per chunk, what was resident of it. */
+		for (uint64_t i = 0; i < n;) {
+			uint64_t c = (pg + i) >> o->pages.chunk_shift;
+			uint64_t end = ((c + 1) << o->pages.chunk_shift) - pg;
+			if (end > n)
+				end = n;
+			uint32_t k = 0;
+			for (; i < end; i++)
+				k += res_bit(res, i);
+			if (k)
+				atomic_fetch_sub_explicit(&o->pages.chunk_res[c], k, memory_order_relaxed);
+		}
+		atomic_fetch_sub(&o->pages.resident_pages, (long)nres);
+		atomic_fetch_sub(&o->eng->resident, nres << o->page_shift);
+		if (dirty)
+			atomic_fetch_sub(&o->pages.dirty_pages, dirty);
+		atomic_fetch_add(&o->st.evictions, nres);
+	}
+	atomic_thread_fence(memory_order_seq_cst);
+	vmo__wake_waiters(o, pg, n);
+	if (!ok || !o->ops->notify_evict)
+		return;
+	for (uint64_t i = 0; i < n;) {
+		if (!res_bit(res, i)) {
+			i++;
+			continue;
+		}
+		uint64_t j = i + 1;
+		while (j < n && res_bit(res, j))
+			j++;
+		vmo__pages_notify_evict(o, pg + i, j - i);
+		i = j;
+	}
 }
 
 void vmo__pending_add(struct vmo_object *o, uint64_t pg, uint64_t n)

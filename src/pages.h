@@ -80,6 +80,15 @@ void vmo__account(struct vmo_object *obj, uint64_t pg, long n, uint8_t st);
  * out of the memfd and mark them absent, waking waiters; on failure they
  * stay resident (dirty if any was). */
 void vmo__pages_drop(struct vmo_object *obj, uint64_t pg, uint64_t n, long dirty);
+/* The same for a run that also holds claimed holes: [pg, pg+n) all
+ * EVICTING, of which the pages whose bit is set in res (bit i: page pg+i;
+ * nres of them, dirty of those dirty) are resident, the others were ABSENT
+ * and claimed only so that one punch covers the run (no fill may land in
+ * it meanwhile).  One fallocate; every page ABSENT after it (on failure
+ * the resident ones stay, the holes go back to ABSENT); waiters woken;
+ * notify_evict for each resident sub-run. */
+void vmo__pages_drop_map(struct vmo_object *obj, uint64_t pg, uint64_t n, const uint64_t *res, uint64_t nres,
+			 long dirty);
 /* Tell the pager [pg, pg+n) left memory (notify_evict). */
 void vmo__pages_notify_evict(struct vmo_object *obj, uint64_t pg, uint64_t n);
 

@@ -25,6 +25,9 @@ static int file_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *f
 	return 0;
 }
 
+/* Writes at least this long start their own writeout at once. */
+#define WRITEOUT_MIN (256u << 10)
+
 static int file_write(void *ctx, uint64_t off, const void *buf, size_t len)
 {
 	struct file_pager *f = ctx;
@@ -32,7 +35,18 @@ static int file_write(void *ctx, uint64_t off, const void *buf, size_t len)
 	 * a page multiple: do not grow the file by the tail. */
 	if (f->limit)
 		len = off >= f->limit ? 0 : (f->limit - off < len ? (size_t)(f->limit - off) : len);
-	return vmo__pwrite_full(f->fd, buf, len, f->base + off);
+	int rc = vmo__pwrite_full(f->fd, buf, len, f->base + off);
+	/* A large write starts going to the disk now (SYNC_FILE_RANGE_WRITE:
+	 * start writeout, wait for none of it), so the device works while vmo
+	 * prepares the next run, and the fdatasync at the end of a vmo_sync
+	 * waits for what is left.  Measured on 128 MiB: pwrite + fdatasync
+	 * 1,290 MB/s; vmo's copy then pwrite 1,060; the same with the writeout
+	 * started per MiB 1,330 (docs/performance.md).  Small writes (scattered
+	 * pages) are left to the kernel's flusher to merge.  Only a hint: an I/O
+	 * error here is reported by the sync (fdatasync), as without it. */
+	if (!rc && len >= WRITEOUT_MIN)
+		(void)sync_file_range(f->fd, (off_t)(f->base + off), (off_t)len, SYNC_FILE_RANGE_WRITE);
+	return rc;
 }
 
 static int file_sync(void *ctx)
