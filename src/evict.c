@@ -277,6 +277,8 @@ static inline uint64_t bg_mark(uint64_t hi, uint64_t lo)
 /* The engine's share: above `over` (high water, or the background mark),
  * take from every live object in turn, a chunk's worth at a time, down to
  * low water.  Under evict_mu. */
+#define RECLAIM_OBJS 64
+
 static void reclaim_engine(struct vmo_engine *e, bool bg)
 {
 	uint64_t lo;
@@ -284,13 +286,23 @@ static void reclaim_engine(struct vmo_engine *e, bool bg)
 	uint64_t res = atomic_load(&e->resident);
 	if (!hi || res <= (bg ? bg_mark(hi, lo) : hi))
 		return;
+	/* At most RECLAIM_OBJS objects a call, from a place that moves round
+	 * the list, in an array on the stack: no malloc, since a self-service
+	 * fault may reclaim in a signal handler (selfserve.c). */
+	struct vmo_object *v[RECLAIM_OBJS];
+	long k = 0;
 	pthread_mutex_lock(&e->objs_mu);
 	long n = e->nobjs;
-	struct vmo_object **v = n ? calloc((size_t)n, sizeof *v) : NULL;
-	long k = 0;
-	for (struct vmo_object *o = e->objs; o && v; o = o->next)
-		if (!atomic_load(&o->dead) && atomic_load(&o->pages.resident_pages) && vmo__object_pin(o))
-			v[k++] = o;
+	long start = n > RECLAIM_OBJS ? (long)(e->rr % (uint64_t)n) : 0;
+	for (int pass = 0; pass < 2 && k < RECLAIM_OBJS; pass++) {
+		long idx = 0;
+		for (struct vmo_object *o = e->objs; o && k < RECLAIM_OBJS; o = o->next, idx++) {
+			if (pass == 0 ? idx < start : idx >= start)
+				continue;
+			if (!atomic_load(&o->dead) && atomic_load(&o->pages.resident_pages) && vmo__object_pin(o))
+				v[k++] = o;
+		}
+	}
 	pthread_mutex_unlock(&e->objs_mu);
 	for (int round = 0; k && round < 64; round++) {
 		bool progress = false;
@@ -305,7 +317,6 @@ static void reclaim_engine(struct vmo_engine *e, bool bg)
 	}
 	for (long i = 0; i < k; i++)
 		vmo__object_unpin(v[i]);
-	free(v);
 }
 
 /* Reclaim for obj's own budget (if over it), and for the engine's. */

@@ -13,6 +13,7 @@
  * page. */
 #include "core.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -374,7 +375,7 @@ static void fill(struct fault *f)
 			 * the page like any fault on a page being filled; the
 			 * supply wakes it, and its next fault maps the page. */
 			atomic_fetch_add(&o->st.readahead, n - 1);
-			if (!vmo__add_waiter(o, f->pg, f->sp, f->paddr))
+			if (!f->sp->sigbus_mode && !vmo__add_waiter(o, f->pg, f->sp, f->paddr))
 				f->sp->ops->wake(f->sp, (void *)f->paddr, o->page_size);
 			return;
 		}
@@ -624,6 +625,12 @@ static void serve(struct fault *f)
 		case PS_FILLING:
 		case PS_EVICTING:
 		case PS_PENDING:
+			/* (SIGBUS mode: nobody waits in the kernel; the access
+			 * runs again, and no waiter is allocated in a handler) */
+			if (f->sp->sigbus_mode) {
+				sched_yield();
+				return;
+			}
 			if (vmo__add_waiter(o, f->pg, f->sp, f->paddr))
 				return;
 			continue;
