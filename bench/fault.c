@@ -221,6 +221,9 @@ int main(void)
 			l4[r] = run_vmo_ra512(eng, order_seq, 0, NULL); /* 4 KiB folios */
 			w4[r] = run_memfd_write(src, npages);
 			knob_set("within_size");
+			/* (untimed: the first 2 MiB folios after a while cost
+			 * compaction and the hypervisor's first touch) */
+			run_memfd_write(src, npages);
 			ll[r] = run_vmo_ra512(eng, order_seq, 0, &st_large);
 			wl[r] = run_memfd_write(src, npages);
 			lls[r] = eng_ss ? run_vmo_ra512(eng_ss, order_seq, VMO_OBJ_SIGNAL_SAFE, NULL) : 0;
