@@ -69,9 +69,11 @@ static double cpu_ns(void)
 	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e9 + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e3;
 }
 
-static double run_vmo_on(struct vmo_engine *e, const uint32_t *order, uint32_t flags, struct vmo_stats *st)
+/* An object over the memory pager on engine e (readahead_max ra, 0: the
+ * default), its pages touched in order[]. */
+static double run_vmo_on(struct vmo_engine *e, const uint32_t *order, uint32_t flags, uint32_t ra, struct vmo_stats *st)
 {
-	struct vmo_object_opts oo = { .flags = flags };
+	struct vmo_object_opts oo = { .flags = flags, .readahead_max = ra };
 	void *base;
 	struct vmo_object *obj = bench_mem_object(e, src, npages, &oo, &base);
 	double ns = touch(base, order);
@@ -84,21 +86,7 @@ static double run_vmo_on(struct vmo_engine *e, const uint32_t *order, uint32_t f
 
 static double run_vmo(const uint32_t *order, uint32_t flags, struct vmo_stats *st)
 {
-	return run_vmo_on(eng, order, flags, st);
-}
-
-/* Sequential with 2 MiB clusters (readahead_max 512), on engine e. */
-static double run_vmo_ra512(struct vmo_engine *e, const uint32_t *order, uint32_t flags, struct vmo_stats *st)
-{
-	struct vmo_object_opts oo = { .flags = flags, .readahead_max = 512 };
-	void *base;
-	struct vmo_object *obj = bench_mem_object(e, src, npages, &oo, &base);
-	double ns = touch(base, order);
-	if (st)
-		vmo_object_stats(obj, st);
-	vmo_unmap(obj, base, npages * PG);
-	vmo_object_unref(obj);
-	return ns;
+	return run_vmo_on(eng, order, flags, 0, st);
 }
 
 /* shmem's global shmem_enabled (a memfd's large folios): read, and set
@@ -205,28 +193,28 @@ int main(void)
 		double c0 = cpu_ns();
 		vr[r] = run_vmo(order_rand, 0, NULL);
 		double c1 = cpu_ns();
-		spr[r] = run_vmo_on(eng_spin, order_rand, 0, NULL);
+		spr[r] = run_vmo_on(eng_spin, order_rand, 0, 0, NULL);
 		double c2 = cpu_ns();
 		cpu_v[r] = (c1 - c0) / (double)npages;
 		cpu_sp[r] = (c2 - c1) / (double)npages;
 		sf[r] = run_floor_sigbus(src, npages, order_rand, npages);
 		if (eng_ss) {
-			ssr[r] = run_vmo_on(eng_ss, order_rand, VMO_OBJ_SIGNAL_SAFE, NULL);
-			sss[r] = run_vmo_on(eng_ss, order_seq, VMO_OBJ_SIGNAL_SAFE, NULL);
+			ssr[r] = run_vmo_on(eng_ss, order_rand, VMO_OBJ_SIGNAL_SAFE, 0, NULL);
+			sss[r] = run_vmo_on(eng_ss, order_seq, VMO_OBJ_SIGNAL_SAFE, 0, NULL);
 		}
 		c64[r] = run_copy_runs(src, npages, 64);
 		c512[r] = run_copy_runs(src, npages, 512);
 		mc[r] = run_memcpy(src, npages);
 		if (can_switch) {
-			l4[r] = run_vmo_ra512(eng, order_seq, 0, NULL); /* 4 KiB folios */
+			l4[r] = run_vmo_on(eng, order_seq, 0, 512, NULL); /* 4 KiB folios */
 			w4[r] = run_memfd_write(src, npages);
 			knob_set("within_size");
 			/* (untimed: the first 2 MiB folios after a while cost
 			 * compaction and the hypervisor's first touch) */
 			run_memfd_write(src, npages);
-			ll[r] = run_vmo_ra512(eng, order_seq, 0, &st_large);
+			ll[r] = run_vmo_on(eng, order_seq, 0, 512, &st_large);
 			wl[r] = run_memfd_write(src, npages);
-			lls[r] = eng_ss ? run_vmo_ra512(eng_ss, order_seq, VMO_OBJ_SIGNAL_SAFE, NULL) : 0;
+			lls[r] = eng_ss ? run_vmo_on(eng_ss, order_seq, VMO_OBJ_SIGNAL_SAFE, 512, NULL) : 0;
 			knob_set("never");
 		}
 		kr[r] = run_kernel(order_rand);

@@ -120,30 +120,48 @@ static void check_page(const void *base, size_t pg)
 		CHECK_EQ(word(base, pg, i), t_pattern(pg * PS + i * 8));
 }
 
+/* An engine, a recording pager's object of NPG pages, and one view of it. */
+struct fx {
+	struct vmo_engine *eng;
+	struct rec *r;
+	struct vmo_object *o;
+	char *p;
+};
+
+static void fx_open(struct fx *x, const struct vmo_pager_ops *ops, uint32_t oflags, unsigned prot)
+{
+	x->eng = ss_engine();
+	x->r = rec_new();
+	struct vmo_object_opts oo = { .size = (uint64_t)NPG * PS, .flags = oflags };
+	CHECK_OK(vmo_object_create(x->eng, ops, x->r, &oo, &x->o));
+	x->p = NULL;
+	CHECK_OK(vmo_map(x->o, 0, (size_t)NPG * PS, prot, (void **)&x->p));
+}
+
+static void fx_close(struct fx *x)
+{
+	CHECK_OK(vmo_unmap(x->o, x->p, (size_t)NPG * PS));
+	vmo_object_unref(x->o);
+	CHECK_OK(vmo_engine_destroy(x->eng));
+	rec_free(x->r);
+}
+
 /* Pages of a signal-safe object are read by the thread that touched them. */
 static void case_served_by_toucher(void)
 {
-	struct vmo_engine *eng = ss_engine();
-	struct rec *r = rec_new();
-	struct vmo_object *o;
-	struct vmo_object_opts oo = { .size = (uint64_t)NPG * PS, .flags = VMO_OBJ_SIGNAL_SAFE };
-	CHECK_OK(vmo_object_create(eng, &rec_ro_ops, r, &oo, &o));
-	void *p = NULL;
-	CHECK_OK(vmo_map(o, 0, (size_t)NPG * PS, VMO_PROT_READ, &p));
+	struct fx x;
+	fx_open(&x, &rec_ro_ops, VMO_OBJ_SIGNAL_SAFE, VMO_PROT_READ);
 	uint64_t seed = 7;
 	for (int k = 0; k < NPG; k++)
-		check_page(p, t_rand(&seed) % NPG);
+		check_page(x.p, t_rand(&seed) % NPG);
 	for (size_t pg = 0; pg < NPG; pg++)
-		check_page(p, pg);
-	CHECK(atomic_load(&r->reads) >= NPG);
-	CHECK_EQ(atomic_load(&r->foreign_reads), 0);
+		check_page(x.p, pg);
+	CHECK(atomic_load(&x.r->reads) >= NPG);
+	CHECK_EQ(atomic_load(&x.r->foreign_reads), 0);
 	struct vmo_stats st;
-	CHECK_OK(vmo_object_stats(o, &st));
+	CHECK_OK(vmo_object_stats(x.o, &st));
 	CHECK(st.faults > 0);
-	CHECK_OK(vmo_unmap(o, p, (size_t)NPG * PS));
-	vmo_object_unref(o);
-	CHECK_OK(vmo_engine_destroy(eng));
-	rec_free(r);
+	fx_close(&x);
 }
 
 /* VMO_SELF_SERVICE=all serves every object in the handler: no hand-off. */
@@ -158,21 +176,13 @@ static void require_hand_off(void)
 static void case_hand_off(void)
 {
 	require_hand_off();
-	struct vmo_engine *eng = ss_engine();
-	struct rec *r = rec_new();
-	struct vmo_object *o;
-	struct vmo_object_opts oo = { .size = (uint64_t)NPG * PS };
-	CHECK_OK(vmo_object_create(eng, &rec_ro_ops, r, &oo, &o));
-	void *p = NULL;
-	CHECK_OK(vmo_map(o, 0, (size_t)NPG * PS, VMO_PROT_READ, &p));
+	struct fx x;
+	fx_open(&x, &rec_ro_ops, 0, VMO_PROT_READ);
 	for (size_t pg = 0; pg < NPG; pg += 3)
-		check_page(p, pg);
-	CHECK(atomic_load(&r->reads) > 0);
-	CHECK_EQ(atomic_load(&r->foreign_reads), atomic_load(&r->reads));
-	CHECK_OK(vmo_unmap(o, p, (size_t)NPG * PS));
-	vmo_object_unref(o);
-	CHECK_OK(vmo_engine_destroy(eng));
-	rec_free(r);
+		check_page(x.p, pg);
+	CHECK(atomic_load(&x.r->reads) > 0);
+	CHECK_EQ(atomic_load(&x.r->foreign_reads), atomic_load(&x.r->reads));
+	fx_close(&x);
 }
 
 /* First writes (write-protect faults in the handler) ask unlock, make the
@@ -249,63 +259,47 @@ static void case_writes_hand_off(void)
  * neighbours fine, sticky until cleared. */
 static void case_read_error(void)
 {
-	struct vmo_engine *eng = ss_engine();
-	struct rec *r = rec_new();
-	atomic_store(&r->fail_pg, 5);
-	struct vmo_object *o;
-	struct vmo_object_opts oo = { .size = (uint64_t)NPG * PS,
-				      .flags = VMO_OBJ_SIGNAL_SAFE | VMO_OBJ_NO_READAHEAD };
-	CHECK_OK(vmo_object_create(eng, &rec_ro_ops, r, &oo, &o));
-	uint64_t *p = NULL;
-	CHECK_OK(vmo_map(o, 0, (size_t)NPG * PS, VMO_PROT_READ, (void **)&p));
+	struct fx x;
+	fx_open(&x, &rec_ro_ops, VMO_OBJ_SIGNAL_SAFE | VMO_OBJ_NO_READAHEAD, VMO_PROT_READ);
+	atomic_store(&x.r->fail_pg, 5);
+	uint64_t *p = (uint64_t *)x.p;
 	struct t_sig info;
 	uint64_t v;
 	CHECK_EQ(t_probe_read(&p[5 * PS / 8 + 3], &v, &info), SIGBUS);
 	CHECK_EQ(info.code, BUS_ADRERR);
 	CHECK(info.addr == &p[5 * PS / 8 + 3] || info.addr == (void *)&p[5 * PS / 8]);
 	CHECK_EQ(info.tid, gettid_());
-	CHECK_EQ(vmo_get_error(o, 5 * PS), -EIO);
+	CHECK_EQ(vmo_get_error(x.o, 5 * PS), -EIO);
 	check_page(p, 4);
 	check_page(p, 6);
-	long reads = atomic_load(&r->reads);
+	long reads = atomic_load(&x.r->reads);
 	CHECK_EQ(t_probe_read(&p[5 * PS / 8], &v, NULL), SIGBUS); /* sticky: not asked again */
-	CHECK_EQ(atomic_load(&r->reads), reads);
-	atomic_store(&r->fail_pg, -1);
-	CHECK_OK(vmo_clear_error(o, 5 * PS));
+	CHECK_EQ(atomic_load(&x.r->reads), reads);
+	atomic_store(&x.r->fail_pg, -1);
+	CHECK_OK(vmo_clear_error(x.o, 5 * PS));
 	check_page(p, 5);
-	CHECK_OK(vmo_unmap(o, p, (size_t)NPG * PS));
-	vmo_object_unref(o);
-	CHECK_OK(vmo_engine_destroy(eng));
-	rec_free(r);
+	fx_close(&x);
 }
 
 /* A system call on a page vmo must supply fails with EFAULT (nobody can
  * serve a kernel-mode fault in SIGBUS mode); once touched, it works. */
 static void case_syscall_efault(void)
 {
-	struct vmo_engine *eng = ss_engine();
-	struct rec *r = rec_new();
-	struct vmo_object *o;
-	struct vmo_object_opts oo = { .size = (uint64_t)NPG * PS, .flags = VMO_OBJ_SIGNAL_SAFE };
-	CHECK_OK(vmo_object_create(eng, &rec_ro_ops, r, &oo, &o));
-	char *p = NULL;
-	CHECK_OK(vmo_map(o, 0, (size_t)NPG * PS, VMO_PROT_READ, (void **)&p));
+	struct fx x;
+	fx_open(&x, &rec_ro_ops, VMO_OBJ_SIGNAL_SAFE, VMO_PROT_READ);
 	int pfd[2];
 	CHECK_OK(pipe(pfd)); /* (a pipe copies what is written: /dev/null reads nothing) */
 	errno = 0;
-	CHECK_EQ(write(pfd[1], p + 9 * PS, 64), -1);
+	CHECK_EQ(write(pfd[1], x.p + 9 * PS, 64), -1);
 	CHECK_EQ(errno, EFAULT);
-	check_page(p, 9);
-	CHECK_EQ(write(pfd[1], p + 9 * PS, 64), 64);
+	check_page(x.p, 9);
+	CHECK_EQ(write(pfd[1], x.p + 9 * PS, 64), 64);
 	uint64_t got[8];
 	CHECK_EQ(read(pfd[0], got, sizeof got), (long)sizeof got);
 	CHECK_EQ(got[3], t_pattern(9 * PS + 24));
 	close(pfd[0]);
 	close(pfd[1]);
-	CHECK_OK(vmo_unmap(o, p, (size_t)NPG * PS));
-	vmo_object_unref(o);
-	CHECK_OK(vmo_engine_destroy(eng));
-	rec_free(r);
+	fx_close(&x);
 }
 
 /* SIGBUS that is not vmo's reaches the handler the program had: a file
@@ -384,41 +378,23 @@ static void case_pass_on(void)
 static void child_engine(void *arg)
 {
 	(void)arg;
-	struct vmo_engine *eng;
-	struct vmo_engine_opts eo = { .flags = VMO_ENGINE_SELF_SERVICE };
-	CHECK_OK(vmo_engine_create(&eo, &eng));
-	struct rec *r = rec_new();
-	struct vmo_object *o;
-	struct vmo_object_opts oo = { .size = (uint64_t)NPG * PS, .flags = VMO_OBJ_SIGNAL_SAFE };
-	CHECK_OK(vmo_object_create(eng, &rec_ro_ops, r, &oo, &o));
-	char *p = NULL;
-	CHECK_OK(vmo_map(o, 0, (size_t)NPG * PS, VMO_PROT_READ, (void **)&p));
+	struct fx x;
+	fx_open(&x, &rec_ro_ops, VMO_OBJ_SIGNAL_SAFE, VMO_PROT_READ);
 	for (size_t pg = 0; pg < NPG; pg += 5)
-		check_page(p, pg);
-	CHECK_EQ(atomic_load(&r->foreign_reads), 0);
-	CHECK_OK(vmo_unmap(o, p, (size_t)NPG * PS));
-	vmo_object_unref(o);
-	CHECK_OK(vmo_engine_destroy(eng));
-	rec_free(r);
+		check_page(x.p, pg);
+	CHECK_EQ(atomic_load(&x.r->foreign_reads), 0);
+	fx_close(&x);
 }
 
 static void case_child_engine(void)
 {
-	struct vmo_engine *eng = ss_engine();
-	struct rec *r = rec_new();
-	struct vmo_object *o;
-	struct vmo_object_opts oo = { .size = (uint64_t)NPG * PS, .flags = VMO_OBJ_SIGNAL_SAFE };
-	CHECK_OK(vmo_object_create(eng, &rec_ro_ops, r, &oo, &o));
-	char *p = NULL;
-	CHECK_OK(vmo_map(o, 0, (size_t)NPG * PS, VMO_PROT_READ, (void **)&p));
-	check_page(p, 3);
+	struct fx x;
+	fx_open(&x, &rec_ro_ops, VMO_OBJ_SIGNAL_SAFE, VMO_PROT_READ);
+	check_page(x.p, 3);
 	int st = t_fork_run(child_engine, NULL);
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	check_page(p, 4);
-	CHECK_OK(vmo_unmap(o, p, (size_t)NPG * PS));
-	vmo_object_unref(o);
-	CHECK_OK(vmo_engine_destroy(eng));
-	rec_free(r);
+	check_page(x.p, 4);
+	fx_close(&x);
 }
 
 /* Several threads scanning the same pages at once: each page is filled by
@@ -478,27 +454,19 @@ static void *touch_thread(void *arg)
 
 static void case_inhibit(void)
 {
-	struct vmo_engine *eng = ss_engine();
-	struct rec *r = rec_new();
-	struct vmo_object *o;
-	struct vmo_object_opts oo = { .size = (uint64_t)NPG * PS, .flags = VMO_OBJ_SIGNAL_SAFE };
-	CHECK_OK(vmo_object_create(eng, &rec_ro_ops, r, &oo, &o));
-	char *p = NULL;
-	CHECK_OK(vmo_map(o, 0, (size_t)NPG * PS, VMO_PROT_READ, (void **)&p));
-	CHECK_OK(vmo_engine_inhibit(eng));
+	struct fx x;
+	fx_open(&x, &rec_ro_ops, VMO_OBJ_SIGNAL_SAFE, VMO_PROT_READ);
+	CHECK_OK(vmo_engine_inhibit(x.eng));
 	atomic_store(&touched, 0);
 	pthread_t th;
-	CHECK_OK(pthread_create(&th, NULL, touch_thread, p));
+	CHECK_OK(pthread_create(&th, NULL, touch_thread, x.p));
 	usleep(100000);
 	CHECK_EQ(atomic_load(&touched), 0);
-	CHECK_EQ(atomic_load(&r->reads), 0);
-	CHECK_OK(vmo_engine_resume(eng));
+	CHECK_EQ(atomic_load(&x.r->reads), 0);
+	CHECK_OK(vmo_engine_resume(x.eng));
 	CHECK_OK(pthread_join(th, NULL));
 	CHECK_EQ(atomic_load(&touched), 1);
-	CHECK_OK(vmo_unmap(o, p, (size_t)NPG * PS));
-	vmo_object_unref(o);
-	CHECK_OK(vmo_engine_destroy(eng));
-	rec_free(r);
+	fx_close(&x);
 }
 
 int main(int argc, char **argv)

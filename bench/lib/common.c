@@ -126,72 +126,8 @@ static void *floor_handler(void *arg)
 	}
 }
 
-double run_floor(const char *src, size_t npages, const uint32_t *order, size_t n)
-{
-	struct floor_ctx c = { .src = src, .run = 1, .npages = npages };
-	c.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | 1 /* UFFD_USER_MODE_ONLY */);
-	if (c.uffd < 0)
-		die("userfaultfd", -errno);
-	struct uffdio_api api = { .api = UFFD_API };
-	if (ioctl(c.uffd, UFFDIO_API, &api))
-		die("UFFDIO_API", -errno);
-	size_t len = npages * PG;
-	c.base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	struct uffdio_register reg = { .range = { (uintptr_t)c.base, len }, .mode = UFFDIO_REGISTER_MODE_MISSING };
-	if (ioctl(c.uffd, UFFDIO_REGISTER, &reg))
-		die("UFFDIO_REGISTER", -errno);
-	pthread_t th;
-	pthread_create(&th, NULL, floor_handler, &c);
-	uint64_t sum = 0, t0 = now_ns();
-	for (size_t i = 0; i < n; i++)
-		sum += *(const volatile uint64_t *)(c.base + (size_t)order[i] * PG);
-	uint64_t t1 = now_ns();
-	if (sum == 42)
-		printf("#\n");
-	pthread_cancel(th);
-	pthread_join(th, NULL);
-	close(c.uffd);
-	munmap(c.base, len);
-	return (double)(t1 - t0) / (double)n;
-}
-
-double run_copy_runs(const char *src, size_t npages, size_t run)
-{
-	struct floor_ctx c = { .src = src, .run = run, .npages = npages };
-	c.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | 1 /* UFFD_USER_MODE_ONLY */);
-	if (c.uffd < 0)
-		die("userfaultfd", -errno);
-	struct uffdio_api api = { .api = UFFD_API };
-	if (ioctl(c.uffd, UFFDIO_API, &api))
-		die("UFFDIO_API", -errno);
-	size_t len = npages * PG;
-	int fd = memfd_create("bench-floor", MFD_CLOEXEC);
-	if (fd < 0 || ftruncate(fd, (off_t)len))
-		die("memfd", -errno);
-	c.base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (c.base == MAP_FAILED)
-		die("mmap", -errno);
-	struct uffdio_register reg = { .range = { (uintptr_t)c.base, len }, .mode = UFFDIO_REGISTER_MODE_MISSING };
-	if (ioctl(c.uffd, UFFDIO_REGISTER, &reg))
-		die("UFFDIO_REGISTER", -errno);
-	pthread_t th;
-	pthread_create(&th, NULL, floor_handler, &c);
-	uint64_t sum = 0, t0 = now_ns();
-	for (size_t i = 0; i < npages; i++)
-		sum += *(const volatile uint64_t *)(c.base + i * PG);
-	uint64_t t1 = now_ns();
-	if (sum == 42)
-		printf("#\n");
-	pthread_cancel(th);
-	pthread_join(th, NULL);
-	close(c.uffd);
-	munmap(c.base, len);
-	close(fd);
-	return (double)(t1 - t0) / (double)npages;
-}
-
-/* The self-service floor: the faulting thread serves itself in a SIGBUS
- * handler (UFFD_FEATURE_SIGBUS), one UFFDIO_COPY of a page from RAM. */
+/* The handler of the self-service floor: the faulting thread serves itself
+ * in a SIGBUS handler (UFFD_FEATURE_SIGBUS), one UFFDIO_COPY of a page. */
 static struct floor_ctx sig_c;
 
 static void sigbus_floor_handler(int sig, siginfo_t *si, void *uc)
@@ -202,38 +138,81 @@ static void sigbus_floor_handler(int sig, siginfo_t *si, void *uc)
 	ioctl(sig_c.uffd, UFFDIO_COPY, &cp);
 }
 
-double run_floor_sigbus(const char *src, size_t npages, const uint32_t *order, size_t n)
+enum floor_kind { FLOOR_THREAD, FLOOR_SIGBUS };
+
+/* Touch pages order[0..n) (all of them in order if order is NULL) of a
+ * fresh region of npages registered for MISSING faults: private anonymous
+ * memory, or a memfd mapping (shm); each fault answered with one
+ * UFFDIO_COPY of `run` pages from src by a handler thread blocked in read,
+ * or by the faulting thread in a SIGBUS handler.  ns per touch; -1 where
+ * the kernel refuses the mode. */
+static double floor_run(const char *src, size_t npages, const uint32_t *order, size_t n, size_t run, bool shm,
+			enum floor_kind kind)
 {
-	struct floor_ctx *c = &sig_c;
-	c->src = src;
+	struct floor_ctx local = { 0 }, *c = kind == FLOOR_SIGBUS ? &sig_c : &local;
+	*c = (struct floor_ctx){ .src = src, .run = run, .npages = npages };
 	c->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | 1 /* UFFD_USER_MODE_ONLY */);
 	if (c->uffd < 0)
 		die("userfaultfd", -errno);
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_SIGBUS };
+	struct uffdio_api api = { .api = UFFD_API, .features = kind == FLOOR_SIGBUS ? UFFD_FEATURE_SIGBUS : 0 };
 	if (ioctl(c->uffd, UFFDIO_API, &api)) {
+		if (kind != FLOOR_SIGBUS)
+			die("UFFDIO_API", -errno);
 		close(c->uffd);
 		return -1;
 	}
-	struct sigaction sa, old;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_sigaction = sigbus_floor_handler;
-	sa.sa_flags = SA_SIGINFO;
-	sigaction(SIGBUS, &sa, &old);
 	size_t len = npages * PG;
-	c->base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int fd = -1;
+	if (shm && ((fd = memfd_create("bench-floor", MFD_CLOEXEC)) < 0 || ftruncate(fd, (off_t)len)))
+		die("memfd", -errno);
+	c->base = mmap(NULL, len, PROT_READ | PROT_WRITE, shm ? MAP_SHARED : MAP_PRIVATE | MAP_ANONYMOUS, fd, 0);
+	if (c->base == MAP_FAILED)
+		die("mmap", -errno);
 	struct uffdio_register reg = { .range = { (uintptr_t)c->base, len }, .mode = UFFDIO_REGISTER_MODE_MISSING };
 	if (ioctl(c->uffd, UFFDIO_REGISTER, &reg))
 		die("UFFDIO_REGISTER", -errno);
+	pthread_t th;
+	struct sigaction sa, old;
+	if (kind == FLOOR_SIGBUS) {
+		memset(&sa, 0, sizeof sa);
+		sa.sa_sigaction = sigbus_floor_handler;
+		sa.sa_flags = SA_SIGINFO;
+		sigaction(SIGBUS, &sa, &old);
+	} else {
+		pthread_create(&th, NULL, floor_handler, c);
+	}
 	uint64_t sum = 0, t0 = now_ns();
 	for (size_t i = 0; i < n; i++)
-		sum += *(const volatile uint64_t *)(c->base + (size_t)order[i] * PG);
+		sum += *(const volatile uint64_t *)(c->base + (size_t)(order ? order[i] : i) * PG);
 	uint64_t t1 = now_ns();
 	if (sum == 42)
 		printf("#\n");
-	sigaction(SIGBUS, &old, NULL);
+	if (kind == FLOOR_SIGBUS) {
+		sigaction(SIGBUS, &old, NULL);
+	} else {
+		pthread_cancel(th);
+		pthread_join(th, NULL);
+	}
 	close(c->uffd);
 	munmap(c->base, len);
+	if (fd >= 0)
+		close(fd);
 	return (double)(t1 - t0) / (double)n;
+}
+
+double run_floor(const char *src, size_t npages, const uint32_t *order, size_t n)
+{
+	return floor_run(src, npages, order, n, 1, false, FLOOR_THREAD);
+}
+
+double run_copy_runs(const char *src, size_t npages, size_t run)
+{
+	return floor_run(src, npages, NULL, npages, run, true, FLOOR_THREAD);
+}
+
+double run_floor_sigbus(const char *src, size_t npages, const uint32_t *order, size_t n)
+{
+	return floor_run(src, npages, order, n, 1, false, FLOOR_SIGBUS);
 }
 
 double run_memcpy(const char *src, size_t npages)
