@@ -84,6 +84,10 @@ VMO_API const char *vmo_version(void);
  * 0 is "success"; the VMO_E* codes have their own texts; anything else is
  * strerror's.  strerror() does not know the VMO_E* codes. */
 VMO_API const char *vmo_strerror(int err);
+/* The symbolic name of err (negative or positive): "EIO", "ENOSPC",
+ * "VMO_ENOUFFD", "0" for 0, "unknown" for a number that names nothing.
+ * Never NULL; a constant string.  Since 0.4. */
+VMO_API const char *vmo_err_name(int err);
 
 /* The detailed reason for the last failure of a create call in this thread
  * (engine, object, cache), for instance which sysctl or device permission

@@ -133,6 +133,24 @@ VMO_API const char *vmo_strerror(int err)
 	}
 }
 
+VMO_API const char *vmo_err_name(int err)
+{
+	if (err < 0)
+		err = err == INT_MIN ? INT_MAX : -err;
+	switch (err) {
+	case 0:
+		return "0";
+	case VMO_ENOUFFD:
+		return "VMO_ENOUFFD";
+	case VMO_ESHUTDOWN:
+		return "VMO_ESHUTDOWN";
+	default: {
+		const char *n = strerrorname_np(err); /* glibc 2.32 */
+		return n ? n : "unknown";
+	}
+	}
+}
+
 bool vmo__all_zero(const void *p, size_t len)
 {
 	const char *c = p;

@@ -346,6 +346,11 @@ static void case_strerror(void)
 	CHECK(strcmp(vmo_strerror(-VMO_ESHUTDOWN), strerror(VMO_ESHUTDOWN)) != 0);
 	CHECK(strcmp(vmo_strerror(-VMO_ENOUFFD), strerror(VMO_ENOUFFD)) != 0);
 	CHECK(!strcmp(vmo_strerror(-EINVAL), strerror(EINVAL)));
+	/* names: errno's, vmo's, either sign; never NULL */
+	CHECK(!strcmp(vmo_err_name(-EIO), "EIO") && !strcmp(vmo_err_name(ENOSPC), "ENOSPC"));
+	CHECK(!strcmp(vmo_err_name(-VMO_ENOUFFD), "VMO_ENOUFFD") && !strcmp(vmo_err_name(VMO_ESHUTDOWN), "VMO_ESHUTDOWN"));
+	CHECK(!strcmp(vmo_err_name(0), "0") && !strcmp(vmo_err_name(123456), "unknown"));
+	CHECK(!strcmp(vmo_err_name(-2147483647 - 1), "unknown"));
 }
 
 /* The version: one string at run time, the same as the macros at compile time. */
