@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Convenience wrapper around CMake.  `make run`: build and run the main job;
 # `make check`: build and run every test.  See README.md.
 BUILD ?= build
@@ -28,6 +29,7 @@ run: build
 check: build
 	cd $(BUILD) && ctest --output-on-failure -j2 --timeout 900
 	scripts/check-layers.sh $(BUILD)
+	scripts/check-spdx.sh
 
 # src/ calls and includes only downwards (docs/design.md, Layers)
 check-layers: build

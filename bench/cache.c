@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/cache.c - the yield cache against a plain in-process hash table +
  * memcpy, in the same run.  Prints key=value lines:
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/cache_server: yield + get of one block through vmod's system-wide
  * cache against the same through a cache in this process, for 4 KiB and
  * 64 KiB blocks (the median ns per yield+get pair of ROUNDS batches).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/clone: copy-on-write clones, in one run.
  *
  *   clone creation with a large resident source (VMO_BENCH_MIB, default

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/dirty: two ways to learn which pages were written, measured on the
  * memory vmo uses (a shared mapping of a memfd, pages present, write-protected).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/evict: vmo under a memory budget.
  *
  *   random_read      random reads over a working set 4x the object's budget

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/fault: cost of first touches, vmo against the floor of the mechanism.
  *
  *   floor   a minimal userfaultfd handler (bench/lib/common.h): one thread,

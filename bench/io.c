@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/io: object I/O without a mapping, in one run against baselines.
  *
  *   transfer: vmo_object_transfer of a resident range (data moved, source

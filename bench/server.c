@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/server: the same work through vmod and in this process.
  *
  * vmod (the real daemon, started here on a store directory in /dev/shm with

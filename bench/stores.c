@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/stores: the stores of docs/stores.md, in one run against baselines.
  *
  *   per store (mem: the baseline, RAM through the memory pager; file; swap;

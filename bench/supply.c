@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/supply: a slow store, served with synchronous reads and with
  * asynchronous supply (vmo_object_supply).
  *

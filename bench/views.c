@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/views: many small views of one object - map, fault, sync, unmap.
  *
  * One engine, one object over the memory pager (pages served from RAM, with

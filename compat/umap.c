@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* umap.c - UMap's C API on vmo's public API (libvmo-umap; docs/umap.md).
  *
  * One engine for the process, made at the first umap() from UMap's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* blockcache.c - a file system's block cache on the yield cache, the way
  * MINIX 3's mfs uses VM "yield": the reader keeps a small pool of its own
  * block buffers; when it needs a buffer for a block it does not hold, it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* blockcache_fuse.c - a read-only FUSE file system over one file, whose block
  * reads go through a vmo yield cache the way MINIX's mfs uses VM "yield".
  *

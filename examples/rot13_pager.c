@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rot13_pager: a complete pager in a page of code -- copy it and change read().
  *
  * The "store" is a string kept ROT13-encoded.  The pager decodes it on the

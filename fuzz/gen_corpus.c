@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gen_corpus DIR - write the seed corpus of wire_fuzz: one file per sample
  * of fuzz/wire_samples.h (every message type once, and some at their
  * limits), each the byte the fuzz target reads as the descriptor count,

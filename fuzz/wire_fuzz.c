@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* wire_fuzz - libFuzzer target for the wire protocol's parser (src/wire.c).
  * The first byte of an input is the number of descriptors that came with
  * the message (its value mod 3: 0, 1 or 2), the rest is the packet.  The

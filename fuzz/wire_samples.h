@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* wire_samples.h - one valid message of every type of the wire protocol
  * (src/wire.h), and a few at their limits: the seed corpus of the fuzz
  * target (fuzz/gen_corpus.c writes it) and the round trips of

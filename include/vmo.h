@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vmo.h - memory objects paged by user-level pagers, on Linux userfaultfd.
  *
  * The one public header of libvmo (with vmo_version.h, which CMake generates

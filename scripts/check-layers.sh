@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # scripts/check-layers.sh BUILD_DIR - the layers of src/ are one-way: a file
 # calls (and includes the header of) only files below it.  The order is the
 # table below, top to bottom (docs/design.md draws it); files on one line are

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # check-symbols.sh BUILD_DIR: the public surface, three ways, must agree.
 #   - what BUILD_DIR/libvmo.so exports (nm -D --defined-only);
 #   - the names src/libvmo.map lists under global: (one by one, no wildcard);

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Install the Debian packages vmo needs to build, test and benchmark.
 # Idempotent and quick when everything is there; needs root (or sudo) otherwise.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # scripts/fuzz.sh [SECONDS] - fuzz the wire protocol's parser (fuzz/wire_fuzz.c)
 # for SECONDS (default 600) with libFuzzer, ASan and UBSan, and print the
 # number of executions.  CI runs it for 60 s (.ci/run); run it longer by hand.

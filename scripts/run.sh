@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # scripts/run.sh BUILD_DIR - the main job (`make run`): `vmo demo` (an object
 # paged in this process), then vmod on its defaults and `vmo share`: two
 # processes sharing one object served by vmod.  A vmod already listening on

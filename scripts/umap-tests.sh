@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # scripts/umap-tests.sh UMAP_SRC [BUILD_DIR] - build LLNL UMap's own test and
 # example programs from a UMap source tree you point it at (nothing is
 # fetched) against libvmo-umap (docs/umap.md), run each with small sizes,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cache.c - the yield cache (MINIX 3 VM "yield"; Linux cleancache's rules).
  *
  * A block is a page-aligned range of the caller's memory held under a 64-bit

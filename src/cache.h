@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cache.h - what the yield cache (cache.c) offers the layers above it:
  * caches whose blocks live elsewhere (a server's, client.c), on which the
  * public vmo_cache_* calls dispatch through a table of operations. */

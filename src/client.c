@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* client.c - objects opened from a server (docs/server.md): the connection,
  * the proxy object whose public calls go to the server, and what happens to
  * the process's faults when the server is gone.

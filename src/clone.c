@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* clone.c - copy-on-write clones (seed 001's duplicate_cow, Mach's copy
  * objects): vmo_object_clone.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* core.h - engine, object and mapping structures shared by engine.c,
  * fault.c, object.c and map.c. */
 #ifndef VMO_CORE_H

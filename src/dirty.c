@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* dirty.c - writeback and the operations on dirty pages: sync, return,
  * discard (Hurd pager_sync / pager_return / pager_flush).
  *

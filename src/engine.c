@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* engine.c - engines: the userfaultfd, the worker pool (start, inhibit,
  * resume, as libpager's workers), engine-wide statistics. */
 #include "core.h"

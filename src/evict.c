@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* evict.c - memory budgets and reclaim.
  *
  * Each engine and each object may have a budget: a high water mark of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* evictor.c - the engine's background thread: every 100 ms, or when kicked
  * (work queued, a budget lowered, memory pressure), it runs the queued
  * writeback requests (sync / return without VMO_WAIT) and prefetches

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fault.c - fault service: what a worker does with one userfaultfd message.
  *
  * MISSING (page not in the object's memfd) -> ask the pager, UFFDIO_COPY

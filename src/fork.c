@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fork.c - what a child made by fork() gets of a view: vmo_inherit (Mach's
  * vm_inherit; Lunaix's procvm_dup).  docs/api.md, "fork".
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* inplace.c - objects over data the caller already has (seed 001's
  * create_in_place): a range of its memory, or of a file.  The object's
  * pager is the memory or file pager over it (writes go back there); what is

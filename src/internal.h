@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* internal.h - declarations shared by libvmo's source files (vmo__ names). */
 #ifndef VMO_INTERNAL_H
 #define VMO_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* io.c - an object's data without a mapping (docs/api.md, Object I/O):
  * vmo_memcpy (Hurd's pager_memcpy: the bytes done and the errno, never a
  * SIGBUS), vmo_object_read / _write / _copy / _transfer; errors by range

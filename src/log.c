@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* log.c - logging, error strings, small shared utilities. */
 #include "internal.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* map.c - vmo_map and vmo_unmap: views of an object in the local space
  * (views.c has the object's side of views, space.c the space's). */
 #include "core.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* object.c - memory objects: creation over a pager, reference counting,
  * shutdown, the page-state table, per-page errors, fault waiters, stats. */
 #include "core.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ops.c - the object operations of libpager and Mach's memory_object
  * calls: sync, return (pager_return: write back, then drop), discard
  * (pager_flush), their queued background form run by the evictor thread,

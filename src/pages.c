@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pages.c - an object's pages: the state machine (core.h draws it), the
  * residency count and chunk table that reclaim works on, the threads
  * waiting for a page, the gate around pager callbacks, the per-page error

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pages.h - an object's pages (pages.c): the state machine, residency and
  * chunks, waiters, the callback gate, error records, pending reads, the raw
  * drop.  The states and their inline accessors are in core.h, next to the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pressure.c - memory pressure: the headroom the process has left (the
  * machine, its memory cgroup v1 or v2), and the one watcher thread of the
  * process (PSI triggers, cgroup events) that its subscribers share.  See

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pressure.h - memory pressure for the process: how many bytes it may still
  * use (the machine's MemAvailable, its memory cgroup, v1 or v2), and one
  * shared watcher thread that tells its subscribers when memory runs short.

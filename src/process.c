@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* process.c - another process's memory (Lunaix's procvm remote
  * transactions): open a process by pid (held by a pidfd), then read and
  * write ranges of its address space in batches with process_vm_readv /

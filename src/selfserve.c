@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* selfserve.c - self-service faults (VMO_ENGINE_SELF_SERVICE): the thread
  * that touches a page serves its own fault.
  *

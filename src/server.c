@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* server.c - serving objects to other processes (docs/server.md): the
  * listening socket, one thread per client, the published objects.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* space.c - address spaces (space.h): the local process and processes whose
  * userfaultfd was handed to us; their views, their events, and the kernel
  * operations on them. */

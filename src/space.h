@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* space.h - address spaces: where views live and faults come from.
  *
  * A space is one mm: its userfaultfd, the process (pid, pidfd), its pagemap

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* supply.c - asynchronous supply (Mach's memory_object_data_supply,
  * Zircon's supply_pages, Hurd's pager_offer_page).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* uffd.c - the userfaultfd layer.  The only file that issues userfaultfd
  * syscalls and ioctls.  Every wrapper returns -errno; EAGAIN (an mm change
  * pending) drains events and retries; EEXIST is reported to the caller, who

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* uffd.h - the userfaultfd layer: the only code that talks to userfaultfd.
  * Every call returns 0 / a count, or -errno. */
 #ifndef VMO_UFFD_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* views.c - the object's side of views: its tree of views by offset (what
  * the spaces link and unlink when a view comes or goes, through the hooks
  * the engine gives them), and the one iterator over an object's views that

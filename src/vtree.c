@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vtree.c - the AVL interval tree of vtree.h.
  *
  * Every structural change (a link, an unlink, a rotation) leaves the

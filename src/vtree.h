@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vtree.h - an intrusive interval tree for views.
  *
  * One balanced tree, used twice:

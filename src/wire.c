@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* wire.c - the wire protocol of served objects (wire.h, docs/wire.md):
  * encoding, the checking parser, and sending and receiving one message with
  * its descriptors over a SOCK_SEQPACKET socket.  Calls only log.c. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* wire.h - the wire protocol between a vmo server and its clients: the one
  * module both sides use to build, send, receive and check messages
  * (docs/wire.md is the reference: layout, limits, versioning, trust).

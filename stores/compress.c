@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* compress.c - compressed memory (zswap in user space, per object):
  * vmo_pager_compress.  docs/stores.md.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* file.c - a pager over a file descriptor the caller opened: pread/pwrite at
  * base + offset; past the end of file a read gives zeros; sync is fdatasync. */
 #include "internal.h"

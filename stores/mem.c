@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mem.c - a pager over a caller-owned memory buffer (tests, examples). */
 #include "internal.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* nbd.c - a store on an NBD server (nbdkit, qemu-nbd, rbd-nbd...), with
  * libnbd: vmo_pager_nbd.  docs/stores.md.
  *

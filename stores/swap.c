@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* swap.c - a swap file shared by many anonymous objects (Sprite's swap
  * files, the Hurd's default pager): vmo_swap_open, vmo_pager_swap.
  * docs/stores.md.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* uri.c - stores chosen by URI: vmo_store_open, vmo_object_create_uri.
  * docs/stores.md has the grammar.  Each store keeps what it opened: a
  * file: store its descriptor, a swap: store a reference on the process's

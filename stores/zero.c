@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* zero.c - the zero-fill pager: every page reads as zeros, writes vanish. */
 #include "internal.h"
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # cache_verdict.sh - sourced by the cache pressure tests (after memcg.sh):
 #
 #   cache_verdict OUT HOGOUT HOLD_RC HOG_RC

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* helper.h - shared test helpers: named cases (t_main: run, list, filter,
  * skip), checks that abort with a location, skips (exit 77 with a reason),
  * temp files, timing, fork-and-wait, and probing a memory access that may

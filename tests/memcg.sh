@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # memcg.sh - sourced by the memory-pressure test scripts: a memory cgroup of
 # their own (cgroup v1 or v2), with a limit and no swap, removed on exit.
 #

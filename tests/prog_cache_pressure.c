@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* prog_cache_pressure.c - helper for tests/test_cache_pressure.sh.
  *
  *   prog_cache_pressure hold TOTAL_MIB BLOCK_KIB SECONDS

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* prog_pressure: an engine with no budget of its own, holding an object much
  * larger than the memory cgroup it runs in, while the test script runs a hog
  * beside it.  Memory pressure (PSI / the cgroup's headroom) must cap the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_async: asynchronous dirty tracking (VMO_ENGINE_DIRTY_ASYNC).  First
  * writes cost no trap; sync collects and writes them; a write during
  * writeback is caught by the next sync; eviction never drops a write made

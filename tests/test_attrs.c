@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_attrs: an object's attributes (issue 10's small ones and may_cache):
  *  - may-cache: a named object released with VMO_OBJ_MAY_CACHE is written
  *    back but kept; created again (same name, ops, ctx) it comes back with

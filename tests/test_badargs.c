@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_badargs: bad arguments to every public function of vmo.h's core
  * sections (engines, pagers, objects, mappings, stats, errors) give -EINVAL
  * (or the documented errno) and change nothing: out pointers are not

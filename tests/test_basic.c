@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_basic: one object over the memory pager, mapped read-write; every page
  * reads the pager's data; writes are visible through a second mapping at a
  * different offset; stats count what happened. */

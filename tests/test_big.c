@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_big: a 64 GiB object over a pager that computes its data from the
  * offset allocates only the pages touched: ~1000 scattered pages read right,
  * the process's RSS grows by about that much (far below 64 GiB), and the

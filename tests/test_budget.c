@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_budget: resident memory stays under the budget.  Random reads from 2
  * threads over an object 4x its budget; the object's stats, the memfd's
  * allocated blocks and /proc/self/smaps_rollup (Pss_Shmem) are sampled and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_cache.c - the yield cache: arguments, semantics, zero-copy and copy
  * paths, budget, memory given back, odd source memory, and a reference model
  * driven from two threads (contents checked byte for byte, never stale).

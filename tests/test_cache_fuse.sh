@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_cache_fuse.sh BUILD_DIR - examples/blockcache_fuse: a read-only FUSE
 # file system whose block reads go through the yield cache.  The file read
 # through the mount must equal the backing file byte for byte (whole, and at

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_cache_pressure.sh BUILD_DIR - a process yields 4 GiB into a yield cache
 # inside a memory cgroup (v1 or v2, tests/memcg.sh) limited to 1 GiB, with a
 # memory hog beside it in the same group.  The cache must shrink so that

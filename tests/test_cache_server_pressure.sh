@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_cache_server_pressure.sh BUILD_DIR - the system-wide yield cache under
 # memory pressure: a process yields 4 GiB into vmod's cache
 # (vmo_cache_connect: the blocks live in vmod), with vmod, the process and a

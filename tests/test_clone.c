@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_clone: copy-on-write clones (vmo_object_clone):
  *  - isolation: a clone sees its source as it was; the source's later
  *    writes never show in it, its writes never in the source; under two

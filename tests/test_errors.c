@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_errors: a pager whose read fails (-EIO, -ENOSPC, -EDQUOT) gives the
  * faulting thread SIGBUS at the page's address, vmo_get_error() the pager's
  * errno, never a zero page (touching again, or through another view, still

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_extent: an object's extent and its growth (vmo_object_resize,
  * VMO_OBJ_GROWS_UP / _DOWN, opts.max_size):
  *  - resize: mapped over its whole max_size, an object of 64 pages gives

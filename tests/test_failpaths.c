@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_failpaths: every path that fails a page ends in SIGBUS for the
  * faulting thread, whatever the view's page table holds for the page
  * (nothing, a write-protect marker, a poison marker), and never in a hang.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_filepager: the file pager over a real temporary file: the data equals
  * the file (read(2) of the same range); the size comes from report_extent
  * when opts.size is 0 (rounded up to a page, the tail past EOF zero); an

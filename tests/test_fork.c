@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_fork: what a child made by fork() gets of a view.
  *  - dontfork: by default nothing (MADV_DONTFORK), never silent zeros:
  *    touching a mapped-but-never-touched page, an already-touched page, or

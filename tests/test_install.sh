@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_install.sh BUILD_DIR - vmo installed into a temporary prefix is usable
 # the ways the README says: a program built with pkg-config (the example
 # pager), an out-of-tree CMake project with find_package(vmo) and the targets

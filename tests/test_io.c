@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_io: an object's data without a mapping, errors by range, offer and
  * prefetch (vmo_memcpy, vmo_object_read/_write/_copy/_transfer,
  * vmo_object_fail, vmo_object_offer, vmo_object_prefetch):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_kill: a process killed with SIGKILL right after vmo_sync returned
  * loses nothing it synced.  A child maps a file through vmo, writes pages,
  * syncs, tells the parent, and keeps writing (unsynced); the parent kills it

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_large_folios.sh BUILD_DIR - the suites that must hold with large folios
 # (docs/api.md, Large folios and sequential fills): with shmem's global
 # shmem_enabled at within_size, a memfd's writes get 2 MiB folios, and vmo

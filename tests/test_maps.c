@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_maps: thousands of mappings in one process: 5000 small mappings of one
  * object at varying offsets plus 100 objects, all reading the right data and
  * seeing each other's writes; unmapping gives back the address space (mincore

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_maxmaps: as many views as the process may have.  Views of one page
  * are mapped until vmo_map fails: it must fail with -ENOMEM and a detail
  * that names vm.max_map_count (each view is one mapping), not crash or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_nouffd: when userfaultfd cannot be had, vmo_engine_create() fails
  * with -VMO_ENOUFFD and vmo_last_error_detail() names the cause and the fix
  * (vm.unprivileged_userfaultfd, /dev/userfaultfd).  In a forked child, a raw

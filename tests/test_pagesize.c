@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_pagesize: objects with 4 KiB, 64 KiB and 2 MiB pages.  The pager is
  * only ever asked for offsets and lengths that are multiples of the page
  * size; data is right; one touch serves the whole page (no more pager calls

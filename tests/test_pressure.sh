@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_pressure.sh BUILD_DIR - memory pressure shrinks an engine's budget.
 # An engine with no budget reads through a 2 GiB object inside a memory cgroup
 # (v1 or v2, tests/memcg.sh) limited to 768 MiB, with a memory hog growing

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_process: another process's memory (vmo_process_open / _transact /
  * _close) with a real child:
  *  - read-write: batches of ranges read from and written to the child's

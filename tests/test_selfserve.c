@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_selfserve: self-service faults (VMO_ENGINE_SELF_SERVICE).
  *
  * The faulting thread serves its own fault in vmo's SIGBUS handler when the

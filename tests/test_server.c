@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_server: objects served to other processes (vmo_server_* and
  * vmo_client_*), with real client processes.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_shutdown: vmo_object_shutdown() with faults in flight.  A slow pager
  * (each read sleeps 200 ms) serves threads that fault; another thread shuts
  * the object down: shutdown waits for the callbacks in flight and returns;

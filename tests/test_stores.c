@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_stores: the stores of docs/stores.md, each under random writes with
  * eviction (a small object budget), checked word for word against a
  * shadow copy:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_supply: asynchronous supply.  A pager whose read answers
  * -EINPROGRESS and supplies the range later from threads of its own
  * (vmo_object_supply), or fails it (vmo_object_supply_error):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_threads: several threads touch random pages of one object through
  * several mappings at different offsets (overlapping and not, read-only and
  * read-write) and always see the pager's data, or what another thread wrote

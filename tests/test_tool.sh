@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_tool: the `vmo` command-line tool, run as ctest does:
 #   bash tests/test_tool.sh BUILD_DIR
 # demo exits 0 with its OK line (also under a --budget, with --write-pct

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_torture: writers, a syncer and the evictor at once, and no write is
  * lost.  An object over a real file, 4x larger than its budget; WRITERS
  * threads write whole random pages (each owns the pages pg % WRITERS == id,

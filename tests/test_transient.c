@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_transient: a failure of vmo's own resources is not the pager's error.
  * The process is driven to vm.max_map_count (no new mapping can be made),
  * then pages are touched and a dirty object is synced.  A fault must still

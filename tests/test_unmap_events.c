@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_unmap_events: the program changes the address space under a view
  * itself, and vmo follows (UFFD_EVENT_UNMAP / UFFD_EVENT_REMAP):
  *  - a view munmap'ed by the program, its range reused for ordinary memory:

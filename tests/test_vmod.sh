@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_vmod.sh BUILD_DIR - vmod, the daemon itself: bad options and config
 # lines are refused with exit 2 and a message naming them; two processes
 # share an object through it (vmo share); what they synced is in the store

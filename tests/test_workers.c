@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_workers: the fault-service workers (libpager's start/inhibit/resume).
  * vmo_engine_inhibit() returns only once the faults already received are
  * done (a pager blocked in read holds it back); faults arriving later wait

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_writeback: the first-write trap, the three page states, sync / return /
  * discard, failing write callbacks and the unlock callback refusing. */
 #include "helper.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/lib/common.c - the benchmarks' shared helpers (common.h). */
 #include "common.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/lib/common.h - shared by the benchmarks (built once, as the static
  * library vmo_benchutil, from bench/lib/common.c): timing, medians, data,
  * and the floor: a minimal userfaultfd handler (one thread, blocking read,

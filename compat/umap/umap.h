@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* umap.h - LLNL UMap's C API on vmo (libvmo-umap; docs/umap.md).
  *
  * Written from UMap's documentation and its published function signatures

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A program built against an installed vmo (tests/test_install.sh): an
  * object over the memory pager, mapped, read and written back. */
 #include <vmo.h>

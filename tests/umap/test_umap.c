@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_umap: libvmo-umap, UMap's C API on vmo, built against the compat
  * header alone (umap/umap.h; no vmo.h), with UMap's environment variables
  * set before the first call:

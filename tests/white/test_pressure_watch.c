@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_pressure_watch: the memory-pressure watcher of src/pressure.h on its
  * own (white-box): figures that make sense (available memory, the cgroup's
  * limit and usage, the headroom, the default margin), ticks that come, a PSI

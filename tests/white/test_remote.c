@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_remote (white-box): one engine serves the faults of a second
  * process.  The child creates its userfaultfd, maps the object's memfd and
  * sends the userfaultfd over a Unix socket (SCM_RIGHTS); the parent's engine

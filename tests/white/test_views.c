@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_views (white-box): the one iterator over an object's views
  * (vmo__views_each) visits every piece of a view the program split while
  * the iteration was under way.  Before, it took a snapshot of the views and

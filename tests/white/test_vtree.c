@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_vtree: the interval tree of src/vtree.h against a brute-force model.
  * A pool of items, each either in the tree or not, is the model: random
  * inserts (overlapping intervals, many equal starts) and removes, and after

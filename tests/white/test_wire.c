@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_wire (white-box): the wire protocol of served objects (src/wire.h,
  * docs/wire.md).  Every message type goes through encode and parse, and
  * through a real SOCK_SEQPACKET socketpair with its descriptor; then every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vmo cat: stream a file (or part of it) through a vmo mapping. */
 #include "stream.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shared kit of the `vmo` tool (cli.h): messages, command-line values,
  * usage helpers, reports, guarded reads.  The library prints nothing;
  * everything printed comes from the tool. */

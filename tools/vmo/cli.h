@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shared kit of the `vmo` tool: messages, command-line values, the
  * subcommand table type, reports both `info` and `demo` print, and guarded
  * reads of a mapping that may raise SIGBUS.  cli.c implements it.

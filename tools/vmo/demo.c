@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vmo demo: the main job.  A file-backed object, two mappings, threads,
  * random and sequential first touches, full verification, writeback to the
  * file and re-reading.  cmd_demo runs it as phases:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vmo info: what the running kernel offers, or why userfaultfd is not there. */
 #include "cli.h"
 

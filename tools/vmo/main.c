@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vmo - the command-line tool of libvmo.
  *
  *   vmo demo   the main job: a file-backed object, two mappings, threads,

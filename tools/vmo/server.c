@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vmo server: speak to a running server (vmod): list its objects, their
  * statistics and the server's, sync them, drop their caches. */
 #include "cli.h"

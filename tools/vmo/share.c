@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vmo share: two processes share one object served by vmod.  This process
  * opens (or creates) the object and maps it; a second one, started here,
  * opens the same object through the server and writes the first half; this

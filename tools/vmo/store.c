@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vmo store: an object in a store named by URI (docs/stores.md), written
  * and read back through a mapping under a budget smaller than it: the pages
  * go to the store and come back.  Prints the throughput, the object's

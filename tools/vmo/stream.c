@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Streaming a file through vmo mappings (cat, sum); see stream.h. */
 #include "stream.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Streaming a file through vmo mappings: what `vmo cat` and `vmo sum` share.
  * stream.c implements it. */
 #ifndef VMO_TOOL_STREAM_H

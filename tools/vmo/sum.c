@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vmo sum: FNV-1a 64 of a file read through a vmo mapping. */
 #include "stream.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vmod - the default pager: a server of memory objects (docs/vmod.md).
  *
  * Objects are files in a directory (the store), created on a client's first
