@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -48,25 +49,32 @@ static void cleanup(void)
 		fprintf(stderr, "bench: could not remove %s\n", dir);
 }
 
+/* nbdkit serving on sock; returns once it accepts connections: it writes
+ * its pidfile (-P) only then (the socket file exists from bind(), before
+ * listen()). */
 static pid_t nbdkit(const char *sock, const char *const *args)
 {
+	char pidf[320];
+	snprintf(pidf, sizeof pidf, "%s.pid", sock);
 	unlink(sock);
+	unlink(pidf);
 	pid_t pid = fork();
 	if (pid < 0)
 		die("fork", -errno);
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		const char *argv[16] = { "nbdkit", "-f", "-U", sock };
-		int n = 4;
-		for (int i = 0; args[i] && n < 15; i++)
+		const char *argv[18] = { "nbdkit", "-f", "-P", pidf, "-U", sock };
+		int n = 6;
+		for (int i = 0; args[i] && n < 17; i++)
 			argv[n++] = args[i];
 		argv[n] = NULL;
 		execvp("nbdkit", (char *const *)argv);
 		_exit(127);
 	}
-	for (int i = 0; i < 500 && access(sock, F_OK); i++)
+	struct stat st;
+	for (int i = 0; i < 1000 && (stat(pidf, &st) || st.st_size == 0); i++)
 		usleep(10000);
-	if (access(sock, F_OK))
+	if (stat(pidf, &st) || st.st_size == 0)
 		die("nbdkit did not start (is it installed? scripts/deps.sh)", -ENOENT);
 	return pid;
 }

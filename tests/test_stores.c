@@ -477,25 +477,47 @@ static bool have_nbdkit(void)
 	return system("nbdkit --version >/dev/null 2>&1") == 0;
 }
 
-/* nbdkit serving `plugin args` on Unix socket sock, in the foreground (its
- * pid), dying with us; returns once the socket is there. */
-static pid_t nbdkit_start(const char *sock, const char *plugin, const char *arg1, const char *arg2)
+/* nbdkit with args (after -f -U sock) in the foreground (its pid), dying
+ * with us; returns once it accepts connections.  The socket file appears
+ * at bind(), before listen(): a connect in between is refused (seen in CI).
+ * nbdkit writes its pidfile (-P) only once it is ready, so that is waited
+ * for. */
+static pid_t nbdkit_run(const char *sock, const char *const *args)
 {
+	char pidf[320];
+	snprintf(pidf, sizeof pidf, "%s.pid", sock);
 	unlink(sock);
+	unlink(pidf);
 	fflush(NULL);
 	pid_t pid = fork();
 	CHECK(pid >= 0);
 	if (pid == 0) {
-		execlp("nbdkit", "nbdkit", "--exit-with-parent", "-f", "-U", sock, plugin, arg1, arg2, (char *)NULL);
+		const char *argv[24] = { "nbdkit", "--exit-with-parent", "-f", "-P", pidf, "-U", sock };
+		int n = 7;
+		for (int i = 0; args[i] && n < 23; i++)
+			argv[n++] = args[i];
+		argv[n] = NULL;
+		execvp("nbdkit", (char *const *)argv);
 		_exit(127);
 	}
-	for (int i = 0; i < 500; i++) {
-		if (access(sock, F_OK) == 0)
+	for (int i = 0; i < 1000; i++) {
+		struct stat st;
+		if (stat(pidf, &st) == 0 && st.st_size > 0)
 			return pid;
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			fprintf(stderr, "nbdkit exited before it served %s\n", sock);
+			abort();
+		}
 		usleep(10000);
 	}
-	fprintf(stderr, "nbdkit did not make %s\n", sock);
+	fprintf(stderr, "nbdkit did not get ready on %s\n", sock);
 	abort();
+}
+
+static pid_t nbdkit_start(const char *sock, const char *plugin, const char *arg1, const char *arg2)
+{
+	const char *args[] = { plugin, arg1, arg2, NULL };
+	return nbdkit_run(sock, args);
 }
 
 static void nbdkit_kill(pid_t pid)
@@ -641,17 +663,8 @@ static void case_nbd_tls(void)
 	fclose(f);
 	CHECK(chmod(psk, 0600) == 0);
 	snprintf(arg, sizeof arg, "--tls-psk=%s", psk);
-	unlink(sock);
-	fflush(NULL);
-	pid_t nk = fork();
-	CHECK(nk >= 0);
-	if (nk == 0) {
-		execlp("nbdkit", "nbdkit", "--exit-with-parent", "-f", "--tls=require", arg, "-U", sock, "memory",
-		       "size=4M", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 500 && access(sock, F_OK); i++)
-		usleep(10000);
+	const char *args[] = { "--tls=require", arg, "memory", "size=4M", NULL };
+	pid_t nk = nbdkit_run(sock, args);
 	struct vmo_object *obj;
 	struct vmo_object_opts oo = { .size = 256 * PG, .budget = 32 * PG };
 	snprintf(uri, sizeof uri, "nbd+unix:///?socket=%s", sock);
@@ -687,17 +700,8 @@ static void case_nbd_errors(void)
 	snprintf(sock, sizeof sock, "%s/nbd.sock", tmpdir);
 	snprintf(trig, sizeof trig, "%s/fail-reads", tmpdir);
 	snprintf(targ, sizeof targ, "error-pread-file=%s", trig);
-	unlink(sock);
-	fflush(NULL);
-	pid_t nk = fork();
-	CHECK(nk >= 0);
-	if (nk == 0) {
-		execlp("nbdkit", "nbdkit", "--exit-with-parent", "-f", "-U", sock, "--filter=error", "pattern", "size=1M",
-		       "error=EIO", "error-pread-rate=100%", targ, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 500 && access(sock, F_OK); i++)
-		usleep(10000);
+	const char *args[] = { "--filter=error", "pattern", "size=1M", "error=EIO", "error-pread-rate=100%", targ, NULL };
+	pid_t nk = nbdkit_run(sock, args);
 	snprintf(uri, sizeof uri, "nbd+unix:///?socket=%s", sock);
 	struct vmo_object *obj;
 	struct vmo_object_opts oo = { .flags = VMO_OBJ_NO_READAHEAD };
