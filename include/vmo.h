@@ -262,7 +262,7 @@ struct vmo_object_opts {
 	uint32_t prot;         /* VMO_PROT_* every mapping must stay within; 0 = read and write */
 	uint64_t budget;       /* resident-byte cap for this object (high water); 0 = none */
 	uint64_t budget_low;   /* evict down to this; 0 = budget * 7/8 */
-	const char *name;      /* up to 63 bytes, copied; NULL = none (seed 001's vo_name) */
+	const char *name;      /* up to 63 bytes, copied; NULL = none (a microkernel vm_object's vo_name) */
 	uint64_t max_size;     /* bytes the object may grow to (vmo_object_resize, VMO_OBJ_GROWS_*); 0 = size */
 	uint64_t reserved[2];
 };
@@ -288,7 +288,7 @@ VMO_API int vmo_object_change_attributes(struct vmo_object *obj, uint32_t flags,
  * through a mapping SIGBUS (-EBUSY if one of them is pinned, or the object
  * has clones). */
 VMO_API int vmo_object_resize(struct vmo_object *obj, uint64_t new_size);
-/* A copy-on-write clone of src (seed 001's duplicate_cow): it sees src as
+/* A copy-on-write clone of src (a microkernel vm_object's duplicate_cow): it sees src as
  * it was at this moment; later writes on either side never show through
  * (src's first write to a page the clone has not read yet gives the clone
  * that page first).  ops/ctx: the clone's own pager (read and write; no
@@ -674,7 +674,7 @@ VMO_API int vmo_store_open(const char *uri, uint64_t size, uint32_t page_size, c
 VMO_API int vmo_object_create_uri(struct vmo_engine *eng, const char *uri, const struct vmo_object_opts *opts,
 				  struct vmo_object **out);
 
-/* In-place objects (seed 001's create_in_place): an object over len bytes
+/* In-place objects (a microkernel vm_object's create_in_place): an object over len bytes
  * of the caller's memory at addr (page-aligned; the memory pager: writes go
  * back there), or of a file at off (the file pager).  What is in memory
  * already (the pages of addr the process has touched; the file's pages in

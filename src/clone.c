@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* clone.c - copy-on-write clones (seed 001's duplicate_cow, Mach's copy
+/* clone.c - copy-on-write clones (a microkernel vm_object's duplicate_cow, Mach's copy
  * objects): vmo_object_clone.
  *
  * A clone is an object of its own (its memfd, its views) whose pager reads

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* inplace.c - objects over data the caller already has (seed 001's
+/* inplace.c - objects over data the caller already has (a microkernel vm_object's
  * create_in_place): a range of its memory, or of a file.  The object's
  * pager is the memory or file pager over it (writes go back there); what is
  * in memory already is put into the object when it is made (an offer: no
