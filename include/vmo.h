@@ -38,7 +38,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <signal.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -179,10 +178,11 @@ VMO_API unsigned vmo_engine_features(const struct vmo_engine *eng);
  * VMO_ENGINE_SELF_SERVICE engine exists (vmo installs its handler when
  * such an engine is made, and again at each vmo_map if it was replaced,
  * passing on what is not its own to the handler it found): call this
- * first, with the handler's arguments.  1: the signal was a fault vmo
+ * first, with the handler's arguments (info is its siginfo_t *: void * here,
+ * so that vmo.h needs no POSIX feature macro).  1: the signal was a fault vmo
  * served (return from the handler: the access runs again); 0: not vmo's
  * (a pager error on a vmo page too: handle it as a SIGBUS). */
-VMO_API int vmo_handle_sigbus(int sig, siginfo_t *info, void *ucontext);
+VMO_API int vmo_handle_sigbus(int sig, void *info, void *ucontext);
 
 /* ------------------------------------------------------------------------ */
 /* Pagers                                                                   */

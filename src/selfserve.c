@@ -325,12 +325,12 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 		pass_on(sig, si, uc);
 }
 
-VMO_API int vmo_handle_sigbus(int sig, siginfo_t *info, void *ucontext)
+VMO_API int vmo_handle_sigbus(int sig, void *info, void *ucontext)
 {
 	if (sig != SIGBUS || !info || !ucontext)
 		return 0;
 	int saved = errno;
-	int r = handle(info, ucontext);
+	int r = handle((siginfo_t *)info, ucontext);
 	errno = saved;
 	return r;
 }
