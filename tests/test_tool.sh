@@ -25,6 +25,9 @@ for args in "" "help" "--help" "-h"; do
   grep -q "^usage: vmo COMMAND" <<<"$out" || fail "vmo $args: no usage text"
 done
 "$vmo" cat --help | grep -q "^usage: vmo cat" || fail "vmo cat --help"
+"$vmo" help cat | grep -q "^usage: vmo cat" || fail "vmo help cat"
+"$vmo" help nosuch >/dev/null 2>&1; [ $? -eq 2 ] || fail "vmo help nosuch: not exit 2"
+"$vmo" --version | grep -qE "^vmo [0-9]+\.[0-9]+\.[0-9]+ \(libvmo [0-9]+\.[0-9]+\.[0-9]+\)$" || fail "vmo --version"
 
 if ! "$vmo" info >"$tmp/info" 2>&1; then
   if grep -q "NOT AVAILABLE" "$tmp/info"; then

@@ -11,7 +11,7 @@
  *   vmo server speak to a running server (vmod): list, stats, sync, drop
  *              (server.c)
  *   vmo share  two processes share one object served by vmod (share.c)
- *   vmo help   usage (here)
+ *   vmo help   usage (here); vmo help CMD: that command's; vmo --version
  *
  * Subcommands live in the table `commands` below: a new one (for instance
  * `vmo stats` for writeback/eviction counters, or `vmo cache` for the yield
@@ -63,21 +63,40 @@ static void usage(FILE *f)
 	fprintf(f, "Sizes (N) are bytes, with an optional K, M, G or T suffix (powers of 1024).\n"
 		   "--page-size: the unit in which faults are served, 4K times a power of two up\n"
 		   "to 2M (default 4K).  --no-readahead: serve exactly the faulting page.\n"
+		   "vmo --version: the versions of the tool and the library.  vmo help COMMAND:\n"
+		   "that command's options.\n"
 		   "Exit status: 0 ok, 1 failure, 2 bad command line.\n");
 }
 
+/* "vmo help": every command; "vmo help CMD": that command's usage, as
+ * "vmo CMD --help". */
 static int cmd_help(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
+	if (argc >= 2 && strcmp(argv[1], "--help") && strcmp(argv[1], "-h")) {
+		for (size_t i = 0; i < NCOMMANDS; i++)
+			if (!strcmp(argv[1], commands[i]->name)) {
+				cli_set_command(commands[i]->name);
+				cli_cmd_usage(commands[i]);
+				return 0;
+			}
+		fprintf(stderr, "vmo help: unknown command '%s'\nTry 'vmo help'.\n", argv[1]);
+		return EXIT_USAGE;
+	}
 	usage(stdout);
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
+	if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
+		/* the library's version and the one the tool was built with */
+		printf("vmo %s (libvmo %s)\n", VMO_VERSION_STRING, vmo_version());
+		return 0;
+	}
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
-		return cmd_help(argc, argv);
+		return cmd_help(1, argv);
+	if (!strcmp(argv[1], "help"))
+		return cmd_help(argc - 1, argv + 1);
 	for (size_t i = 0; i < NCOMMANDS; i++) {
 		const struct cli_cmd *c = commands[i];
 		if (strcmp(argv[1], c->name))
