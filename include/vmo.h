@@ -528,6 +528,12 @@ VMO_API int vmo_engine_stats_sized(struct vmo_engine *eng, struct vmo_stats *st,
  * int vmo_engine_stats(struct vmo_engine *eng, struct vmo_stats *st); */
 #define vmo_object_stats(obj, st) vmo_object_stats_sized((obj), (st), sizeof(struct vmo_stats))
 #define vmo_engine_stats(eng, st) vmo_engine_stats_sized((eng), (st), sizeof(struct vmo_stats))
+/* Print st to file descriptor fd, a counter a line ("resident  1.5 MiB",
+ * "faults  123 (missing 100, minor 20, wp 3)", ...), each line after indent
+ * (NULL: none).  0, or -errno (-EINVAL: st NULL; a write's error).  With
+ * VMO_SHOW_STATS=1 in the environment, vmo_engine_destroy prints the
+ * engine's this way on standard error.  Since 0.4. */
+VMO_API int vmo_stats_print(const struct vmo_stats *st, int fd, const char *indent);
 
 /* ------------------------------------------------------------------------ */
 /* Pagers shipped with vmo (stores/)                                        */

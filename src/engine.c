@@ -7,6 +7,7 @@
 #include <sys/epoll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -347,6 +348,16 @@ VMO_API int vmo_engine_destroy(struct vmo_engine *eng)
 	}
 	if (n)
 		return -EBUSY;
+	/* VMO_SHOW_STATS=1: the engine's counters on standard error (as
+	 * mimalloc's MIMALLOC_SHOW_STATS at exit) */
+	const char *show = getenv("VMO_SHOW_STATS");
+	if (show && *show && strcmp(show, "0")) {
+		struct vmo_stats st;
+		if (vmo_engine_stats(eng, &st) == 0) {
+			dprintf(2, "vmo: engine statistics (libvmo %s)\n", vmo_version());
+			vmo_stats_print(&st, 2, "  ");
+		}
+	}
 	vmo__selfserve_stop(eng);
 	if (eng->running)
 		stop_workers(eng);

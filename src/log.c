@@ -152,6 +152,64 @@ VMO_API const char *vmo_err_name(int err)
 	}
 }
 
+/* "64 MiB", "4 KiB", "123 B": exact when a whole number of units. */
+static const char *human(uint64_t n, char *buf, size_t len)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int u = 0;
+	uint64_t v = n;
+	while (u < 4 && v >= 1024 && v % 1024 == 0)
+		v /= 1024, u++;
+	if (u == 0 && n >= 1024 * 1024) { /* not a whole number of KiB: approximate */
+		double d = (double)n;
+		while (u < 4 && d >= 1024)
+			d /= 1024, u++;
+		snprintf(buf, len, "%.1f %s", d, unit[u]);
+	} else {
+		snprintf(buf, len, "%llu %s", (unsigned long long)v, unit[u]);
+	}
+	return buf;
+}
+
+VMO_API int vmo_stats_print(const struct vmo_stats *st, int fd, const char *indent)
+{
+	if (!st)
+		return -EINVAL;
+	const char *in = indent ? indent : "";
+	char b[32], b2[32], out[1024];
+	unsigned long long f = st->faults, mi = st->missing_faults, mn = st->minor_faults, wp = st->wp_faults;
+	int n = snprintf(out, sizeof out,
+			 "%sresident        %s\n"
+			 "%sdirty           %s\n"
+			 "%sfaults          %llu (missing %llu, minor %llu, wp %llu)\n"
+			 "%spages read      %llu (read ahead %llu, filled in large folios %llu)\n"
+			 "%swritebacks      %llu pages (write errors %llu)\n"
+			 "%sevictions       %llu pages\n"
+			 "%spager errors    %llu\n"
+			 "%smappings        %llu\n"
+			 "%sbudget          %s\n"
+			 "%spinned          %s\n",
+			 in, human(st->resident, b, sizeof b), in, human(st->dirty, b2, sizeof b2), in, f, mi, mn, wp,
+			 in, (unsigned long long)st->pages_read, (unsigned long long)st->readahead,
+			 (unsigned long long)st->large_fill, in, (unsigned long long)st->writebacks,
+			 (unsigned long long)st->write_errors, in, (unsigned long long)st->evictions, in,
+			 (unsigned long long)st->errors, in, (unsigned long long)st->mappings, in,
+			 st->budget ? human(st->budget, b, sizeof b) : "none", in,
+			 human(st->pinned, b2, sizeof b2));
+	if (n < 0)
+		return -EINVAL;
+	size_t len = (size_t)n < sizeof out ? (size_t)n : sizeof out - 1;
+	for (size_t put = 0; put < len;) {
+		ssize_t r = write(fd, out + put, len - put);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		put += (size_t)r;
+	}
+	return 0;
+}
+
 bool vmo__all_zero(const void *p, size_t len)
 {
 	const char *c = p;

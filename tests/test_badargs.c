@@ -480,6 +480,31 @@ static void case_live_object_args(void)
 	CHECK_EQ(releases, r0 + 2);
 }
 
+/* vmo_stats_print: every counter on its line, after the indent; errors. */
+static void case_stats_print(void)
+{
+	struct vmo_stats st;
+	memset(&st, 0, sizeof st);
+	st.resident = 3u << 20;
+	st.faults = 12;
+	st.missing_faults = 7;
+	st.large_fill = 512;
+	int pfd[2];
+	CHECK_OK(pipe(pfd));
+	CHECK_OK(vmo_stats_print(&st, pfd[1], ">> "));
+	close(pfd[1]);
+	char buf[2048] = "";
+	ssize_t n = read(pfd[0], buf, sizeof buf - 1);
+	close(pfd[0]);
+	CHECK(n > 0);
+	CHECK(strstr(buf, ">> resident        3 MiB\n") != NULL);
+	CHECK(strstr(buf, ">> faults          12 (missing 7, minor 0, wp 0)\n") != NULL);
+	CHECK(strstr(buf, "filled in large folios 512)") != NULL);
+	CHECK(strstr(buf, ">> budget          none\n") != NULL);
+	CHECK_EQ(vmo_stats_print(NULL, 1, NULL), -EINVAL);
+	CHECK_EQ(vmo_stats_print(&st, -1, NULL), -EBADF);
+}
+
 int main(int argc, char **argv)
 {
 	alarm(60);
@@ -492,6 +517,7 @@ int main(int argc, char **argv)
 	return t_main(argc, argv,
 		      T_CASES({ "engine-args", engine_args }, { "pager-args", pager_args }, { "strerror", case_strerror },
 			      { "version", case_version }, { "stats-sized", case_stats_sized },
+			      { "stats-print", case_stats_print },
 			      { "object-create-args", case_object_create_args },
 			      { "live-object-args", case_live_object_args }));
 }

@@ -252,28 +252,11 @@ void print_features_line(FILE *f, unsigned feat)
 	fputc('\n', f);
 }
 
-/* Every field of struct vmo_stats, one per line (the size/version header excepted).
- * Keep in step with include/vmo.h. */
+/* Every field of struct vmo_stats, one per line: the library's own print. */
 void print_stats(FILE *f, const char *indent, const struct vmo_stats *st)
 {
-	char b[32];
-	fprintf(f, "%sresident        %s\n", indent, human(st->resident, b, sizeof b));
-	fprintf(f, "%sdirty           %s\n", indent, human(st->dirty, b, sizeof b));
-	fprintf(f, "%sfaults          %" PRIu64 " (missing %" PRIu64 ", minor %" PRIu64 ", wp %" PRIu64 ")\n",
-		indent, st->faults, st->missing_faults, st->minor_faults, st->wp_faults);
-	fprintf(f, "%spages read      %" PRIu64 " (read ahead %" PRIu64 ")\n", indent, st->pages_read,
-		st->readahead);
-	fprintf(f, "%swritebacks      %" PRIu64 " pages (write errors %" PRIu64 ")\n", indent,
-		st->writebacks, st->write_errors);
-	fprintf(f, "%sevictions       %" PRIu64 " pages\n", indent, st->evictions);
-	fprintf(f, "%spager errors    %" PRIu64 "\n", indent, st->errors);
-	fprintf(f, "%smappings        %" PRIu64 "\n", indent, st->mappings);
-	if (st->budget)
-		fprintf(f, "%sbudget          %s\n", indent, human(st->budget, b, sizeof b));
-	else
-		fprintf(f, "%sbudget          none\n", indent);
-	if (st->pinned)
-		fprintf(f, "%spinned          %s\n", indent, human(st->pinned, b, sizeof b));
+	fflush(f);
+	vmo_stats_print(st, fileno(f), indent);
 }
 
 /* ------------------------------------------------------------------------ */
