@@ -29,6 +29,24 @@ done
 "$vmo" help nosuch >/dev/null 2>&1; [ $? -eq 2 ] || fail "vmo help nosuch: not exit 2"
 "$vmo" --version | grep -qE "^vmo [0-9]+\.[0-9]+\.[0-9]+ \(libvmo [0-9]+\.[0-9]+\.[0-9]+\)$" || fail "vmo --version"
 
+# --- vmo info as an unprivileged user: no full userfaultfd there (unless the
+# machine allows one), and it says what system calls will do
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+  cp "$vmo" "$tmp/vmo-nobody" && chmod 755 "$tmp" "$tmp/vmo-nobody"
+  out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$tmp/vmo-nobody" info 2>&1); rc=$?
+  if [ $rc -eq 0 ]; then
+    grep -q "^system calls: " <<<"$out" || fail "vmo info (nobody): no 'system calls:' line"
+    # without the sysctl nor the device, an unprivileged user has only a
+    # user-mode-only userfaultfd
+    if [ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" != 1 ] &&
+       ! setpriv --reuid=65534 --regid=65534 --clear-groups test -w /dev/userfaultfd; then
+      grep -q "FAILS with EFAULT" <<<"$out" || fail "vmo info (nobody): should say system calls fail with EFAULT"
+    fi
+  else
+    grep -q "NOT AVAILABLE" <<<"$out" || fail "vmo info (nobody): exit $rc without saying why"
+  fi
+fi
+
 if ! "$vmo" info >"$tmp/info" 2>&1; then
   if grep -q "NOT AVAILABLE" "$tmp/info"; then
     echo "SKIP: $(cat "$tmp/info")"

@@ -35,6 +35,16 @@ static int cmd_info(int argc, char **argv)
 	for (size_t i = 0; i < nfeatures; i++)
 		printf("  %-3s %-13s %s\n", feat & features[i].bit ? "yes" : "no", features[i].name,
 		       features[i].what);
+	/* How the userfaultfd was had, as it matters to a program: whether a
+	 * system call that meets an unsupplied page waits or fails. */
+	if (feat & VMO_FEAT_KERNEL_FAULTS)
+		printf("system calls: one that touches a page not yet supplied (read(2) into a mapping, "
+		       "O_DIRECT, io_uring) waits for the pager, as a touch does (a full userfaultfd)\n");
+	else
+		printf("system calls: one that touches a page not yet supplied FAILS with EFAULT (a user-mode-only "
+		       "userfaultfd: this user may not have a full one). Touch such pages first, or let "
+		       "system calls wait: give this user /dev/userfaultfd (a group or an ACL), or sysctl "
+		       "vm.unprivileged_userfaultfd=1, or CAP_SYS_PTRACE\n");
 	const char *dis = getenv("VMO_DISABLE");
 	if (dis && *dis)
 		printf("VMO_DISABLE=%s: those mechanisms are treated as missing (fallbacks in use)\n", dis);
