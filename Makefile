@@ -10,7 +10,7 @@ NPROC := $(shell nproc)
 # suite as if the running kernel lacked them too (VMO_DISABLE, docs/design.md).
 FALLBACK ?= continue-wp,poison,move,wp-async,pagemap-scan
 
-.PHONY: all deps build run check check-layers check-fallback check-asan bench install clean
+.PHONY: all deps build run check check-layers check-fallback check-asan bench install uninstall clean
 
 all: build
 
@@ -48,6 +48,9 @@ bench: build
 
 install: build
 	cmake --install $(BUILD)
+
+uninstall:
+	cmake --build $(BUILD) --target uninstall
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

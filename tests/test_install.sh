@@ -4,7 +4,8 @@
 # the ways the README says: a program built with pkg-config (the example
 # pager), an out-of-tree CMake project with find_package(vmo) and the targets
 # vmo::vmo and vmo::vmo_static (tests/install/), and the same pkg-config build
-# after the prefix is moved (libvmo.pc finds its prefix from where it is).
+# after the prefix is moved (libvmo.pc finds its prefix from where it is);
+# then uninstall removes every file installed.
 # Each program runs and checks what it read and wrote back.
 set -u
 build=${1:?usage: $0 BUILD_DIR}
@@ -51,6 +52,13 @@ run "$work/consumer/consumer" "find_package(vmo), vmo::vmo"
 run "$work/consumer/consumer_static" "find_package(vmo), vmo::vmo_static"
 
 # 3. the prefix moved: libvmo.pc follows it
-mv "$prefix" "$work/moved"
+cp -a "$prefix" "$work/moved"
+
+# 4. uninstall removes every file it installed (the directories stay)
+cmake --build "$build" --target uninstall >"$work/uninstall.log" 2>&1 || { cat "$work/uninstall.log"; fail "uninstall"; }
+left=$(find "$prefix" -type f -o -type l)
+[ -z "$left" ] || fail "uninstall left: $left"
+echo "uninstall: ok"
+
 build_pc "$work/moved" "$work/rot13-moved"
 run "$work/rot13-moved" "example built from the moved prefix"
