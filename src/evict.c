@@ -198,6 +198,10 @@ static void unmap_chunks(struct vmo_object *o, uint64_t c, uint64_t k)
 #define CHANCES_PER_EVICTION 2
 
 /* Advance obj's CLOCK hand until `want` pages are freed or two sweeps made. */
+/* Set while the evictor thread reclaims in the background (not for a
+ * fault that needs room now). */
+static VMO__TLS bool in_background;
+
 static uint64_t clock_reclaim(struct vmo_object *o, uint64_t want)
 {
 	uint64_t freed = 0;
@@ -235,6 +239,15 @@ static uint64_t clock_reclaim(struct vmo_object *o, uint64_t want)
 		}
 		o->pages.hand = c + 1 >= nch ? 0 : c + 1;
 		steps++;
+		/* Background reclaim runs beside the faults: it could take the
+		 * chunk just supplied before its faulting thread has run again
+		 * and touched it (a thread descheduled under load, a
+		 * self-service fault's sigreturn), and with a budget of a few
+		 * chunks do it again at every fault: a livelock, seen in CI
+		 * (test_budget_selfserve, 2 MiB pages, a 4 MiB budget).  Faults
+		 * that need room reclaim for themselves. */
+		if (in_background && c == atomic_load_explicit(&o->pages.newest_chunk, memory_order_relaxed))
+			continue;
 		chances = 0;
 		uint64_t pg0 = c << o->pages.chunk_shift, pg1 = pg0 + o->pages.chunk_pages;
 		if (pg1 > o->npages)
@@ -338,6 +351,7 @@ void vmo__reclaim_background(struct vmo_engine *e)
 {
 	/* A crossing from now on kicks again.  Objects are looked at only
 	 * when one kicked (a tick without a kick costs no walk of them). */
+	in_background = true;
 	if (!atomic_exchange(&e->bg_reclaim, false))
 		goto engine;
 	/* Objects above their own background mark, each under evict_mu on its
@@ -368,6 +382,7 @@ engine:
 	pthread_mutex_lock(&e->evict_mu);
 	reclaim_engine(e, true);
 	pthread_mutex_unlock(&e->evict_mu);
+	in_background = false;
 }
 
 void vmo__budget_check(struct vmo_object *o, uint64_t n)

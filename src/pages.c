@@ -170,6 +170,7 @@ int vmo__chunks_init(struct vmo_object *o)
 		return -errno;
 	o->pages.chunk_res = p;
 	o->pages.chunk_ref = (_Atomic uint8_t *)((char *)p + res_len);
+	atomic_store(&o->pages.newest_chunk, UINT64_MAX);
 	return 0;
 }
 
@@ -190,8 +191,10 @@ void vmo__account(struct vmo_object *o, uint64_t pg, long n, uint8_t st)
 		if (k > cnt - i)
 			k = cnt - i;
 		atomic_fetch_add_explicit(&o->pages.chunk_res[c], (uint32_t)(sign * (long)k), memory_order_relaxed);
-		if (sign > 0)
+		if (sign > 0) {
 			atomic_store_explicit(&o->pages.chunk_ref[c], 1, memory_order_relaxed);
+			atomic_store_explicit(&o->pages.newest_chunk, c, memory_order_relaxed);
+		}
 		i += k;
 	}
 	atomic_fetch_add(&o->pages.resident_pages, n);

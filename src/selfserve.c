@@ -90,6 +90,11 @@ static int force_all = -1; /* VMO_SELF_SERVICE=all: every object served in the h
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc);
 
+/* The last page this thread faulted on in a handler, and how many times in
+ * a row (a diagnostic: handle()). */
+static VMO__TLS uintptr_t same_addr;
+static VMO__TLS unsigned long same_count;
+
 static pid_t my_tid(void)
 {
 	return (pid_t)syscall(SYS_gettid);
@@ -281,6 +286,18 @@ static int handle(siginfo_t *si, void *uc)
 		struct vmo_object *o = m->obj;
 		uint64_t pg = (addr - m->addr + m->off) >> o->page_shift;
 		uint8_t s = ps_get(o, pg);
+		/* The same page faulting again and again without progress is a
+		 * bug (a page left in a transient state, or taken back before
+		 * every access): say so once, with its state. */
+		if ((addr & ~(uintptr_t)(VMO_PAGE - 1)) == same_addr) {
+			if (++same_count == 1000000)
+				vmo__warn("self-service: the access at %#lx faulted a million times in a row (page "
+					  "state %u): no progress",
+					  (unsigned long)addr, (unsigned)s);
+		} else {
+			same_addr = addr & ~(uintptr_t)(VMO_PAGE - 1);
+			same_count = 0;
+		}
 		bool safe = force_all > 0 || (o->flags & VMO_OBJ_SIGNAL_SAFE);
 		vmo__map_put(m);
 		if (s == PS_FILLING || s == PS_EVICTING || s == PS_PENDING) {
