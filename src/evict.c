@@ -201,6 +201,7 @@ static void unmap_chunks(struct vmo_object *o, uint64_t c, uint64_t k)
 /* Set while the evictor thread reclaims in the background (not for a
  * fault that needs room now). */
 static VMO__TLS bool in_background;
+#define NEWEST_GRACE_NS 20000000ull /* 20 ms */
 
 static uint64_t clock_reclaim(struct vmo_object *o, uint64_t want)
 {
@@ -244,9 +245,13 @@ static uint64_t clock_reclaim(struct vmo_object *o, uint64_t want)
 		 * and touched it (a thread descheduled under load, a
 		 * self-service fault's sigreturn), and with a budget of a few
 		 * chunks do it again at every fault: a livelock, seen in CI
-		 * (test_budget_selfserve, 2 MiB pages, a 4 MiB budget).  Faults
-		 * that need room reclaim for themselves. */
-		if (in_background && c == atomic_load_explicit(&o->pages.newest_chunk, memory_order_relaxed))
+		 * (test_budget_selfserve, 2 MiB pages, a 4 MiB budget).  So it
+		 * leaves that chunk for NEWEST_GRACE_NS after the supply (a few
+		 * scheduler slices); faults that need room reclaim for
+		 * themselves, and later the chunk is fair game (a budget
+		 * lowered under an idle object takes it too). */
+		if (in_background && c == atomic_load_explicit(&o->pages.newest_chunk, memory_order_relaxed) &&
+		    vmo__now_ns() - atomic_load_explicit(&o->pages.newest_ns, memory_order_relaxed) < NEWEST_GRACE_NS)
 			continue;
 		chances = 0;
 		uint64_t pg0 = c << o->pages.chunk_shift, pg1 = pg0 + o->pages.chunk_pages;

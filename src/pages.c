@@ -194,6 +194,7 @@ void vmo__account(struct vmo_object *o, uint64_t pg, long n, uint8_t st)
 		if (sign > 0) {
 			atomic_store_explicit(&o->pages.chunk_ref[c], 1, memory_order_relaxed);
 			atomic_store_explicit(&o->pages.newest_chunk, c, memory_order_relaxed);
+			atomic_store_explicit(&o->pages.newest_ns, vmo__now_ns(), memory_order_relaxed);
 		}
 		i += k;
 	}

@@ -48,10 +48,10 @@ struct vmo__pages {
 	_Atomic uint8_t *chunk_ref;
 	size_t chunk_len; /* bytes mapped for chunk_res + chunk_ref */
 	uint64_t hand;    /* CLOCK hand (chunk index), under eng->evict_mu */
-	/* The chunk of the latest supply: background reclaim leaves it, so
-	 * that a page is not taken back before its faulting thread has run
-	 * again and used it (evict.c) */
-	_Atomic uint64_t newest_chunk;
+	/* The chunk of the latest supply, and when: background reclaim
+	 * leaves it for a while, so that a page is not taken back before its
+	 * faulting thread has run again and used it (evict.c) */
+	_Atomic uint64_t newest_chunk, newest_ns;
 
 	struct vmo__waiter *waiters;
 	_Atomic int nwaiters;
