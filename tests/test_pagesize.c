@@ -183,6 +183,8 @@ static void case_large_folios(void)
 	if (!shmem_large())
 		t_skip_case("shmem gives memfd writes no large folios (shmem_enabled is not within_size or always)");
 	struct vmo_engine *eng = t_shared_engine(2);
+	/* (a tracked writable view is filled write-protected: CONTINUE_MODE_WP) */
+	t_require_features(eng, VMO_FEAT_MINOR | VMO_FEAT_CONTINUE_WP);
 	const uint64_t size = 16u << 20;
 	struct t_store *st = t_store_new(size, 1);
 	struct vmo_object *o;
