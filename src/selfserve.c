@@ -143,26 +143,24 @@ int vmo__selfserve_install(void)
 		rc = -errno;
 	} else if (!((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus)) {
 		struct sigaction *p = &prev_slots[prev_next++ % PREV_SLOTS];
-		{
-			*p = cur;
-			atomic_store(&prev, p);
-			struct sigaction sa;
-			memset(&sa, 0, sizeof sa);
-			sa.sa_sigaction = on_sigbus;
-			/* Every signal stays blocked while it runs: no other
-			 * handler of the program may run in the middle and touch
-			 * a page this one is filling (it would wait for it
-			 * forever), and a fault inside it (a pager touching the
-			 * object's mappings) kills the process instead of
-			 * recursing.  Signals that come meanwhile wait until the
-			 * fault is served (SIGKILL does not). */
-			sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
-			sigfillset(&sa.sa_mask);
-			if (sigaction(SIGBUS, &sa, NULL) < 0)
-				rc = -errno;
-			else if (cur.sa_handler != SIG_DFL)
-				vmo__debug("self-service faults: SIGBUS handler installed, passing on to the program's");
-		}
+		*p = cur;
+		atomic_store(&prev, p);
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_sigaction = on_sigbus;
+		/* Every signal stays blocked while it runs: no other
+		 * handler of the program may run in the middle and touch
+		 * a page this one is filling (it would wait for it
+		 * forever), and a fault inside it (a pager touching the
+		 * object's mappings) kills the process instead of
+		 * recursing.  Signals that come meanwhile wait until the
+		 * fault is served (SIGKILL does not). */
+		sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+		sigfillset(&sa.sa_mask);
+		if (sigaction(SIGBUS, &sa, NULL) < 0)
+			rc = -errno;
+		else if (cur.sa_handler != SIG_DFL)
+			vmo__debug("self-service faults: SIGBUS handler installed, passing on to the program's");
 	}
 	pthread_mutex_unlock(&install_mu);
 	return rc;
