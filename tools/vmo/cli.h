@@ -33,7 +33,7 @@ struct cli_cmd {
 
 /* One per subcommand file (demo.c, cat.c, ...); main.c lists them. */
 extern const struct cli_cmd cli_cmd_demo, cli_cmd_cat, cli_cmd_sum, cli_cmd_info, cli_cmd_server, cli_cmd_share,
-    cli_cmd_store;
+    cli_cmd_store, cli_cmd_run, cli_cmd_stats;
 
 /* "vmo demo", ... as the prefix of every message from now on. */
 void cli_set_command(const char *name);

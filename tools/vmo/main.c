@@ -11,6 +11,8 @@
  *   vmo server speak to a running server (vmod): list, stats, sync, drop
  *              (server.c)
  *   vmo share  two processes share one object served by vmod (share.c)
+ *   vmo run    an unmodified program paged by vmo (run.c, tools/run/)
+ *   vmo stats  what vmo does in a program under vmo run (run.c)
  *   vmo help   usage (here); vmo help CMD: that command's; vmo --version
  *
  * Subcommands live in the table `commands` below: a new one (for instance
@@ -40,9 +42,9 @@ static const struct cli_cmd *const commands[] = {
 	&cli_cmd_server,
 	&cli_cmd_share,
 	&cli_cmd_store,
-	/* To come: "stats", writeback and eviction counters of a run under a
-	 * budget (print_stats() prints every field); "cache", the yield cache
-	 * (vmo_cache_*). */
+	&cli_cmd_run,
+	&cli_cmd_stats,
+	/* To come: "cache", the yield cache (vmo_cache_*). */
 	&cli_cmd_help,
 };
 
