@@ -105,10 +105,14 @@ void samples_report(struct samples *s, const char *key)
 			exit(1);
 		}
 	}
+	double sum = 0;
+	for (size_t i = 0; i < s->n; i++)
+		sum += (double)s->v[i];
 	uint64_t p50 = samples_quantile(s, 0.50), p99 = samples_quantile(s, 0.99);
 	uint64_t max = s->n ? s->v[s->n - 1] : 0;
-	printf("%s_p50_ns=%llu\n%s_p99_ns=%llu\n%s_max_ns=%llu\n%s_samples=%zu\n", key, (unsigned long long)p50,
-	       key, (unsigned long long)p99, key, (unsigned long long)max, key, s->n);
+	printf("%s_p50_ns=%llu\n%s_p99_ns=%llu\n%s_max_ns=%llu\n%s_mean_ns=%.0f\n%s_samples=%zu\n", key,
+	       (unsigned long long)p50, key, (unsigned long long)p99, key, (unsigned long long)max, key,
+	       s->n ? sum / (double)s->n : 0.0, key, s->n);
 }
 
 uint64_t timer_overhead_ns(void)

@@ -68,7 +68,9 @@ static inline void samples_add(struct samples *s, uint64_t ns)
 /* The q-quantile (0 < q <= 1, nearest rank) of s; sorts s->v. */
 uint64_t samples_quantile(struct samples *s, double q);
 
-/* Prints KEY_p50_ns, KEY_p99_ns, KEY_max_ns and KEY_samples; and, when
+/* Prints KEY_p50_ns, KEY_p99_ns, KEY_max_ns, KEY_mean_ns (the pass's own
+ * mean: beside the percentiles, it shows how much of it the tail is) and
+ * KEY_samples; and, when
  * VMO_BENCH_SAMPLES names a directory, writes the samples into
  * DIR/PROGRAM.KEY.ns, one number (ns) a line, in the order taken (for
  * bench/plot).  Sorts s->v (the file is written first). */
