@@ -6,8 +6,9 @@ set -euo pipefail
 # clang and libclang-rt-14-dev (libFuzzer, the sanitizers' runtimes): scripts/fuzz.sh
 # liblz4-dev, libzstd-dev, libnbd-dev: the compressed and NBD stores; nbdkit: their tests and benchmarks
 # libjemalloc-dev: vmo run (the program's malloc, its heap on vmo); python3-numpy, sqlite3: its tests
+# gnuplot-nox: bench/plot's pictures
 PKGS=(build-essential cmake ninja-build pkg-config python3 libfuse3-dev fuse3 clang libclang-rt-14-dev
-      liblz4-dev libzstd-dev libnbd-dev nbdkit libjemalloc-dev python3-numpy sqlite3)
+      liblz4-dev libzstd-dev libnbd-dev nbdkit libjemalloc-dev python3-numpy sqlite3 gnuplot-nox)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
