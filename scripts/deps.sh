@@ -5,8 +5,9 @@
 set -euo pipefail
 # clang and libclang-rt-14-dev (libFuzzer, the sanitizers' runtimes): scripts/fuzz.sh
 # liblz4-dev, libzstd-dev, libnbd-dev: the compressed and NBD stores; nbdkit: their tests and benchmarks
+# pandoc: the man pages, generated from docs/api.md (scripts/gen-man.py); man-db: tests/test_install.sh reads them
 PKGS=(build-essential cmake ninja-build pkg-config python3 libfuse3-dev fuse3 clang libclang-rt-14-dev
-      liblz4-dev libzstd-dev libnbd-dev nbdkit)
+      liblz4-dev libzstd-dev libnbd-dev nbdkit pandoc man-db)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
