@@ -4,6 +4,8 @@
 
   gen-man.py --api docs/api.md --header include/vmo.h --version X.Y.Z
              [--tool BUILD/vmo] [--pandoc pandoc] --out DIR
+  gen-man.py --man1-only --tool BUILD/vmo --version X.Y.Z --out DIR
+  gen-man.py --api docs/api.md --header include/vmo.h --check
 
 Section 3, from docs/api.md (the hand-written reference, THE source) and the
 prototypes of include/vmo.h:
@@ -555,16 +557,26 @@ def tool_page(tool, version):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--api", required=True)
-    ap.add_argument("--header", required=True)
+    ap.add_argument("--api")
+    ap.add_argument("--header")
     ap.add_argument("--version")
     ap.add_argument("--tool", help="the built vmo tool, for vmo(1)")
     ap.add_argument("--pandoc", default="pandoc")
     ap.add_argument("--out")
     ap.add_argument("--check", action="store_true", help="only check that every call has a section")
+    ap.add_argument("--man1-only", action="store_true", help="only vmo(1), from --tool")
     a = ap.parse_args()
     if not a.check and not (a.version and a.out):
         ap.error("--version and --out are needed (or --check)")
+    if a.man1_only:
+        if not a.tool:
+            ap.error("--man1-only needs --tool")
+        os.makedirs(os.path.join(a.out, "man1"), exist_ok=True)
+        with open(os.path.join(a.out, "man1", "vmo.1"), "w", encoding="utf-8") as f:
+            f.write(tool_page(a.tool, a.version))
+        return
+    if not (a.api and a.header):
+        ap.error("--api and --header are needed")
 
     protos, order, macros = read_header(a.header)
     intro, chapters, allsec, anchors = parse_api(a.api)
@@ -633,7 +645,7 @@ def main():
 
     os.makedirs(os.path.join(a.out, "man3"), exist_ok=True)
     # no page of a call that is gone stays behind
-    for d in ("man3", "man1"):
+    for d in ("man3", "man1") if a.tool else ("man3",):
         p = os.path.join(a.out, d)
         if os.path.isdir(p):
             for f in os.listdir(p):
