@@ -7,8 +7,9 @@ set -euo pipefail
 # liblz4-dev, libzstd-dev, libnbd-dev: the compressed and NBD stores; nbdkit: their tests and benchmarks
 # libjemalloc-dev: vmo run (the program's malloc, its heap on vmo); python3-numpy, sqlite3: its tests
 # gnuplot-nox: bench/plot's pictures
+# pandoc: the man pages, generated from docs/api.md (scripts/gen-man.py); man-db: tests/test_install.sh reads them
 PKGS=(build-essential cmake ninja-build pkg-config python3 libfuse3-dev fuse3 clang libclang-rt-14-dev
-      liblz4-dev libzstd-dev libnbd-dev nbdkit libjemalloc-dev python3-numpy sqlite3 gnuplot-nox)
+      liblz4-dev libzstd-dev libnbd-dev nbdkit libjemalloc-dev python3-numpy sqlite3 gnuplot-nox pandoc man-db)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
