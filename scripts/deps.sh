@@ -8,8 +8,10 @@ set -euo pipefail
 # libjemalloc-dev: vmo run (the program's malloc, its heap on vmo); python3-numpy, sqlite3: its tests
 # gnuplot-nox: bench/plot's pictures
 # pandoc: the man pages, generated from docs/api.md (scripts/gen-man.py); man-db: tests/test_install.sh reads them
+# libxxhash-dev: `vmo sum` (XXH3); xxhash: xxhsum, which test_tool checks it against
 PKGS=(build-essential cmake ninja-build pkg-config python3 libfuse3-dev fuse3 clang libclang-rt-14-dev
-      liblz4-dev libzstd-dev libnbd-dev nbdkit libjemalloc-dev python3-numpy sqlite3 gnuplot-nox pandoc man-db)
+      liblz4-dev libzstd-dev libnbd-dev nbdkit libjemalloc-dev python3-numpy sqlite3 gnuplot-nox pandoc man-db
+      libxxhash-dev xxhash)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
