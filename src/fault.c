@@ -430,7 +430,7 @@ static void fill(struct fault *f)
 	/* Count the pages before they are mapped (the faulting thread runs as
 	 * soon as they are), and take back those that could not be. */
 	vmo__account(o, f->pg, (long)n, st);
-	uint64_t i = 0;
+	uint64_t i = 0, span = n; /* span: most pages one ioctl may take (halved at a VMA boundary) */
 	int attempt = 0;
 	bool in = view_enter(f), failed = false;
 	uint64_t wa, wb;
@@ -442,6 +442,8 @@ static void fill(struct fault *f)
 		size_t off = (size_t)i << o->page_shift;
 		/* [i, seg): by UFFDIO_COPY before and after the span written */
 		uint64_t seg = i < wa ? wa : i < wb ? wb : n;
+		if (seg - i > span)
+			seg = i + span;
 		size_t slen = (size_t)(seg - i) << o->page_shift;
 		if (!in)
 			rc = -ENOENT;
@@ -456,8 +458,10 @@ static void fill(struct fault *f)
 		for (uint64_t j = i; j < i + k; j++)
 			ps_cas(o, f->pg + j, PS_FILLING, st);
 		i += k;
-		if (rc == 0)
+		if (rc == 0) {
+			span = n;
 			continue;
+		}
 		if (rc == -EEXIST) {
 			/* In the memfd although marked absent: nothing of vmo's put
 			 * it there.  A process touched the memfd outside a
@@ -483,6 +487,16 @@ static void fill(struct fault *f)
 			 * happen: wake them (the faulting thread, if i == 0). */
 			f->sp->ops->wake(f->sp, (void *)(f->paddr + po), o->page_size);
 			i++;
+			continue;
+		}
+		if (rc == -ENOENT && in && seg - i > 1 && !(i >= wa && i < wb)) {
+			/* The view is there (space entered), but the span crosses
+			 * a boundary between two of its VMAs: the program split
+			 * it (mprotect, madvise) and UFFDIO_COPY takes one VMA at
+			 * a time.  Halve the span until it fits; the next one
+			 * starts past the boundary.  (Waking instead had the
+			 * thread fault on the same span for ever.) */
+			span = (seg - i) / 2;
 			continue;
 		}
 		if (rc == -ENOMEM && attempt < TRANSIENT_TRIES) {

@@ -20,7 +20,8 @@
  *   madvise   DONTNEED, FREE, REMOVE: punched (reads as zeros after, as on
  *             anonymous memory); WILLNEED: prefetched; PAGEOUT: written
  *             back and evicted; DOFORK, DONTFORK, WIPEONFORK, KEEPONFORK:
- *             ignored (fork is vmo's: a copy-on-write clone); the rest go
+ *             ignored (fork is vmo's: a copy-on-write clone); HUGEPAGE,
+ *             NOHUGEPAGE, COLLAPSE: ignored (see adv_piece); the rest go
  *             to the kernel
  *   mprotect  not interposed: the kernel's protection of the view applies
  *   fork      the child gets a copy-on-write clone of each segment, served
@@ -54,6 +55,9 @@
 #endif
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21
+#endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
 #endif
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -304,8 +308,17 @@ static void stats_at_exit_setup(void);
  * wins.  (Interposing malloc is glibc's documented way to replace it.) */
 static bool jemalloc_is_malloc(void)
 {
-	void *m = dlsym(RTLD_DEFAULT, "malloc");
-	return m && (uintptr_t)m >= je_lo && (uintptr_t)m < je_hi;
+	/* Not by comparing addresses: a non-PIE program (Debian's python3)
+	 * has malloc's address be a stub of its own.  jemalloc knows its own
+	 * allocations ("arenas.lookup"). */
+	int (*ctl)(const char *, void *, size_t *, void *, size_t) =
+		(int (*)(const char *, void *, size_t *, void *, size_t))dlsym(RTLD_DEFAULT, "mallctl");
+	void *p = malloc(64);
+	unsigned ind;
+	size_t sz = sizeof ind;
+	bool ok = ctl && p && ctl("arenas.lookup", &ind, &sz, &p, sizeof p) == 0;
+	free(p);
+	return ok;
 }
 
 __attribute__((constructor)) static void vr_init(void)
@@ -623,6 +636,14 @@ static void adv_piece(struct vr_seg *s, char *a, size_t len, void *arg)
 	case MADV_WIPEONFORK:
 	case MADV_KEEPONFORK:
 	case MADV_COLD:
+		break;
+	case MADV_HUGEPAGE:
+	case MADV_NOHUGEPAGE:
+	case MADV_COLLAPSE:
+		/* Ignored: on a userfaultfd-registered shmem view, HUGEPAGE
+		 * made every missing fault come back forever (6.18: numpy
+		 * advises it on arrays of 4 MiB and more); vmo fills in large
+		 * folios itself where shmem allows (docs/design.md). */
 		break;
 	default:
 		if (syscall(SYS_madvise, a, len, ad->advice))
