@@ -92,6 +92,7 @@ struct fault {
 	uint64_t pg;     /* object page index */
 	uintptr_t paddr; /* that page's address in the faulting view */
 	pid_t tid;
+	bool write;      /* the access was a write (UFFD_PAGEFAULT_FLAG_WRITE) */
 };
 
 /* Supply ioctls act on the view's addresses under space_lock held for
@@ -427,9 +428,34 @@ static void fill(struct fault *f)
 		wlock_set(o, f->pg, n, rflags & VMO_READ_WRITELOCK);
 	bool wp = f->m->wp;
 	uint8_t st = vmo__supplied_state(o, f->m);
+	/* A write that found the page absent: the faulting page is supplied
+	 * writable and dirty at once, instead of write-protected and trapped
+	 * again by the same write a moment later (two faults and two round
+	 * trips for every page a program writes first: a heap, a buffer).
+	 * Not where the pager must hear of first writes (unlock, write lock),
+	 * nor for an object with clones (the write must push the page to them
+	 * first); under cow_lock, so no clone is made between this look and
+	 * the copy (a clone's sync then finds the page dirty and protects
+	 * it).  Not with large folios (a fill of whole blocks through the
+	 * memfd) nor into a private view. */
+	bool dirty0 = f->write && wp && st == PS_CLEAN && (f->m->flags & VMO_PROT_WRITE) && !o->pages.wlock &&
+		      o->fold <= 1 && !(f->m->flags & VMO__VIEW_PRIVATE);
+	if (dirty0) {
+		pthread_rwlock_rdlock(&o->cow_lock);
+		if (atomic_load(&o->nclones)) {
+			pthread_rwlock_unlock(&o->cow_lock);
+			dirty0 = false;
+		}
+	}
 	/* Count the pages before they are mapped (the faulting thread runs as
 	 * soon as they are), and take back those that could not be. */
-	vmo__account(o, f->pg, (long)n, st);
+	if (dirty0) {
+		vmo__account(o, f->pg, 1, PS_DIRTY);
+		if (n > 1)
+			vmo__account(o, f->pg + 1, (long)n - 1, st);
+	} else {
+		vmo__account(o, f->pg, (long)n, st);
+	}
 	uint64_t i = 0, span = n; /* span: most pages one ioctl may take (halved at a VMA boundary) */
 	int attempt = 0;
 	bool in = view_enter(f), failed = false;
@@ -444,19 +470,32 @@ static void fill(struct fault *f)
 		uint64_t seg = i < wa ? wa : i < wb ? wb : n;
 		if (seg - i > span)
 			seg = i + span;
+		bool w = wp;
+		if (dirty0 && i == 0) { /* the faulting page alone, writable */
+			seg = 1;
+			w = false;
+		}
 		size_t slen = (size_t)(seg - i) << o->page_shift;
 		if (!in)
 			rc = -ENOENT;
 		else if (i >= wa && i < wb)
-			rc = fill_write(f, off, (char *)buf + off, slen, (f->m->flags & VMO__VIEW_PRIVATE) ? false : wp,
+			rc = fill_write(f, off, (char *)buf + off, slen, (f->m->flags & VMO__VIEW_PRIVATE) ? false : w,
 					&done);
 		else
-			rc = f->sp->ops->copy(f->sp, (void *)(f->paddr + off), (char *)buf + off, slen, wp, &done);
+			rc = f->sp->ops->copy(f->sp, (void *)(f->paddr + off), (char *)buf + off, slen, w,
+					      !(dirty0 && i == 0), &done);
 		uint64_t k = done >> o->page_shift;
 		/* A CAS: async dirty collection may already have found the page
 		 * written (FILLING -> DIRTY) since the copy woke the writer. */
 		for (uint64_t j = i; j < i + k; j++)
-			ps_cas(o, f->pg + j, PS_FILLING, st);
+			ps_cas(o, f->pg + j, PS_FILLING, dirty0 && j == 0 ? PS_DIRTY : st);
+		if (dirty0 && i == 0 && k) {
+			/* Mapped writable without waking the writer: it runs only
+			 * now that the page is DIRTY.  (Woken while FILLING, its
+			 * write could land before a vmo_discard that then skipped
+			 * the page as still being filled, and survive it.) */
+			f->sp->ops->wake(f->sp, (void *)f->paddr, o->page_size);
+		}
 		i += k;
 		if (rc == 0) {
 			span = n;
@@ -473,15 +512,18 @@ static void fill(struct fault *f)
 			size_t po = (size_t)i << o->page_shift;
 			vmo__warn("page %#llx present while absent (filled outside vmo); the pager's data replaces it",
 				  (unsigned long long)((f->pg + i) << o->page_shift));
+			bool d0 = dirty0 && i == 0; /* (counted dirty already) */
 			if (vmo__pwrite_full(o->memfd, (char *)buf + po, o->page_size, (f->pg + i) << o->page_shift) == 0) {
-				if (f->sp->ops->cont(f->sp, (void *)(f->paddr + po), o->page_size, wp, true, NULL) < 0)
+				int crc = f->sp->ops->cont(f->sp, (void *)(f->paddr + po), o->page_size, d0 ? false : wp,
+							   !d0, NULL);
+				ps_cas(o, f->pg + i, PS_FILLING, d0 ? PS_DIRTY : st);
+				if (crc < 0 || d0)
 					f->sp->ops->wake(f->sp, (void *)(f->paddr + po), o->page_size);
-				ps_cas(o, f->pg + i, PS_FILLING, st);
 				i++;
 				continue;
 			}
 			ps_set(o, f->pg + i, PS_DIRTY);
-			if (st != PS_DIRTY)
+			if (st != PS_DIRTY && !d0)
 				atomic_fetch_add(&o->pages.dirty_pages, 1);
 			/* The copy that would have woken whoever waits on it did not
 			 * happen: wake them (the faulting thread, if i == 0). */
@@ -509,12 +551,19 @@ static void fill(struct fault *f)
 		}
 		/* The view vanished (-ENOENT/-ESRCH) or the kernel refused: the
 		 * rest stays absent; whoever waits faults again. */
-		vmo__account(o, f->pg + i, -(long)(n - i), st);
+		if (dirty0 && i == 0) {
+			vmo__account(o, f->pg, -1, PS_DIRTY);
+			vmo__account(o, f->pg + 1, -(long)(n - 1), st);
+		} else {
+			vmo__account(o, f->pg + i, -(long)(n - i), st);
+		}
 		if (i == 0 && (rc == -ENOENT || rc == -ESRCH))
 			f->sp->ops->wake(f->sp, (void *)f->paddr, o->page_size);
 		if (i == 0 && (rc == -ENOMEM || rc == -EAGAIN)) {
 			if (in)
 				view_exit(f);
+			if (dirty0)
+				pthread_rwlock_unlock(&o->cow_lock);
 			fail_transient(f, f->pg, n, rc);
 			return;
 		}
@@ -532,6 +581,8 @@ static void fill(struct fault *f)
 	}
 	if (in)
 		view_exit(f);
+	if (dirty0)
+		pthread_rwlock_unlock(&o->cow_lock);
 	if (failed)
 		fail_page(f);
 	vmo__wake_waiters(o, f->pg, n);
@@ -831,6 +882,7 @@ void vmo__handle_fault(struct vmo_engine *eng, struct vmo__space *sp, const stru
 		.obj = o,
 		.pg = objoff >> o->page_shift,
 		.tid = (pid_t)msg->arg.pagefault.feat.ptid,
+		.write = (flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0,
 	};
 	f.paddr = m->addr + ((f.pg << o->page_shift) - m->off);
 	atomic_fetch_add_explicit(&o->st.faults, 1, memory_order_relaxed);

@@ -36,9 +36,9 @@ static int op_unreg(struct vmo__space *sp, void *addr, size_t len)
 {
 	return vmo__uffd_unregister(&sp->u, addr, len);
 }
-static int op_copy(struct vmo__space *sp, void *dst, const void *src, size_t len, bool wp, size_t *done)
+static int op_copy(struct vmo__space *sp, void *dst, const void *src, size_t len, bool wp, bool wake, size_t *done)
 {
-	return vmo__uffd_copy(&sp->u, dst, src, len, wp, done);
+	return vmo__uffd_copy(&sp->u, dst, src, len, wp, wake, done);
 }
 static int op_cont(struct vmo__space *sp, void *dst, size_t len, bool wp, bool wake, size_t *done)
 {
@@ -179,9 +179,10 @@ static int doomed(struct vmo__space *sp, int rc)
 		atomic_store(&sp->doomed, true);
 	return rc;
 }
-static int remote_copy(struct vmo__space *sp, void *dst, const void *src, size_t len, bool wp, size_t *done)
+static int remote_copy(struct vmo__space *sp, void *dst, const void *src, size_t len, bool wp, bool wake,
+		       size_t *done)
 {
-	return doomed(sp, vmo__uffd_copy(&sp->u, dst, src, len, wp, done));
+	return doomed(sp, vmo__uffd_copy(&sp->u, dst, src, len, wp, wake, done));
 }
 static int remote_cont(struct vmo__space *sp, void *dst, size_t len, bool wp, bool wake, size_t *done)
 {

@@ -72,7 +72,7 @@ struct vmo__space_ops {
 	const char *kind;
 	int (*reg)(struct vmo__space *sp, void *addr, size_t len, uint64_t modes);
 	int (*unreg)(struct vmo__space *sp, void *addr, size_t len);
-	int (*copy)(struct vmo__space *sp, void *dst, const void *src, size_t len, bool wp, size_t *done);
+	int (*copy)(struct vmo__space *sp, void *dst, const void *src, size_t len, bool wp, bool wake, size_t *done);
 	int (*cont)(struct vmo__space *sp, void *dst, size_t len, bool wp, bool wake, size_t *done);
 	int (*poison)(struct vmo__space *sp, void *dst, size_t len);
 	int (*wake)(struct vmo__space *sp, void *addr, size_t len);

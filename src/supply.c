@@ -58,7 +58,7 @@ static bool copy_to_waiter(struct vmo_object *o, uint64_t pg, const void *buf, b
 	if (m && m->obj == o && addr - m->addr + m->off == pg << o->page_shift && !(m->flags & VMO__VIEW_PRIVATE)) {
 		uint8_t st = precious ? PS_DIRTY : vmo__supplied_state(o, m);
 		vmo__account(o, pg, 1, st);
-		int rc = sp->ops->copy(sp, (void *)addr, buf, o->page_size, m->wp, NULL);
+		int rc = sp->ops->copy(sp, (void *)addr, buf, o->page_size, m->wp, true, NULL);
 		if (rc == 0) {
 			ps_cas(o, pg, PS_FILLING, st);
 			done = true;

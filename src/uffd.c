@@ -457,9 +457,10 @@ static int fill_loop(struct vmo__uffd *u, const struct fill_op *op, size_t len, 
 	return ret ? ret : skipped ? -EEXIST : 0;
 }
 
-int vmo__uffd_copy(struct vmo__uffd *u, void *dst, const void *src, size_t len, bool wp, size_t *done)
+int vmo__uffd_copy(struct vmo__uffd *u, void *dst, const void *src, size_t len, bool wp, bool wake, size_t *done)
 {
-	struct fill_op op = { UFFDIO_COPY, (uintptr_t)dst, (uintptr_t)src, wp ? UFFDIO_COPY_MODE_WP : 0, false };
+	struct fill_op op = { UFFDIO_COPY, (uintptr_t)dst, (uintptr_t)src,
+			      (wp ? UFFDIO_COPY_MODE_WP : 0) | (wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE), false };
 	return fill_loop(u, &op, len, done);
 }
 

@@ -137,7 +137,7 @@ int vmo__uffd_register(struct vmo__uffd *u, void *addr, size_t len, uint64_t mod
 int vmo__uffd_unregister(struct vmo__uffd *u, void *addr, size_t len);
 /* Supply: 0 when all of len is installed, else -errno (-EEXIST: a page is
  * already there); *done says how many bytes were installed before it. */
-int vmo__uffd_copy(struct vmo__uffd *u, void *dst, const void *src, size_t len, bool wp, size_t *done);
+int vmo__uffd_copy(struct vmo__uffd *u, void *dst, const void *src, size_t len, bool wp, bool wake, size_t *done);
 int vmo__uffd_continue(struct vmo__uffd *u, void *dst, size_t len, bool wp, bool wake, size_t *done);
 /* Poison [dst, dst+len): every later access is SIGBUS.  -EEXIST when some
  * page could not be poisoned because its PTE is not empty (a page, or a

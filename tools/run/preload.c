@@ -640,10 +640,12 @@ static void adv_piece(struct vr_seg *s, char *a, size_t len, void *arg)
 	case MADV_HUGEPAGE:
 	case MADV_NOHUGEPAGE:
 	case MADV_COLLAPSE:
-		/* Ignored: on a userfaultfd-registered shmem view, HUGEPAGE
-		 * made every missing fault come back forever (6.18: numpy
-		 * advises it on arrays of 4 MiB and more); vmo fills in large
-		 * folios itself where shmem allows (docs/design.md). */
+		/* Ignored: vmo decides the folios of its objects (it fills
+		 * in large ones where shmem allows, docs/design.md); and the
+		 * advice splits the segment's VMA, which cuts read-ahead at
+		 * the boundary (numpy advises it on arrays of 4 MiB and
+		 * more; before 0.5 that made faults there come back for
+		 * ever). */
 		break;
 	default:
 		if (syscall(SYS_madvise, a, len, ad->advice))
