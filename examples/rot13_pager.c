@@ -48,8 +48,17 @@ static int rot13_write(void *ctx, uint64_t off, const void *buf, size_t len)
 	return 0;
 }
 
+/* Called once, when the object is gone: no callback follows.  Free what
+ * the pager owns here (this one owns nothing). */
+static void rot13_release(void *ctx)
+{
+	(void)ctx;
+	printf("released\n");
+}
+
 /* The table of callbacks; those left NULL get vmo's defaults. */
-static const struct vmo_pager_ops rot13_ops = { .read = rot13_read, .write = rot13_write };
+static const struct vmo_pager_ops rot13_ops = { .read = rot13_read, .write = rot13_write,
+						.release = rot13_release };
 
 int main(void)
 {
@@ -80,11 +89,17 @@ int main(void)
 	if (vmo_object_stats(obj, &st) == 0)
 		printf("faults=%llu pages_read=%llu\n", (unsigned long long)st.faults,
 		       (unsigned long long)st.pages_read);
-	/* Tear down in order: mappings, our reference (the last one calls the
-	 * pager's release, if any), then the engine. */
+	/* Tear down in order: mappings, our reference, then the engine.  The
+	 * last reference writes dirty pages back and calls release; a view
+	 * unmapped by other means (munmap) would have vmo's thread do that
+	 * later, so wait until the object is really gone before reusing what
+	 * the pager uses: after vmo_object_unref_wait returns 0, nothing of
+	 * vmo touches store again (-ETIMEDOUT: a view still holds it). */
 	if ((rc = vmo_unmap(obj, p, vmo_object_size(obj))))
 		fprintf(stderr, "vmo_unmap: %s\n", vmo_strerror(rc));
-	vmo_object_unref(obj);
+	if ((rc = vmo_object_unref_wait(obj, 5000)))
+		fprintf(stderr, "vmo_object_unref_wait: %s\n", vmo_strerror(rc));
+	printf("store when gone: %s", store);
 	if ((rc = vmo_engine_destroy(eng)))
 		fprintf(stderr, "vmo_engine_destroy: %s\n", vmo_strerror(rc));
 	return rc ? 1 : 0;

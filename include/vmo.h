@@ -311,6 +311,17 @@ VMO_API void vmo_object_ref(struct vmo_object *obj);
  * fault in flight, the evictor) so that this happens on the calling thread:
  * on return nothing of vmo touches ctx again. */
 VMO_API void vmo_object_unref(struct vmo_object *obj);
+/* Drop the caller's reference, as vmo_object_unref, then wait until the
+ * object is gone: its dirty pages written back, release returned and its
+ * memory freed, whichever thread drops the last reference (views the program
+ * still has keep it: the last vmo_unmap, or munmap, lets it go).  timeout_ms
+ * < 0: no limit; 0: do not wait.  Returns 0 once gone; -ETIMEDOUT if not yet
+ * (the reference is dropped all the same: obj must not be used again, and
+ * the object goes with its last view); 1 if a VMO_OBJ_MAY_CACHE object was
+ * kept in the engine's cache instead (release runs when it leaves it);
+ * -EDEADLK, with nothing dropped, on one of vmo's threads (a pager
+ * callback); -EINVAL for NULL.  Since 0.5. */
+VMO_API int vmo_object_unref_wait(struct vmo_object *obj, int timeout_ms);
 /* Refuse further paging (libpager's pager_shutdown): writes dirty pages back
  * (returning that error, if any), waits for callbacks in flight, then every
  * fault on a page not in memory gets SIGBUS, and a first write to a

@@ -92,6 +92,7 @@ struct vmo_object {
 	bool own_ctx;    /* ctx allocated by vmo_object_create_alloc: freed after release */
 	_Atomic bool may_cache;
 	bool cached;     /* released by the program, kept by the engine (under eng->objs_mu) */
+	struct vmo__gone_waiter *gone; /* vmo_object_unref_wait's waiters (under eng->objs_mu) */
 	/* Copy-on-write (clone.c): the clones that need this object's pages as
 	 * they were when cloned.  Every write that changes a page's bytes (a
 	 * write fault, vmo_memcpy) holds cow_lock for reading and first pushes

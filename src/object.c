@@ -324,6 +324,91 @@ VMO_API void vmo_object_unref(struct vmo_object *obj)
 	vmo__object_put(obj);
 }
 
+/* A thread in vmo_object_unref_wait: woken (done, under eng->objs_mu) by
+ * object_free once release has returned and the object's memory is gone.
+ * It lives on the waiter's stack; a waiter that times out takes itself off
+ * the list under the same lock, so object_free never sees a stale one. */
+struct vmo__gone_waiter {
+	struct vmo__gone_waiter *next;
+	pthread_cond_t cv;
+	bool done;
+};
+
+VMO_API int vmo_object_unref_wait(struct vmo_object *obj, int timeout_ms)
+{
+	if (!obj)
+		return -EINVAL;
+	if (vmo__on_vmo_thread) {
+		/* Inside a callback (a release of another object run by a
+		 * worker, say): the object may go only when this thread
+		 * returns.  Nothing is dropped. */
+		vmo__set_detail("vmo_object_unref_wait: called on one of vmo's threads (inside a pager callback), "
+				"where the object cannot go before the call returns; use vmo_object_unref there");
+		return -EDEADLK;
+	}
+	if (obj->proxy) {
+		/* A client's object: its last unref closes it at the server
+		 * before returning (nothing of the client runs after). */
+		vmo_object_unref(obj);
+		return 0;
+	}
+	struct vmo_engine *eng = obj->eng;
+	if (atomic_load(&obj->may_cache) && atomic_load(&obj->urefs) == 1) {
+		/* Mach's may_cache: the engine keeps it; release runs when it
+		 * is dropped from the cache (vmo_engine_destroy, or
+		 * vmo_object_change_attributes after vmo_object_create found
+		 * it again and it is unreferenced once more). */
+		vmo_object_unref(obj);
+		return 1;
+	}
+	struct vmo__gone_waiter w = { .done = false };
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w.cv, &ca);
+	pthread_condattr_destroy(&ca);
+	struct timespec dl;
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	if (timeout_ms > 0) {
+		dl.tv_sec += timeout_ms / 1000;
+		dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+		if (dl.tv_nsec >= 1000000000L) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000L;
+		}
+	}
+	pthread_mutex_lock(&eng->objs_mu);
+	w.next = obj->gone;
+	obj->gone = &w;
+	pthread_mutex_unlock(&eng->objs_mu);
+	vmo_object_unref(obj); /* may free it here, and mark w done */
+	int rc = 0;
+	pthread_mutex_lock(&eng->objs_mu);
+	while (!w.done) {
+		if (timeout_ms == 0) {
+			rc = -ETIMEDOUT;
+		} else if (timeout_ms < 0) {
+			pthread_cond_wait(&w.cv, &eng->objs_mu);
+			continue;
+		} else if (pthread_cond_timedwait(&w.cv, &eng->objs_mu, &dl) != ETIMEDOUT || w.done) {
+			continue;
+		} else {
+			rc = -ETIMEDOUT;
+		}
+		/* Still there (object_free marks waiters under this lock
+		 * before it frees obj): take w off its list. */
+		for (struct vmo__gone_waiter **pp = &obj->gone; *pp; pp = &(*pp)->next)
+			if (*pp == &w) {
+				*pp = w.next;
+				break;
+			}
+		break;
+	}
+	pthread_mutex_unlock(&eng->objs_mu);
+	pthread_cond_destroy(&w.cv);
+	return rc;
+}
+
 static void object_free(struct vmo_object *obj)
 {
 	int rc = vmo_object_shutdown(obj); /* writes dirty pages back */
@@ -368,6 +453,16 @@ static void object_free(struct vmo_object *obj)
 	pthread_rwlock_destroy(&obj->cow_lock);
 	for (int i = 0; i < WP_STRIPES; i++)
 		pthread_mutex_destroy(&obj->wplock[i]);
+	/* Gone: wake vmo_object_unref_wait (w->cv is the waiter's; it cannot
+	 * return before done is set, under this lock). */
+	pthread_mutex_lock(&eng->objs_mu);
+	for (struct vmo__gone_waiter *w = obj->gone, *n; w; w = n) {
+		n = w->next;
+		w->done = true;
+		pthread_cond_signal(&w->cv);
+	}
+	obj->gone = NULL;
+	pthread_mutex_unlock(&eng->objs_mu);
 	free(obj);
 }
 

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define PG 4096u
@@ -266,6 +267,120 @@ static void test_resident_other_view(struct vmo_engine *eng)
 	CHECK_EQ(sp.released, 1);
 }
 
+/* ---- vmo_object_unref_wait -------------------------------------------------
+ * It returns once release has returned, whichever thread dropped the last
+ * reference: here a view the program unmaps itself (munmap), whose reference
+ * vmo's worker drops. */
+struct unmapper {
+	void *view;
+	unsigned delay_us;
+};
+
+static void *unmap_later(void *arg)
+{
+	struct unmapper *u = arg;
+	usleep(u->delay_us);
+	CHECK_OK(munmap(u->view, NPG * PG));
+	return NULL;
+}
+
+static void case_unref_wait(void)
+{
+	struct vmo_engine *eng = t_shared_engine(2);
+	static struct spager sp;
+	struct vmo_object_opts oo = { .size = NPG * PG };
+	struct vmo_object *obj;
+
+	/* no view left: released on this thread, as vmo_object_unref */
+	CHECK_OK(vmo_object_create(eng, &sp_ops, &sp, &oo, &obj));
+	void *a = NULL;
+	CHECK_OK(vmo_map(obj, 0, NPG * PG, VMO_PROT_READ, &a));
+	CHECK_EQ(*at(a, 3, 1), t_pattern(3 * PG + 8));
+	CHECK_OK(vmo_unmap(obj, a, NPG * PG));
+	CHECK_OK(vmo_object_unref_wait(obj, -1));
+	CHECK_EQ(atomic_load(&sp.released), 1);
+
+	/* a view left, unmapped by the program with munmap 200 ms later: the
+	 * worker that reads the event releases it; the wait ends after that */
+	atomic_store(&sp.released, 0);
+	CHECK_OK(vmo_object_create(eng, &sp_ops, &sp, &oo, &obj));
+	CHECK_OK(vmo_map(obj, 0, NPG * PG, VMO_PROT_READ, &a));
+	CHECK_EQ(*at(a, 7, 0), t_pattern(7 * PG));
+	struct unmapper u = { a, 200000 };
+	pthread_t th;
+	CHECK_OK(pthread_create(&th, NULL, unmap_later, &u));
+	uint64_t t0 = t_now_ns();
+	CHECK_OK(vmo_object_unref_wait(obj, 10000));
+	CHECK(t_now_ns() - t0 >= 150000000ull); /* it waited for the munmap */
+	CHECK_EQ(atomic_load(&sp.released), 1);
+	CHECK_OK(pthread_join(th, NULL));
+
+	/* a view left and a timeout: -ETIMEDOUT, not released; the reference is
+	 * dropped all the same, and the object goes with its view */
+	atomic_store(&sp.released, 0);
+	CHECK_OK(vmo_object_create(eng, &sp_ops, &sp, &oo, &obj));
+	CHECK_OK(vmo_map(obj, 0, NPG * PG, VMO_PROT_READ, &a));
+	CHECK_EQ(vmo_object_unref_wait(obj, 100), -ETIMEDOUT);
+	CHECK_EQ(vmo_object_unref_wait(NULL, 0), -EINVAL);
+	CHECK_EQ(atomic_load(&sp.released), 0);
+	CHECK_EQ(*at(a, 9, 0), t_pattern(9 * PG)); /* still paged */
+	CHECK_OK(munmap(a, NPG * PG));
+	t0 = t_now_ns();
+	while (atomic_load(&sp.released) == 0 && t_now_ns() - t0 < 5000000000ull)
+		usleep(1000);
+	CHECK_EQ(atomic_load(&sp.released), 1);
+
+	/* VMO_OBJ_MAY_CACHE: kept by the engine, not released: 1 */
+	atomic_store(&sp.released, 0);
+	struct vmo_object_opts co = { .size = NPG * PG, .flags = VMO_OBJ_MAY_CACHE, .name = "unref-wait" };
+	CHECK_OK(vmo_object_create(eng, &sp_ops, &sp, &co, &obj));
+	CHECK_EQ(vmo_object_unref_wait(obj, -1), 1);
+	CHECK_EQ(atomic_load(&sp.released), 0);
+	struct vmo_object *again;
+	CHECK_OK(vmo_object_create(eng, &sp_ops, &sp, &co, &again));
+	CHECK(again == obj);
+	CHECK_OK(vmo_object_change_attributes(again, 0, 0));
+	CHECK_OK(vmo_object_unref_wait(again, -1));
+	CHECK_EQ(atomic_load(&sp.released), 1);
+}
+
+/* On one of vmo's threads (inside a pager callback) it refuses, dropping
+ * nothing: the object could go only after the callback returns. */
+static struct vmo_object *victim;
+static _Atomic int victim_rc = 1;
+
+static int cb_read(void *ctx, uint64_t off, void *buf, size_t len, unsigned *flags)
+{
+	(void)ctx, (void)flags;
+	atomic_store(&victim_rc, vmo_object_unref_wait(victim, -1));
+	uint64_t *w = buf;
+	for (size_t i = 0; i < len / 8; i++)
+		w[i] = t_pattern(off + i * 8);
+	return 0;
+}
+
+static const struct vmo_pager_ops cb_ops = { .read = cb_read };
+
+static void case_unref_wait_callback(void)
+{
+	struct vmo_engine *eng = t_shared_engine(2);
+	static struct spager sp;
+	struct vmo_object_opts oo = { .size = NPG * PG };
+	CHECK_OK(vmo_object_create(eng, &sp_ops, &sp, &oo, &victim));
+	struct vmo_object *obj;
+	CHECK_OK(vmo_object_create(eng, &cb_ops, NULL, &oo, &obj));
+	void *a = NULL;
+	CHECK_OK(vmo_map(obj, 0, NPG * PG, VMO_PROT_READ, &a));
+	CHECK_EQ(*at(a, 1, 0), t_pattern(PG));
+	CHECK_EQ(atomic_load(&victim_rc), -EDEADLK);
+	CHECK_EQ(atomic_load(&sp.released), 0);
+	CHECK_EQ(vmo_object_size(victim), NPG * PG); /* still ours */
+	CHECK_OK(vmo_unmap(obj, a, NPG * PG));
+	CHECK_OK(vmo_object_unref_wait(obj, -1));
+	CHECK_OK(vmo_object_unref_wait(victim, -1));
+	CHECK_EQ(atomic_load(&sp.released), 1);
+}
+
 static void case_inflight(void) { test_inflight(t_shared_engine(2)); }
 static void case_waiters(void) { test_waiters(t_shared_engine(2)); }
 static void case_resident_other_view(void) { test_resident_other_view(t_shared_engine(2)); }
@@ -277,5 +392,6 @@ int main(int argc, char **argv)
 	t_sig_install();
 	return t_main(argc, argv,
 		      T_CASES({ "inflight", case_inflight }, { "waiters", case_waiters },
-			      { "resident-other-view", case_resident_other_view }));
+			      { "resident-other-view", case_resident_other_view },
+			      { "unref-wait", case_unref_wait }, { "unref-wait-callback", case_unref_wait_callback }));
 }
