@@ -5,11 +5,11 @@
 set -euo pipefail
 # clang and libclang-rt-14-dev (libFuzzer, the sanitizers' runtimes): scripts/fuzz.sh
 # liblz4-dev, libzstd-dev, libnbd-dev: the compressed and NBD stores; nbdkit: their tests and benchmarks
-# debhelper, dpkg-dev, fakeroot, lintian: the Debian packages (debian/, scripts/check-deb.sh)
 PKGS=(build-essential cmake ninja-build pkg-config python3 libfuse3-dev fuse3 clang libclang-rt-14-dev
-      liblz4-dev libzstd-dev libnbd-dev nbdkit
-      debhelper dpkg-dev fakeroot lintian)
+      liblz4-dev libzstd-dev libnbd-dev nbdkit)
 missing=()
+# debhelper, dpkg-dev, fakeroot, lintian: the Debian packages (debian/, scripts/check-deb.sh)
+PKGS+=(debhelper dpkg-dev fakeroot lintian)
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
