@@ -111,7 +111,7 @@ man_built=$(cd "$src/debian/tmp" && find usr/share/man -type f 2>/dev/null | sor
 if [ -n "$man_built" ]; then
 	while read -r m; do
 		case $m in */man3/*) p=libvmo-dev ;; *) p=vmo-tools ;; esac
-		grep -qx "/$m" "$work/$p.files" || fail "$m was built but $p does not hold it"
+		grep -qxE "/$m(\.gz)?" "$work/$p.files" || fail "$m was built but $p does not hold it"
 	done <<<"$man_built"
 	echo "  man pages: $(wc -l <<<"$man_built") built, each in its package"
 else
