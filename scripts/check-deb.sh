@@ -60,7 +60,7 @@ if ! (cd "$src" && dpkg-buildpackage -us -uc -b -j2) >"$work/build.log" 2>&1; th
 	tail -n 60 "$work/build.log" >&2
 	fail "dpkg-buildpackage (the whole log: CHECK_DEB_KEEP=1, then $work/build.log)"
 fi
-grep -E "dpkg-gensymbols|dh_missing" "$work/build.log" | grep -v '^ *dh_missing$' || true
+grep -E "^(dpkg-gensymbols|dpkg-shlibdeps|dh_[a-z_]+): warning" "$work/build.log" | sed 's/^/  /' || true
 deb() { echo "$work/${1}_${debver}_$arch.deb"; }
 for p in libvmo0 libvmo-dev vmo-tools; do
 	[ -f "$(deb $p)" ] || fail "dpkg-buildpackage made no $(basename "$(deb $p)") ($(cd "$work" && ls ./*.deb))"
