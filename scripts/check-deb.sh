@@ -107,7 +107,8 @@ grep -E '\.so' "$work/libvmo0.files" | grep -v "^/usr/lib/$ma/libvmo\.so\.0" && 
 dups=$(cat "$work"/*.files | grep -v '^/usr/share/doc/' | sort | uniq -d)
 [ -z "$dups" ] || fail "files in more than one package: $dups"
 # The man pages: packaged where the build made them (pandoc), never lost.
-man_built=$(cd "$src/debian/tmp" && find usr/share/man -type f 2>/dev/null | sort || true)
+man_built=""
+[ -d "$src/debian/tmp/usr/share/man" ] && man_built=$(cd "$src/debian/tmp" && find usr/share/man -type f | sort)
 if [ -n "$man_built" ]; then
 	while read -r m; do
 		case $m in */man3/*) p=libvmo-dev ;; *) p=vmo-tools ;; esac
@@ -115,7 +116,7 @@ if [ -n "$man_built" ]; then
 	done <<<"$man_built"
 	echo "  man pages: $(wc -l <<<"$man_built") built, each in its package"
 else
-	echo "  man pages: none built (no pandoc), none packaged"
+	echo "  man pages: none built (the build makes them with pandoc), none packaged"
 fi
 
 # 4. Unpacked into a throwaway root, used as a program would use them.
@@ -129,7 +130,7 @@ echo "  SONAME $soname (package libvmo0)"
 grep -qx 'prefix=/usr' "$lib/pkgconfig/libvmo.pc" || fail "libvmo.pc: $(grep prefix= "$lib/pkgconfig/libvmo.pc"), not prefix=/usr"
 
 if [ "$(id -u)" -ne 0 ] && [ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" != 1 ] &&
-	! [ -r /dev/userfaultfd -a -w /dev/userfaultfd ]; then
+	! { [ -r /dev/userfaultfd ] && [ -w /dev/userfaultfd ]; }; then
 	echo "check-deb: the programs need userfaultfd: run as root (or vm.unprivileged_userfaultfd=1); packages built and checked, not run" >&2
 	exit 77
 fi
@@ -175,7 +176,7 @@ grep -q "$upstream" <<<"$ver" || fail "vmo --version does not say $upstream"
 # 5. lintian (a minute or so): errors fail, the rest is shown.
 if [ "${CHECK_DEB_LINTIAN:-1}" != 0 ] && command -v lintian >/dev/null; then
 	step "lintian"
-	changes=$(echo "$work"/vmo_"${debver}"_"$arch".changes)
+	changes=$work/vmo_${debver}_$arch.changes
 	lintian --fail-on error --display-info "$changes" 2>&1 | sed 's/^/  /' || fail "lintian reports errors (above)"
 fi
 echo "check-deb: ok: libvmo0, libvmo-dev and vmo-tools $debver built, checked, unpacked, built against and run"
