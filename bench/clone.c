@@ -82,7 +82,7 @@ int main(void)
 	printf("resident_mib=%zu\n", mib);
 	printf("clone_ms_resident_%zumib=%.3f\n", mib, big);
 	printf("clone_ms_resident_1mib=%.3f\n", small);
-	printf("clone_big_vs_small=%.2f\n", big / small);
+	figure_target("clone_big_vs_small", 2, big / small, "<=", 2);
 	printf("first_write_plain_ns=%.0f\n", plain);
 	printf("first_write_cloned_ns=%.0f\n", cow);
 	printf("first_write_cloned_vs_plain=%.2f\n", cow / plain);

@@ -370,9 +370,7 @@ int main(int argc, char **argv)
 	printf("sync_over_one_view_cpu=%.2f\n", sync_cpu / sync1_cpu);
 	printf("unmap_ns_per_view=%.0f\n", v.unmap_ns);
 	printf("unmap_growth=%.2f\n", v.unmap_growth);
-	printf("unmap_over_map=%.2f\n", v.unmap_ns / v.map_ns);
-	printf("unmap_over_map_target_max=2\n");
-	printf("unmap_target_met=%d\n", v.unmap_ns <= 2 * v.map_ns);
+	figure_target("unmap_over_map", 2, v.unmap_ns / v.map_ns, "<=", 2);
 	printf("map_cpu_ns_per_view=%.0f\n", v.map_cpu_ns);
 	printf("unmap_cpu_ns_per_view=%.0f\n", v.unmap_cpu_ns);
 	printf("unmap_over_map_cpu=%.2f\n", v.unmap_cpu_ns / v.map_cpu_ns);

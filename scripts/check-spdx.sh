@@ -13,7 +13,7 @@ bad=0
 while IFS= read -r f; do
 	case $f in
 	*.c | *.h | *.h.in | *.map) style=c ;;
-	*.sh | *.in | *.cmake | *.txt | */CMakeLists.txt | CMakeLists.txt | Makefile | bench/run | .ci/run | *.service | *.socket | .gitignore) style=hash ;;
+	*.sh | *.in | *.cmake | *.txt | */CMakeLists.txt | CMakeLists.txt | Makefile | bench/run | bench/plot | .ci/run | *.service | *.socket | .gitignore) style=hash ;;
 	*) continue ;;
 	esac
 	head -n 5 "$f" | grep -q "$tag" && continue

@@ -35,6 +35,99 @@ double median(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+void figure_target(const char *key, int decimals, double value, const char *dir, double target)
+{
+	bool lower = strcmp(dir, "<=") == 0;
+	if (!lower && strcmp(dir, ">=")) {
+		fprintf(stderr, "bench: figure_target(%s): direction '%s' is neither \"<=\" nor \">=\"\n", key, dir);
+		exit(1);
+	}
+	char shown[64];
+	snprintf(shown, sizeof shown, "%.*f", decimals, value);
+	double v = strtod(shown, NULL);
+	bool met = lower ? v <= target : v >= target;
+	printf("%s=%s\n%s_target=%s%g\n%s_status=%s\n", key, shown, key, dir, target, key, met ? "met" : "missed");
+}
+
+void samples_init(struct samples *s, size_t cap)
+{
+	s->n = 0;
+	s->cap = cap;
+	s->v = malloc((cap ? cap : 1) * sizeof *s->v);
+	if (!s->v)
+		die("samples_init", -ENOMEM);
+	/* touched now, not in the timed loop */
+	memset(s->v, 0, (cap ? cap : 1) * sizeof *s->v);
+}
+
+void samples_free(struct samples *s)
+{
+	free(s->v);
+	*s = (struct samples){ 0 };
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+uint64_t samples_quantile(struct samples *s, double q)
+{
+	if (!s->n)
+		return 0;
+	qsort(s->v, s->n, sizeof *s->v, cmp_u64);
+	/* nearest rank: the smallest sample with at least q of them at or below it */
+	size_t rank = (size_t)(q * (double)s->n + 0.999999);
+	if (rank < 1)
+		rank = 1;
+	if (rank > s->n)
+		rank = s->n;
+	return s->v[rank - 1];
+}
+
+void samples_report(struct samples *s, const char *key)
+{
+	const char *dir = getenv("VMO_BENCH_SAMPLES");
+	if (dir && *dir) {
+		char path[1024];
+		snprintf(path, sizeof path, "%s/%s.%s.ns", dir, program_invocation_short_name, key);
+		FILE *f = fopen(path, "we");
+		if (!f) {
+			fprintf(stderr, "bench: cannot write %s (VMO_BENCH_SAMPLES names a directory that must exist): %s\n",
+				path, strerror(errno));
+			exit(1);
+		}
+		for (size_t i = 0; i < s->n; i++)
+			fprintf(f, "%llu\n", (unsigned long long)s->v[i]);
+		if (fclose(f)) {
+			fprintf(stderr, "bench: writing %s: %s\n", path, strerror(errno));
+			exit(1);
+		}
+	}
+	double sum = 0;
+	for (size_t i = 0; i < s->n; i++)
+		sum += (double)s->v[i];
+	uint64_t p50 = samples_quantile(s, 0.50), p99 = samples_quantile(s, 0.99);
+	uint64_t max = s->n ? s->v[s->n - 1] : 0;
+	printf("%s_p50_ns=%llu\n%s_p99_ns=%llu\n%s_max_ns=%llu\n%s_mean_ns=%.0f\n%s_samples=%zu\n", key,
+	       (unsigned long long)p50, key, (unsigned long long)p99, key, (unsigned long long)max, key,
+	       s->n ? sum / (double)s->n : 0.0, key, s->n);
+}
+
+uint64_t timer_overhead_ns(void)
+{
+	struct samples s;
+	samples_init(&s, 10001);
+	for (int i = 0; i < 10001; i++) {
+		uint64_t a = now_ns();
+		samples_add(&s, now_ns() - a);
+	}
+	uint64_t m = samples_quantile(&s, 0.5);
+	samples_free(&s);
+	return m;
+}
+
 unsigned long env_ul(const char *name, unsigned long def)
 {
 	const char *e = getenv(name);
@@ -148,7 +241,7 @@ enum floor_kind { FLOOR_THREAD, FLOOR_SIGBUS };
  * or by the faulting thread in a SIGBUS handler.  ns per touch; -1 where
  * the kernel refuses the mode. */
 static double floor_run(const char *src, size_t npages, const uint32_t *order, size_t n, size_t run, bool shm,
-			enum floor_kind kind)
+			enum floor_kind kind, struct samples *lat)
 {
 	struct floor_ctx local = { 0 }, *c = kind == FLOOR_SIGBUS ? &sig_c : &local;
 	*c = (struct floor_ctx){ .src = src, .run = run, .npages = npages };
@@ -183,8 +276,17 @@ static double floor_run(const char *src, size_t npages, const uint32_t *order, s
 		pthread_create(&th, NULL, floor_handler, c);
 	}
 	uint64_t sum = 0, t0 = now_ns();
-	for (size_t i = 0; i < n; i++)
-		sum += *(const volatile uint64_t *)(c->base + (size_t)(order ? order[i] : i) * PG);
+	if (lat) {
+		for (size_t i = 0; i < n; i++) {
+			const volatile uint64_t *p = (const volatile uint64_t *)(c->base + (size_t)(order ? order[i] : i) * PG);
+			uint64_t a = now_ns();
+			sum += *p;
+			samples_add(lat, now_ns() - a);
+		}
+	} else {
+		for (size_t i = 0; i < n; i++)
+			sum += *(const volatile uint64_t *)(c->base + (size_t)(order ? order[i] : i) * PG);
+	}
 	uint64_t t1 = now_ns();
 	if (sum == 42)
 		printf("#\n");
@@ -203,17 +305,27 @@ static double floor_run(const char *src, size_t npages, const uint32_t *order, s
 
 double run_floor(const char *src, size_t npages, const uint32_t *order, size_t n)
 {
-	return floor_run(src, npages, order, n, 1, false, FLOOR_THREAD);
+	return floor_run(src, npages, order, n, 1, false, FLOOR_THREAD, NULL);
+}
+
+double run_floor_timed(const char *src, size_t npages, const uint32_t *order, size_t n, struct samples *lat)
+{
+	return floor_run(src, npages, order, n, 1, false, FLOOR_THREAD, lat);
 }
 
 double run_copy_runs(const char *src, size_t npages, size_t run)
 {
-	return floor_run(src, npages, NULL, npages, run, true, FLOOR_THREAD);
+	return floor_run(src, npages, NULL, npages, run, true, FLOOR_THREAD, NULL);
 }
 
 double run_floor_sigbus(const char *src, size_t npages, const uint32_t *order, size_t n)
 {
-	return floor_run(src, npages, order, n, 1, false, FLOOR_SIGBUS);
+	return floor_run(src, npages, order, n, 1, false, FLOOR_SIGBUS, NULL);
+}
+
+double run_floor_sigbus_timed(const char *src, size_t npages, const uint32_t *order, size_t n, struct samples *lat)
+{
+	return floor_run(src, npages, order, n, 1, false, FLOOR_SIGBUS, lat);
 }
 
 double run_memcpy(const char *src, size_t npages)

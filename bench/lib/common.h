@@ -31,6 +31,55 @@ static inline uint64_t xorshift(uint64_t *x)
 	return *x;
 }
 
+/* ---- figures with a target ------------------------------------------------
+ *
+ * A figure with a target prints three lines:
+ *
+ *   KEY=VALUE
+ *   KEY_target=<=T   (lower is better: met when VALUE <= T)  or  >=T (higher)
+ *   KEY_status=met   or  KEY_status=missed
+ *
+ * The direction is part of the target's value, so a reader (bench/run's
+ * summary, bench/plot) needs nothing but the output.  VALUE is compared as
+ * printed (rounded to `decimals`), so what a reader checks by eye agrees. */
+void figure_target(const char *key, int decimals, double value, const char *dir, double target);
+
+/* ---- latency samples and percentiles ---------------------------------------
+ *
+ * One sample per operation (ns), stored into room allocated beforehand so
+ * that adding one in a timed loop is a store and an increment.  Timing each
+ * operation costs two clock reads (timer_overhead_ns says how much: it is in
+ * every sample), so the benchmarks take percentiles in a pass of their own,
+ * beside the untimed runs their means come from. */
+struct samples {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+void samples_init(struct samples *s, size_t cap);
+void samples_free(struct samples *s);
+
+static inline void samples_add(struct samples *s, uint64_t ns)
+{
+	if (s->n < s->cap)
+		s->v[s->n++] = ns;
+}
+
+/* The q-quantile (0 < q <= 1, nearest rank) of s; sorts s->v. */
+uint64_t samples_quantile(struct samples *s, double q);
+
+/* Prints KEY_p50_ns, KEY_p99_ns, KEY_max_ns, KEY_mean_ns (the pass's own
+ * mean: beside the percentiles, it shows how much of it the tail is) and
+ * KEY_samples; and, when
+ * VMO_BENCH_SAMPLES names a directory, writes the samples into
+ * DIR/PROGRAM.KEY.ns, one number (ns) a line, in the order taken (for
+ * bench/plot).  Sorts s->v (the file is written first). */
+void samples_report(struct samples *s, const char *key);
+
+/* The cost of one now_ns() pair with nothing between: the floor of every
+ * sample (median of many, ns). */
+uint64_t timer_overhead_ns(void);
+
 /* "bench: WHAT: <vmo_strerror(err)>" on stderr, then exit(1). */
 _Noreturn void die(const char *what, int err);
 
@@ -60,6 +109,8 @@ struct vmo_object *bench_mem_object(struct vmo_engine *eng, char *src, size_t np
  * npages served by a minimal userfaultfd handler from src; returns ns per
  * touch. */
 double run_floor(const char *src, size_t npages, const uint32_t *order, size_t n);
+/* The same, each touch timed into lat (its percentile pass). */
+double run_floor_timed(const char *src, size_t npages, const uint32_t *order, size_t n, struct samples *lat);
 
 /* The kernel's batched fill: every page of a fresh memfd mapping (shmem, as
  * vmo's objects) touched in order, a minimal handler answering each fault
@@ -70,6 +121,7 @@ double run_copy_runs(const char *src, size_t npages, size_t run);
  * faulting thread answers itself with one UFFDIO_COPY (UFFD_FEATURE_SIGBUS);
  * -1 where the kernel lacks it. */
 double run_floor_sigbus(const char *src, size_t npages, const uint32_t *order, size_t n);
+double run_floor_sigbus_timed(const char *src, size_t npages, const uint32_t *order, size_t n, struct samples *lat);
 
 /* memcpy of npages from src into memory already mapped and written once
  * (the second of two copies); ns per page. */

@@ -8,8 +8,11 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------------ */
 /* Messages                                                                 */
@@ -26,6 +29,7 @@ void cli_set_command(const char *name)
 void msg(const char *fmt, ...)
 {
 	va_list ap;
+	progress_clear();
 	va_start(ap, fmt);
 	fprintf(stderr, "%s: ", cur_cmd);
 	vfprintf(stderr, fmt, ap);
@@ -37,6 +41,7 @@ void msg(const char *fmt, ...)
 int usage_error(const char *fmt, ...)
 {
 	va_list ap;
+	progress_clear();
 	va_start(ap, fmt);
 	fprintf(stderr, "%s: ", cur_cmd);
 	vfprintf(stderr, fmt, ap);
@@ -69,15 +74,18 @@ uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* "64 MiB", "4 KiB", "123 B": exact when a whole number of units. */
-const char *human(uint64_t n, char *buf, size_t len)
+/* The tool's one size formatter, two faces: human() is exact when n is a
+ * whole number of units ("64 MiB", "12800 KiB", "123 B"), else approximate
+ * from 1 MiB up; human_approx() always rounds to one decimal past 1 KiB
+ * ("12.5 MiB"), for counts that change as they are watched (progress). */
+static const char *format_size(uint64_t n, bool exact, char *buf, size_t len)
 {
 	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
 	int u = 0;
 	uint64_t v = n;
-	while (u < 4 && v >= 1024 && v % 1024 == 0)
+	while (exact && u < 4 && v >= 1024 && v % 1024 == 0)
 		v /= 1024, u++;
-	if (u == 0 && n >= 1024 * 1024) { /* not a whole number of KiB: approximate */
+	if (u == 0 && n >= (exact ? 1024 * 1024 : 1024)) { /* not a whole number of KiB: approximate */
 		double d = (double)n;
 		while (u < 4 && d >= 1024)
 			d /= 1024, u++;
@@ -86,6 +94,136 @@ const char *human(uint64_t n, char *buf, size_t len)
 		snprintf(buf, len, "%" PRIu64 " %s", v, unit[u]);
 	}
 	return buf;
+}
+
+const char *human(uint64_t n, char *buf, size_t len) { return format_size(n, true, buf, len); }
+
+const char *human_approx(uint64_t n, char *buf, size_t len) { return format_size(n, false, buf, len); }
+
+/* ------------------------------------------------------------------------ */
+/* Progress: one line on standard error, rewritten in place with '\r'.  Any
+ * thread may add to the count; a thread that finds a redraw due (every
+ * PROGRESS_NS; the first only once PROGRESS_NS has passed, so quick work
+ * shows nothing, unless --progress asked for it) draws unless another is
+ * drawing.  The line goes out with write(2) in one piece, so it never
+ * interleaves with stdio's buffers; a message (msg) erases it first. */
+
+#define PROGRESS_NS 250000000ull /* at most four redraws a second */
+
+static bool prog_enabled;     /* decided by progress_setup */
+static bool prog_forced;      /* --progress: the first line at once */
+static const char *prog_what; /* NULL: no phase running */
+static uint64_t prog_total, prog_t0;
+static _Atomic uint64_t prog_done, prog_next;
+static atomic_flag prog_drawing = ATOMIC_FLAG_INIT;
+static size_t prog_width; /* characters on the line now, 0 when clear */
+
+int progress_setup(bool on, bool off, bool writes_stdout)
+{
+	if (on && off)
+		return usage_error("--progress and --no-progress: give one of them");
+	if (on || off)
+		prog_enabled = prog_forced = on;
+	else /* data on a terminal shows its own progress, and would break the line */
+		prog_enabled = isatty(STDERR_FILENO) && !(writes_stdout && isatty(STDOUT_FILENO));
+	return 0;
+}
+
+static void prog_write(const char *s, size_t n)
+{
+	while (n) {
+		ssize_t w = write(STDERR_FILENO, s, n);
+		if (w <= 0)
+			return; /* progress is a courtesy: never an error */
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
+/* Erase the line: back to its start, spaces over it, back again. */
+static void prog_erase(void)
+{
+	char sp[256];
+	if (!prog_width)
+		return;
+	size_t n = prog_width < sizeof sp - 2 ? prog_width : sizeof sp - 2;
+	sp[0] = '\r';
+	memset(sp + 1, ' ', n);
+	sp[n + 1] = '\r';
+	prog_write(sp, n + 2);
+	prog_width = 0;
+}
+
+static void prog_draw(uint64_t done, uint64_t t)
+{
+	char line[256], b1[32], b2[32], b3[32];
+	double secs = (double)(t - prog_t0) / 1e9;
+	uint64_t rate = secs > 0 ? (uint64_t)((double)done / secs) : 0;
+	int n = snprintf(line, sizeof line, "\r%s: %s %s of %s (%u%%), %s/s", cur_cmd, prog_what,
+			 human_approx(done, b1, sizeof b1), human_approx(prog_total, b2, sizeof b2),
+			 prog_total ? (unsigned)(done * 100 / prog_total) : 100u, human_approx(rate, b3, sizeof b3));
+	if (n < 0)
+		return;
+	size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+	struct winsize ws;
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 && len > ws.ws_col)
+		len = ws.ws_col; /* one column short of the width ('\r' takes none): a full line would wrap */
+	size_t w = len - 1;
+	if (w < prog_width) { /* shorter than before: blank the rest */
+		size_t pad = prog_width - w;
+		if (pad > sizeof line - len)
+			pad = sizeof line - len;
+		memset(line + len, ' ', pad);
+		len += pad;
+	}
+	prog_write(line, len);
+	prog_width = w;
+}
+
+void progress_begin(const char *what, uint64_t total)
+{
+	if (!prog_enabled)
+		return;
+	prog_what = what;
+	prog_total = total;
+	prog_t0 = now_ns();
+	atomic_store(&prog_done, 0);
+	atomic_store(&prog_next, prog_forced ? prog_t0 : prog_t0 + PROGRESS_NS);
+}
+
+void progress_add(uint64_t n)
+{
+	if (!prog_what)
+		return;
+	uint64_t done = atomic_fetch_add_explicit(&prog_done, n, memory_order_relaxed) + n;
+	uint64_t t = now_ns();
+	if (t < atomic_load_explicit(&prog_next, memory_order_relaxed))
+		return;
+	if (atomic_flag_test_and_set(&prog_drawing))
+		return; /* another thread is drawing */
+	if (prog_what && t >= atomic_load(&prog_next)) {
+		prog_draw(done, t);
+		atomic_store(&prog_next, t + PROGRESS_NS);
+	}
+	atomic_flag_clear(&prog_drawing);
+}
+
+void progress_clear(void)
+{
+	if (!prog_enabled)
+		return;
+	while (atomic_flag_test_and_set(&prog_drawing))
+		; /* a drawing thread is done within a write */
+	prog_erase();
+	atomic_flag_clear(&prog_drawing);
+}
+
+void progress_end(void)
+{
+	if (!prog_what)
+		return;
+	progress_clear();
+	prog_what = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -250,6 +388,37 @@ void print_features_line(FILE *f, unsigned feat)
 	if (*sep != ' ')
 		fprintf(f, ")");
 	fputc('\n', f);
+}
+
+void json_features(struct json *j, const char *key, unsigned feat)
+{
+	json_object(j, key);
+	for (size_t i = 0; i < nfeatures; i++)
+		json_bool(j, features[i].name, feat & features[i].bit);
+	json_end(j);
+}
+
+/* Every field, named as in struct vmo_stats (vmo.h), in its order. */
+void json_stats(struct json *j, const char *key, const struct vmo_stats *st)
+{
+	json_object(j, key);
+	json_u64(j, "resident", st->resident);
+	json_u64(j, "dirty", st->dirty);
+	json_u64(j, "faults", st->faults);
+	json_u64(j, "missing_faults", st->missing_faults);
+	json_u64(j, "minor_faults", st->minor_faults);
+	json_u64(j, "wp_faults", st->wp_faults);
+	json_u64(j, "pages_read", st->pages_read);
+	json_u64(j, "readahead", st->readahead);
+	json_u64(j, "writebacks", st->writebacks);
+	json_u64(j, "evictions", st->evictions);
+	json_u64(j, "errors", st->errors);
+	json_u64(j, "mappings", st->mappings);
+	json_u64(j, "write_errors", st->write_errors);
+	json_u64(j, "budget", st->budget);
+	json_u64(j, "pinned", st->pinned);
+	json_u64(j, "large_fill", st->large_fill);
+	json_end(j);
 }
 
 /* Every field of struct vmo_stats, one per line: the library's own print. */

@@ -9,6 +9,7 @@
 #ifndef VMO_TOOL_CLI_H
 #define VMO_TOOL_CLI_H
 
+#include "json.h"
 #include "vmo.h"
 
 #include <stdbool.h>
@@ -33,7 +34,7 @@ struct cli_cmd {
 
 /* One per subcommand file (demo.c, cat.c, ...); main.c lists them. */
 extern const struct cli_cmd cli_cmd_demo, cli_cmd_cat, cli_cmd_sum, cli_cmd_info, cli_cmd_server, cli_cmd_share,
-    cli_cmd_store;
+    cli_cmd_store, cli_cmd_run, cli_cmd_stats;
 
 /* "vmo demo", ... as the prefix of every message from now on. */
 void cli_set_command(const char *name);
@@ -63,8 +64,35 @@ int engine_fail(int rc);
 
 uint64_t now_ns(void);
 
-/* "64 MiB", "4 KiB", "123 B": exact when a whole number of units. */
+/* "64 MiB", "4 KiB", "123 B": exact when a whole number of units (else
+ * approximate from 1 MiB up, "1.5 MiB").  The tool's only size formatter. */
 const char *human(uint64_t n, char *buf, size_t len);
+/* The same, always rounded to one decimal from 1 KiB up ("12.5 MiB"). */
+const char *human_approx(uint64_t n, char *buf, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* Progress of long work: one line on standard error, rewritten with '\r' at
+ * most four times a second ("vmo sum: reading 12.5 MiB of 40.0 MiB (31%),
+ * 250.3 MiB/s"), erased at the end of each phase and before any message.
+ * Shown when standard error is a terminal (and, for a command whose data
+ * goes to standard output, that is not one), or as --progress and
+ * --no-progress say. */
+
+/* After the command line: on, off (--progress, --no-progress; both is a
+ * usage error: EXIT_USAGE), writes_stdout (the command's data goes there). */
+int progress_setup(bool on, bool off, bool writes_stdout);
+
+/* A phase of total bytes; "what" is a short gerund ("reading"), kept. */
+void progress_begin(const char *what, uint64_t total);
+
+/* n more bytes done; from any thread; draws when due. */
+void progress_add(uint64_t n);
+
+/* Erase the line now (the next draw brings it back); msg() does. */
+void progress_clear(void);
+
+/* The phase is over: erase the line. */
+void progress_end(void);
 
 /* ------------------------------------------------------------------------ */
 /* Command-line values: each returns 0 or, after a message naming opt,
@@ -106,6 +134,13 @@ void print_features_line(FILE *f, unsigned feat);
 
 /* Every field of struct vmo_stats, one per line (the size/version header excepted). */
 void print_stats(FILE *f, const char *indent, const struct vmo_stats *st);
+
+/* --json: "key": {"minor": true, "wp": false, ...}, every feature named. */
+void json_features(struct json *j, const char *key, unsigned feat);
+
+/* --json: "key": {"resident": N, ...}, every field of struct vmo_stats under
+ * its name in vmo.h (bytes for resident, dirty, budget, pinned; else counts). */
+void json_stats(struct json *j, const char *key, const struct vmo_stats *st);
 
 /* ------------------------------------------------------------------------ */
 /* SIGBUS: a page the pager could not supply.  Reads of a mapping that may

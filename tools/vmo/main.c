@@ -5,24 +5,30 @@
  *              random and sequential first touches, full verification,
  *              writeback to the file and re-reading (demo.c)
  *   vmo cat    stream a file (or part of it) through a vmo mapping (cat.c)
- *   vmo sum    FNV-1a 64 of a file read through a vmo mapping (sum.c)
+ *   vmo sum    XXH3 64 of files read through a vmo mapping, as xxhsum -H3
+ *              prints it (sum.c)
  *   vmo info   what the running kernel offers, or why userfaultfd is not
  *              there (info.c)
  *   vmo server speak to a running server (vmod): list, stats, sync, drop
  *              (server.c)
  *   vmo share  two processes share one object served by vmod (share.c)
+ *   vmo run    an unmodified program paged by vmo (run.c, tools/run/)
+ *   vmo stats  what vmo does in a program under vmo run (run.c)
  *   vmo help   usage (here); vmo help CMD: that command's; vmo --version
  *
  * Subcommands live in the table `commands` below: a new one (for instance
  * `vmo stats` for writeback/eviction counters, or `vmo cache` for the yield
  * cache) is a file NAME.c defining `const struct cli_cmd cli_cmd_NAME` around
  * a function `static int cmd_NAME(int argc, char **argv)`, declared in
- * cli.h, plus one row here.  cli.c is the kit they share; stream.c the file
- * streaming of cat and sum.
+ * cli.h, plus one row here.  cli.c is the kit they share (messages, values,
+ * progress, reports); json.c the --json writer; stream.c the file streaming
+ * of cat and sum.
  *
  * Exit status: 0 success, 1 failure at run time (a vmo call failed, data did
- * not match), 2 bad command line (the message names the argument).  The
- * library prints nothing; everything printed comes from these files. */
+ * not match, a file could not be opened, standard output could not be
+ * written), 2 bad command line (the message names the argument; `vmo` alone
+ * is one: the usage goes to standard error).  The library prints nothing;
+ * everything printed comes from these files. */
 #include "cli.h"
 
 #include <errno.h>
@@ -40,9 +46,9 @@ static const struct cli_cmd *const commands[] = {
 	&cli_cmd_server,
 	&cli_cmd_share,
 	&cli_cmd_store,
-	/* To come: "stats", writeback and eviction counters of a run under a
-	 * budget (print_stats() prints every field); "cache", the yield cache
-	 * (vmo_cache_*). */
+	&cli_cmd_run,
+	&cli_cmd_stats,
+	/* To come: "cache", the yield cache (vmo_cache_*). */
 	&cli_cmd_help,
 };
 
@@ -64,15 +70,22 @@ static void usage(FILE *f)
 		   "--page-size: the unit in which faults are served, 4K times a power of two up\n"
 		   "to 2M (default 4K).  --no-readahead: serve exactly the faulting page.\n"
 		   "vmo --version: the versions of the tool and the library.  vmo help COMMAND:\n"
-		   "that command's options.\n"
-		   "Exit status: 0 ok, 1 failure, 2 bad command line.\n");
+		   "that command's options.  --json (demo, info, server): one JSON object on\n"
+		   "standard output.  --progress, --no-progress (demo, cat, sum, store): the\n"
+		   "progress line on standard error, by default shown on a terminal.\n"
+		   "Exit status: 0 ok, 1 failure (a vmo call, a file, data that did not\n"
+		   "match), 2 bad command line.\n");
 }
 
 /* "vmo help": every command; "vmo help CMD": that command's usage, as
  * "vmo CMD --help". */
 static int cmd_help(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "--help") && strcmp(argv[1], "-h")) {
+	if (argc > 2) {
+		fprintf(stderr, "vmo help: unexpected argument '%s' (vmo help [COMMAND])\nTry 'vmo help'.\n", argv[2]);
+		return EXIT_USAGE;
+	}
+	if (argc == 2 && strcmp(argv[1], "--help") && strcmp(argv[1], "-h")) {
 		for (size_t i = 0; i < NCOMMANDS; i++)
 			if (!strcmp(argv[1], commands[i]->name)) {
 				cli_set_command(commands[i]->name);
@@ -86,14 +99,19 @@ static int cmd_help(int argc, char **argv)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* Run the command line; the exit status. */
+static int run(int argc, char **argv)
 {
 	if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
 		/* the library's version and the one the tool was built with */
 		printf("vmo %s (libvmo %s)\n", VMO_VERSION_STRING, vmo_version());
 		return 0;
 	}
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+	if (argc < 2) { /* no command: a usage error, as for any tool that needs one */
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
 		return cmd_help(1, argv);
 	if (!strcmp(argv[1], "help"))
 		return cmd_help(argc - 1, argv + 1);
@@ -106,13 +124,22 @@ int main(int argc, char **argv)
 			cli_cmd_usage(c);
 			return 0;
 		}
-		int rc = c->fn(argc - 1, argv + 1);
-		if (fflush(stdout) && !rc) {
-			msg("writing to standard output: %s", strerror(errno));
-			rc = 1;
-		}
-		return rc;
+		return c->fn(argc - 1, argv + 1);
 	}
 	fprintf(stderr, "vmo: unknown command '%s'\nTry 'vmo help'.\n", argv[1]);
 	return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+	int rc = run(argc, argv);
+	/* Output that could not be written is a failure, whatever printed it
+	 * (`vmo sum F >/dev/full`): the error may have come at an earlier
+	 * flush (ferror) or comes now. */
+	errno = 0;
+	if ((fflush(stdout) || ferror(stdout)) && !rc) {
+		msg("writing to standard output: %s", errno ? strerror(errno) : "write error");
+		rc = 1;
+	}
+	return rc;
 }

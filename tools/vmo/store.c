@@ -40,6 +40,7 @@ static void run_pass(void *arg)
 	struct pass *p = arg;
 	for (uint64_t pg = 0; pg < p->npages; pg++) {
 		uint64_t *at = p->v + pg * (p->psz / 8);
+		progress_add(p->psz);
 		fill(p->buf, pg, p->psz, p->text);
 		if (p->write) {
 			memcpy(at, p->buf, p->psz);
@@ -53,11 +54,13 @@ static void run_pass(void *arg)
 static int cmd_store(int argc, char **argv)
 {
 	const char *size_s = NULL, *budget_s = NULL, *pos[1];
-	bool random_data = false;
+	bool random_data = false, prog_on = false, prog_off = false;
 	const struct opt opts[] = {
 		{ "--size", true, &size_s, NULL },
 		{ "--budget", true, &budget_s, NULL },
 		{ "--random", false, NULL, &random_data },
+		{ "--progress", false, NULL, &prog_on },
+		{ "--no-progress", false, NULL, &prog_off },
 		{ NULL, false, NULL, NULL },
 	};
 	int npos, rc = parse_opts(argc, argv, opts, pos, 1, &npos);
@@ -70,6 +73,8 @@ static int cmd_store(int argc, char **argv)
 		return rc;
 	if (budget_s && (rc = parse_size("--budget", budget_s, false, &budget)))
 		return rc;
+	if ((rc = progress_setup(prog_on, prog_off, false)))
+		return rc;
 	struct vmo_engine *eng;
 	if ((rc = vmo_engine_create(NULL, &eng)))
 		return engine_fail(rc);
@@ -80,7 +85,11 @@ static int cmd_store(int argc, char **argv)
 		vmo_engine_destroy(eng);
 		return usage_error("%s (give --size)", vmo_last_error_detail());
 	}
-	if (rc) {
+	if (rc == -EINVAL) { /* the URI itself is wrong (the detail says how) */
+		vmo_engine_destroy(eng);
+		return usage_error("URI '%s': %s", pos[0], vmo_last_error_detail());
+	}
+	if (rc) { /* a right URI that could not be opened: a missing file, no server */
 		msg("%s: %s (%s)", pos[0], vmo_strerror(rc), vmo_last_error_detail());
 		vmo_engine_destroy(eng);
 		return 1;
@@ -110,7 +119,10 @@ static int cmd_store(int argc, char **argv)
 	int ret = 0;
 	uintptr_t badaddr = 0;
 	uint64_t t0 = now_ns();
-	if (!guarded(run_pass, &p, &badaddr)) {
+	progress_begin("writing", size);
+	bool wrote = guarded(run_pass, &p, &badaddr);
+	progress_end();
+	if (!wrote) {
 		msg("SIGBUS at %p writing (the store failed: %s)", (void *)badaddr,
 		    vmo_strerror(vmo_get_error(obj, (uint64_t)(badaddr - (uintptr_t)v))));
 		ret = 1;
@@ -122,7 +134,13 @@ static int cmd_store(int argc, char **argv)
 		ret = 1;
 	}
 	p.write = false;
-	if (!ret && !guarded(run_pass, &p, &badaddr)) {
+	bool read_back = true;
+	if (!ret) {
+		progress_begin("reading back", size);
+		read_back = guarded(run_pass, &p, &badaddr);
+		progress_end();
+	}
+	if (!read_back) {
 		msg("SIGBUS at %p reading back (the store failed: %s)", (void *)badaddr,
 		    vmo_strerror(vmo_get_error(obj, (uint64_t)(badaddr - (uintptr_t)v))));
 		ret = 1;
@@ -163,11 +181,13 @@ static int cmd_store(int argc, char **argv)
 }
 
 const struct cli_cmd cli_cmd_store = {
-	"store", cmd_store, "[--size N] [--budget N] [--random] URI",
+	"store", cmd_store, "[--size N] [--budget N] [--random] [--[no-]progress] URI",
 	"An object in the store URI names (file:PATH, swap:PATH, lz4[,budget=N]\n"
 	"[:LOWER], zstd[...], nbd://..., nbd+unix://...; docs/stores.md): every\n"
 	"page written through a mapping under --budget (default a quarter of\n"
 	"--size, which a store with a size of its own may leave out), returned to\n"
 	"the store, read back and checked; the counters of the object and of the\n"
-	"store.",
+	"store.  A URI that is wrong exits 2, one that cannot be opened 1.\n"
+	"--progress, --no-progress: the progress line on standard error (default:\n"
+	"shown when standard error is a terminal).",
 };

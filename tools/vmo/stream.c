@@ -16,32 +16,39 @@
  * engine budget lands, one object with vmo_object_set_budget() would do.) */
 #define WINDOW (32ull << 20)
 
-/* Open path for reading, regular file or block device; exit-status style rc. */
+/* Open path for reading, regular file or block device; exit-status style rc:
+ * a file that cannot be opened (missing, a directory, no permission) is a
+ * failed operation, 1, as for cat(1), not a usage error. */
 int open_input(const char *path, int *fd_out, uint64_t *size_out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return usage_error("FILE '%s': %s", path, strerror(errno));
-	struct stat sb;
-	if (fstat(fd, &sb) < 0) {
-		int e = errno;
-		close(fd);
-		return usage_error("FILE '%s': %s", path, strerror(e));
+	if (fd < 0) {
+		msg("'%s': %s", path, strerror(errno));
+		return 1;
 	}
-	uint64_t size;
-	if (S_ISREG(sb.st_mode)) {
+	struct stat sb;
+	int e = 0;
+	uint64_t size = 0;
+	if (fstat(fd, &sb) < 0) {
+		e = errno;
+	} else if (S_ISREG(sb.st_mode)) {
 		size = (uint64_t)sb.st_size;
 	} else if (S_ISBLK(sb.st_mode)) {
 		off_t end = lseek(fd, 0, SEEK_END);
-		if (end < 0) {
-			int e = errno;
-			close(fd);
-			return usage_error("FILE '%s': %s", path, strerror(e));
-		}
-		size = (uint64_t)end;
+		if (end < 0)
+			e = errno;
+		else
+			size = (uint64_t)end;
 	} else {
 		close(fd);
-		return usage_error("FILE '%s': not a regular file or block device (it cannot be paged)", path);
+		msg("'%s': %s", path,
+		    S_ISDIR(sb.st_mode) ? "Is a directory" : "not a regular file or block device (it cannot be paged)");
+		return 1;
+	}
+	if (e) {
+		close(fd);
+		msg("'%s': %s", path, strerror(e));
+		return 1;
 	}
 	*fd_out = fd;
 	*size_out = size;
@@ -104,6 +111,7 @@ static int stream_window(struct stream *s, struct vmo_engine *eng, int fd, uint6
 			break;
 		}
 		s->bytes += n;
+		progress_add(n);
 	}
 	if ((rc = vmo_unmap(obj, base, mlen)) && !ret)
 		ret = fail("vmo_unmap", rc);
@@ -142,11 +150,13 @@ int stream_file(struct stream *s, consume_fn fn, void *arg)
 		goto out;
 	}
 	uint64_t t0 = now_ns();
+	progress_begin("reading", s->length);
 	for (uint64_t done = 0; done < s->length && !ret;) {
 		uint64_t wlen = s->length - done < WINDOW ? s->length - done : WINDOW;
 		ret = stream_window(s, eng, fd, done, wlen, buf, fn, arg);
 		done += wlen;
 	}
+	progress_end();
 	s->ns = now_ns() - t0;
 	/* engine stats include objects already released */
 	if ((rc = vmo_engine_stats(eng, &s->st)) && !ret)

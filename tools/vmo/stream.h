@@ -19,12 +19,13 @@ struct stream {
 	struct vmo_stats st;
 };
 
-/* Open path for reading, regular file or block device; exit-status style rc. */
+/* Open path for reading, regular file or block device; 0, or 1 after a
+ * message (missing, a directory, ...). */
 int open_input(const char *path, int *fd_out, uint64_t *size_out);
 
 /* Feed [s->offset, s->offset + s->length) of s->path, clipped at end of file,
  * to fn in pieces of at most CHUNK bytes, read through vmo mappings; fill in
- * the results.  0 or an exit status. */
+ * the results; progress as progress_setup decided.  0 or an exit status. */
 int stream_file(struct stream *s, consume_fn fn, void *arg);
 
 #endif
