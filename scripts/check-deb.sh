@@ -14,7 +14,8 @@
 #      of libvmo.so.0, then examples/rot13_pager.c built against the unpacked
 #      libvmo-dev with pkg-config (PKG_CONFIG_SYSROOT_DIR) and tests/install/
 #      with find_package(vmo), each run with LD_LIBRARY_PATH on the unpacked
-#      libvmo0 (checked with ldd), and the unpacked vmo tool run;
+#      libvmo0 (checked with ldd), and the unpacked vmo tool run (vmo run
+#      with the unpacked libvmo-run.so);
 #   5. lintian on the result (errors fail; CHECK_DEB_LINTIAN=0 skips it).
 # CHECK_DEB_KEEP=1 keeps the temporary directory (its path is printed).
 # Needs root or userfaultfd access for step 4's programs (CI runs as root).
@@ -101,7 +102,7 @@ must libvmo-dev /usr/include/vmo.h /usr/include/vmo_version.h "/usr/lib/$ma/libv
 	"/usr/lib/$ma/pkgconfig/libvmo.pc" "/usr/lib/$ma/cmake/vmo/vmoConfig.cmake" \
 	"/usr/lib/$ma/cmake/vmo/vmoConfigVersion.cmake" "/usr/lib/$ma/cmake/vmo/vmoTargets.cmake" \
 	/usr/share/doc/libvmo-dev/copyright /usr/share/doc/libvmo-dev/examples/rot13_pager.c
-must vmo-tools /usr/bin/vmo /usr/sbin/vmod /lib/systemd/system/vmod.service /lib/systemd/system/vmod.socket \
+must vmo-tools /usr/bin/vmo /usr/sbin/vmod "/usr/lib/$ma/vmo/libvmo-run.so" /lib/systemd/system/vmod.service /lib/systemd/system/vmod.socket \
 	/usr/share/doc/vmo-tools/copyright
 grep -E '\.so' "$work/libvmo0.files" | grep -v "^/usr/lib/$ma/libvmo\.so\.0" && fail "libvmo0 holds another library (above)"
 dups=$(cat "$work"/*.files | grep -v '^/usr/share/doc/' | sort | uniq -d)
@@ -172,6 +173,11 @@ ver=$(LD_LIBRARY_PATH=$lib "$root/usr/bin/vmo" --version) || fail "vmo --version
 echo "  vmo --version: $(tr '\n' ' ' <<<"$ver")"
 grep -q "$upstream" <<<"$ver" || fail "vmo --version does not say $upstream"
 "$root/usr/sbin/vmod" --help >/dev/null 2>&1 || fail "vmod --help"
+# vmo run finds its preload library from where vmo is (bin/../lib/<triplet>/vmo)
+# shellcheck disable=SC2016 # $LD_PRELOAD is the child shell's
+preload=$(timeout 120 "$root/usr/bin/vmo" run -- /bin/sh -c 'echo "$LD_PRELOAD"') || fail "vmo run -- sh"
+case $preload in "$root/usr/bin/../lib/$ma/vmo/libvmo-run.so"*) ;; *) fail "vmo run preloads '$preload', not the unpacked libvmo-run.so" ;; esac
+echo "  vmo run: a program ran with LD_PRELOAD=$preload"
 
 # 5. lintian (a minute or so): errors fail, the rest is shown.
 if [ "${CHECK_DEB_LINTIAN:-1}" != 0 ] && command -v lintian >/dev/null; then
