@@ -13,6 +13,8 @@ PKGS=(build-essential cmake ninja-build pkg-config python3 libfuse3-dev fuse3 cl
       liblz4-dev libzstd-dev libnbd-dev nbdkit libjemalloc-dev python3-numpy sqlite3 gnuplot-nox pandoc man-db
       libxxhash-dev xxhash)
 missing=()
+# debhelper, dpkg-dev, fakeroot, lintian: the Debian packages (debian/, scripts/check-deb.sh)
+PKGS+=(debhelper dpkg-dev fakeroot lintian)
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
