@@ -529,7 +529,9 @@ static void *do_mmap(void *ret, void *addr, size_t len, int prot, int flags, int
 		pieces(addr, len, fixed_foreign, NULL, NULL);
 		return vr__sys_mmap(addr, len, prot, flags, fd, off);
 	}
-	if (!anon_private || len < vr__cfg.min_map || (prot & PROT_EXEC) ||
+	/* PROT_NONE: a reservation (a JIT's, a runtime's heap), made usable
+	 * piece by piece with mprotect, which is not followed: the kernel's. */
+	if (!anon_private || len < vr__cfg.min_map || (prot & PROT_EXEC) || prot == PROT_NONE ||
 	    (flags & (MAP_HUGETLB | MAP_GROWSDOWN | MAP_STACK | MAP_LOCKED | MAP_32BIT)))
 		return vr__sys_mmap(addr, len, prot, flags, fd, off);
 	void *p = take(len, prot);
@@ -759,8 +761,10 @@ __attribute__((visibility("default"))) pid_t fork(void)
 	struct inside g;
 	enter(&g); /* libvmo's fork handlers run inside */
 	pid_t pid = real_fork();
-	if (pid == 0)
+	if (pid == 0) {
 		atomic_store(&ready, false); /* the engine is the parent's */
+		vr__ranges_atfork_child();
+	}
 	leave(&g);
 	return pid;
 }

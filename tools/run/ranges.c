@@ -230,6 +230,16 @@ void vr__range_free(void *addr, size_t len)
 	pthread_mutex_unlock(&range_mu);
 }
 
+/* In a fork()ed child: another thread of the parent may have held the
+ * locks at the fork (they cannot be taken in fork's prepare handlers:
+ * jemalloc's, which run after ours, take the arena locks that h_alloc is
+ * called under).  The child has one thread. */
+void vr__ranges_atfork_child(void)
+{
+	pthread_mutex_init(&range_mu, NULL);
+	pthread_mutex_init(&seg_mu, NULL);
+}
+
 void vr__range_totals(uint64_t *used, uint64_t *size)
 {
 	*used = *size = 0;

@@ -76,6 +76,8 @@ void *vr__range_alloc(size_t len, size_t align);
 bool vr__range_take(void *addr, size_t len);
 /* Give [addr, addr+len) back (parts already free are fine). */
 void vr__range_free(void *addr, size_t len);
+/* The locks made anew in a fork()ed child. */
+void vr__ranges_atfork_child(void);
 /* Bytes handed out, and free, over all segments. */
 void vr__range_totals(uint64_t *used, uint64_t *size);
 /* Whether [addr, addr+len) lies in one segment (and which). */
