@@ -369,9 +369,15 @@ __attribute__((constructor)) static void vr_init(void)
 		}
 	}
 	stats_at_exit_setup();
+	/* With every signal blocked, as libvmo's threads: the program's
+	 * signals (a SIGTERM it reads from a signalfd, say) are not ours. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_t th;
 	if (__wrap_pthread_create(&th, NULL, stats_main, NULL) == 0)
 		pthread_detach(th);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	atomic_store_explicit(&ready, true, memory_order_release);
 	if (vr__cfg.verbose)
 		vr__log("paging: budget %llu MiB, store %s, heap %s, mmaps of %llu KiB or more",
