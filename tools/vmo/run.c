@@ -193,12 +193,22 @@ const struct cli_cmd cli_cmd_run = {
 
 static int cmd_stats(int argc, char **argv)
 {
-	if (argc != 2)
-		return usage_error("one process id (vmo stats PID)");
+	bool json = false;
+	const char *pidarg = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			json = true;
+		else if (pidarg || argv[i][0] == '-')
+			return usage_error("unexpected argument %s (vmo stats [--json] PID)", argv[i]);
+		else
+			pidarg = argv[i];
+	}
+	if (!pidarg)
+		return usage_error("one process id (vmo stats [--json] PID)");
 	char *end;
-	long pid = strtol(argv[1], &end, 10);
+	long pid = strtol(pidarg, &end, 10);
 	if (*end || pid <= 0 || pid > INT_MAX)
-		return usage_error("%s is not a process id", argv[1]);
+		return usage_error("%s is not a process id", pidarg);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return fail("socket", -errno);
@@ -210,23 +220,50 @@ static int cmd_stats(int argc, char **argv)
 		msg("process %ld does not run under vmo run (%s)", pid, strerror(e));
 		return 1;
 	}
-	char buf[4096];
-	ssize_t k, total = 0;
-	while ((k = read(fd, buf, sizeof buf)) > 0) {
-		fwrite(buf, 1, (size_t)k, stdout);
-		total += k;
-	}
+	char buf[8192];
+	size_t total = 0;
+	ssize_t k;
+	while (total < sizeof buf - 1 && (k = read(fd, buf + total, sizeof buf - 1 - total)) > 0)
+		total += (size_t)k;
 	close(fd);
+	buf[total] = 0;
 	if (total == 0) {
 		msg("process %ld sent nothing (another user's process?)", pid);
 		return 1;
 	}
-	return 0;
+	if (!json) {
+		fputs(buf, stdout);
+		return fflush(stdout) ? 1 : 0;
+	}
+	/* key=value lines: numbers as numbers, the rest as strings */
+	struct json j;
+	json_begin(&j, stdout);
+	for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *eq = strchr(line, '=');
+		if (!eq)
+			continue;
+		*eq = 0;
+		const char *v = eq + 1;
+		char *e2;
+		errno = 0;
+		unsigned long long u = strtoull(v, &e2, 10);
+		if (*v && !*e2 && !errno && *v != '-') {
+			json_u64(&j, line, u);
+			continue;
+		}
+		double d = strtod(v, &e2);
+		if (*v && !*e2)
+			json_double(&j, line, d);
+		else
+			json_str(&j, line, v);
+	}
+	json_finish(&j);
+	return fflush(stdout) ? 1 : 0;
 }
 
 const struct cli_cmd cli_cmd_stats = {
-	"stats", cmd_stats, "PID",
+	"stats", cmd_stats, "[--json] PID",
 	"What vmo does for a program running under vmo run: budget, resident,\n"
 	"faults, evictions, segments, the store's size and compression ratio,\n"
-	"one key=value per line."
+	"one key=value per line (--json: one JSON object, numbers as numbers)."
 };
