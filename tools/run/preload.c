@@ -256,30 +256,34 @@ static int config(void)
 	return rc;
 }
 
-/* LD_PRELOAD without libvmo-run.so, for the programs this one execs. */
+/* LD_PRELOAD without libvmo-run.so (and the libjemalloc.so.2 vmo run adds),
+ * for the programs this one execs.  Edited in place, in the string the
+ * environment holds: a program may build its children's environment from
+ * main's envp, which setenv does not change (bash does). */
+extern char **environ;
+
 static void strip_preload(void)
 {
-	char *v = getenv("LD_PRELOAD");
-	if (!v)
-		return;
-	char out[4096];
-	size_t n = 0;
-	char *save = NULL, *copy = strdup(v);
-	if (!copy)
-		return;
-	for (char *tok = strtok_r(copy, ": ", &save); tok; tok = strtok_r(NULL, ": ", &save)) {
-		if (strstr(tok, "libvmo-run") || !strcmp(tok, "libjemalloc.so.2"))
+	for (char **e = environ; e && *e; e++) {
+		if (strncmp(*e, "LD_PRELOAD=", 11))
 			continue;
-		int m = snprintf(out + n, sizeof out - n, "%s%s", n ? ":" : "", tok);
-		if (m < 0 || (size_t)m >= sizeof out - n)
-			break;
-		n += (size_t)m;
+		char *v = *e + 11, *out = v;
+		for (char *tok = v; *tok;) {
+			size_t n = strcspn(tok, ": ");
+			bool drop = (n == 16 && !strncmp(tok, "libjemalloc.so.2", 16)) ||
+				    (memmem(tok, n, "libvmo-run", 10) != NULL);
+			if (!drop && n) {
+				if (out != v)
+					*out++ = ':';
+				memmove(out, tok, n);
+				out += n;
+			}
+			tok += n;
+			while (*tok == ':' || *tok == ' ')
+				tok++;
+		}
+		*out = 0;
 	}
-	free(copy);
-	if (n)
-		setenv("LD_PRELOAD", out, 1);
-	else
-		unsetenv("LD_PRELOAD");
 }
 
 static int find_jemalloc(struct dl_phdr_info *info, size_t size, void *arg)
@@ -348,6 +352,15 @@ __attribute__((constructor)) static void vr_init(void)
 	int rc = vmo_engine_create(&eo, &vr__eng);
 	if (rc) {
 		vr__log("not paging this program: %s (%s)", vmo_strerror(rc), vmo_last_error_detail());
+		goto out;
+	}
+	if (!(vmo_engine_features(vr__eng) & VMO_FEAT_KERNEL_FAULTS)) {
+		/* A user-mode-only userfaultfd: the program's own system calls
+		 * into memory not yet supplied (a read(2) into its heap) would
+		 * fail with EFAULT instead of waiting.  Nothing is taken. */
+		vr__log("not paging this program: this userfaultfd serves user-mode faults only, so its system calls "
+			"into paged memory would fail (EFAULT); allow kernel faults with `sysctl "
+			"vm.unprivileged_userfaultfd=1` or access to /dev/userfaultfd (vmo info says more)");
 		goto out;
 	}
 	if ((rc = vr__seg_add(vr__cfg.seg_size))) {
