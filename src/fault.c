@@ -437,9 +437,10 @@ static void fill(struct fault *f)
 	 * first); under cow_lock, so no clone is made between this look and
 	 * the copy (a clone's sync then finds the page dirty and protects
 	 * it).  Not with large folios (a fill of whole blocks through the
-	 * memfd) nor into a private view. */
+	 * memfd), into a private view, or with asynchronous dirty tracking
+	 * (first writes take no trap there anyway). */
 	bool dirty0 = f->write && wp && st == PS_CLEAN && (f->m->flags & VMO_PROT_WRITE) && !o->pages.wlock &&
-		      o->fold <= 1 && !(f->m->flags & VMO__VIEW_PRIVATE);
+		      o->fold <= 1 && !(f->m->flags & VMO__VIEW_PRIVATE) && !o->eng->async;
 	if (dirty0) {
 		pthread_rwlock_rdlock(&o->cow_lock);
 		if (atomic_load(&o->nclones)) {
