@@ -5,7 +5,7 @@
  * The programs (each sized to run about a second unlimited, with a peak of
  * tens of MiB; VMO_BENCH_* below):
  *   sort     GNU sort (LC_ALL=C) of a generated file of VMO_BENCH_SORT_LINES
- *            (default 300000) lines, about 34 bytes each: the file is larger
+ *            (default 200000) lines, about 34 bytes each: the file is larger
  *            than the budget
  *   numpy    python3 with numpy: arrays of VMO_BENCH_NUMPY_N (1000000)
  *            int64s generated, sorted, argsorted, summed, combined: about
@@ -31,16 +31,21 @@
  *      compressed memory of up to the budget, then a swap file in $TMPDIR):
  *      NAME_vmo_s, NAME_vmo_peak_kb, NAME_vmo_faults, NAME_vmo_evictions,
  *      NAME_vmo_writebacks (summed over every process that ran under vmo:
- *      NAME_vmo_processes), NAME_vmo_compression (the program's own store)
+ *      NAME_vmo_processes), NAME_vmo_compression (the program's own store),
+ *      NAME_vmo_heap (1: vmo pages the program's heap; 0: only its large
+ *      mmaps, and vmo run said why on the program's stderr)
  *   4. in a memory cgroup limited to NAME_budget_kb, with a swap file
  *      swapped on for the run (kernel swap, swappiness 60):
  *      NAME_cgswap_s, NAME_cgswap_peak_kb, NAME_cgswap_majflt (wait4's
  *      major faults: swap-ins)
  *   5. the same with zswap enabled, where the kernel has it: NAME_cgzswap_s
  *      (zswap's setting is put back after the run)
+ *   Every timed run also prints NAME_VARIANT_cpu_s (wait4's user + system
+ *   time: steadier than wall time on a loaded machine, but blind to time
+ *   spent waiting for swap I/O) and NAME_VARIANT_peak_kb.
  *   NAME_vmo_over_plain, NAME_vmo_over_cgswap, NAME_vmo_over_cgzswap,
  *   NAME_cgswap_over_plain.
- * A run that outlives VMO_BENCH_TIMEOUT seconds (default 60) is killed and
+ * A run that outlives VMO_BENCH_TIMEOUT seconds (default 120) is killed and
  * printed as NAME_VARIANT=timeout; one the kernel's OOM killer ends as
  * NAME_VARIANT=oom-killed; a wrong output as NAME_VARIANT=wrong-output; any
  * other failure as NAME_VARIANT=failed (with the program's last lines of
@@ -157,6 +162,7 @@ struct run {
 	double secs;     /* wall time, fork to wait4 */
 	long maxrss_kb;  /* ru_maxrss */
 	long majflt;     /* ru_majflt */
+	double cpu_s;    /* ru_utime + ru_stime */
 	char md5[33];
 };
 
@@ -242,6 +248,8 @@ static void run_prog(char *const argv[], const char *in, const char *cgprocs, co
 	running = 0;
 	r->maxrss_kb = ru.ru_maxrss;
 	r->majflt = ru.ru_majflt;
+	r->cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+		   (double)ru.ru_stime.tv_usec / 1e6;
 	char buf[64] = "";
 	ssize_t n, got = 0;
 	while (got < (ssize_t)sizeof buf - 1 && (n = read(res[0], buf + got, sizeof buf - 1 - (size_t)got)) != 0) {
@@ -557,7 +565,8 @@ static int swap_create(uint64_t bytes, char *why, size_t whylen)
 
 struct vstats {
 	long procs, faults, evictions, writebacks;
-	double compression; /* the first process's */
+	double compression; /* the program's own (not its children's) */
+	long heap;          /* the program's: 1 when vmo pages its heap */
 };
 
 /* Sum the blocks (one per process that ran under vmo, each from pid=). */
@@ -565,6 +574,7 @@ static void read_stats(const char *path, pid_t main_pid, struct vstats *s)
 {
 	memset(s, 0, sizeof *s);
 	s->compression = -1;
+	s->heap = -1;
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return;
@@ -587,6 +597,8 @@ static void read_stats(const char *path, pid_t main_pid, struct vstats *s)
 			s->writebacks += strtol(v, NULL, 10);
 		} else if (!strcmp(k, "compression_ratio") && pid == main_pid) {
 			s->compression = strtod(v, NULL);
+		} else if (!strcmp(k, "heap") && pid == main_pid) {
+			s->heap = strtol(v, NULL, 10);
 		}
 	}
 	fclose(f);
@@ -658,7 +670,7 @@ static void setup_progs(struct prog *p, size_t n, const char *selfdir)
 		}
 		const char *name = p[i].name;
 		if (!strcmp(name, "sort")) {
-			unsigned long lines = env_ul("VMO_BENCH_SORT_LINES", 300000);
+			unsigned long lines = env_ul("VMO_BENCH_SORT_LINES", 200000);
 			const char *path = work_file("sort.in");
 			FILE *f = fopen(path, "w");
 			if (!f)
@@ -735,6 +747,7 @@ static double report_run(struct prog *p, const char *variant, struct run *r, boo
 		return -1;
 	}
 	printf("%s_%s_s=%.3f\n", p->name, variant, r->secs);
+	printf("%s_%s_cpu_s=%.3f\n", p->name, variant, r->cpu_s);
 	printf("%s_%s_peak_kb=%ld\n", p->name, variant, r->maxrss_kb);
 	return r->secs;
 }
@@ -747,7 +760,7 @@ static void ratio(const struct prog *p, const char *what, double a, double b)
 
 int main(void)
 {
-	timeout_s = (unsigned)env_ul("VMO_BENCH_TIMEOUT", 60);
+	timeout_s = (unsigned)env_ul("VMO_BENCH_TIMEOUT", 120);
 	char self[PATH_MAX], selfdir[PATH_MAX], vmo[PATH_MAX];
 	ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
 	if (k <= 0)
@@ -799,8 +812,14 @@ int main(void)
 	else if (!cg_find_v1() && !cg_find_v2())
 		snprintf(cg_no, sizeof cg_no, "no memory cgroup to run in: %s", cg_why);
 	bool zswap = false;
-	if (!cg_no[0] && read_line(zswap_param, zswap_saved, sizeof zswap_saved) && access(zswap_param, W_OK) == 0)
+	char zswap_compressor[32] = "?", zswap_shrinker[8] = "?";
+	if (!cg_no[0] && read_line(zswap_param, zswap_saved, sizeof zswap_saved) && access(zswap_param, W_OK) == 0) {
 		zswap = true;
+		read_line("/sys/module/zswap/parameters/compressor", zswap_compressor, sizeof zswap_compressor);
+		/* (no shrinker_enabled on older kernels) */
+		if (!read_line("/sys/module/zswap/parameters/shrinker_enabled", zswap_shrinker, sizeof zswap_shrinker))
+			snprintf(zswap_shrinker, sizeof zswap_shrinker, "-");
+	}
 
 	printf("# budget: 25%% of each program's unlimited peak RSS; timeout %u s a run; work directory %s\n", timeout_s,
 	       workdir);
@@ -837,8 +856,8 @@ int main(void)
 		p->budget = ((uint64_t)p->plain.maxrss_kb * 1024 / 4) & ~(uint64_t)4095;
 		if (p->plain.maxrss_kb > max_peak)
 			max_peak = p->plain.maxrss_kb;
-		printf("%s_plain_s=%.3f\n%s_peak_kb=%ld\n%s_budget_kb=%llu\n", p->name, p->plain.secs, p->name,
-		       p->plain.maxrss_kb, p->name, (unsigned long long)(p->budget >> 10));
+		printf("%s_plain_s=%.3f\n%s_plain_cpu_s=%.3f\n%s_peak_kb=%ld\n%s_budget_kb=%llu\n", p->name, p->plain.secs,
+		       p->name, p->plain.cpu_s, p->name, p->plain.maxrss_kb, p->name, (unsigned long long)(p->budget >> 10));
 		fflush(stdout);
 	}
 
@@ -849,9 +868,11 @@ int main(void)
 		if (swap_create(bytes, why, sizeof why))
 			snprintf(cg_no, sizeof cg_no, "%s", why);
 		else
-			printf("# cgroup v%d under %s; swap file %s (%llu MiB, swappiness 60); zswap %s\n", cg_version,
+			printf("# cgroup v%d under %s; swap file %s (%llu MiB, swappiness 60); zswap %s%s%s%s%s\n", cg_version,
 			       cg_parent, swapfile, (unsigned long long)(bytes >> 20),
-			       zswap ? "available (a run with it enabled too)" : "not available");
+			       zswap ? "available (a run with it enabled too; compressor " : "not available",
+			       zswap ? zswap_compressor : "", zswap ? ", shrinker_enabled " : "", zswap ? zswap_shrinker : "",
+			       zswap ? ")" : "");
 		if (cg_no[0])
 			printf("# no cgroup runs: %s\n", cg_no);
 	}
@@ -905,6 +926,11 @@ int main(void)
 						printf("%s_%s_processes=%ld\n", p->name, variant, vs.procs);
 					if (with_budget && vs.compression >= 0)
 						printf("%s_%s_compression=%.2f\n", p->name, variant, vs.compression);
+					/* 0: jemalloc's extents stay the kernel's, only
+					 * large mmaps are paged (vmo run says why on the
+					 * program's stderr) */
+					if (vs.heap >= 0)
+						printf("%s_%s_heap=%ld\n", p->name, variant, vs.heap);
 				}
 				fflush(stdout);
 			}
