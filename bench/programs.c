@@ -42,7 +42,12 @@
  *      (zswap's setting is put back after the run)
  *   Every timed run also prints NAME_VARIANT_cpu_s (wait4's user + system
  *   time: steadier than wall time on a loaded machine, but blind to time
- *   spent waiting for swap I/O) and NAME_VARIANT_peak_kb.
+ *   spent waiting for swap I/O), NAME_VARIANT_peak_kb, and
+ *   NAME_VARIANT_memstall_ms: how long some task of the machine stalled on
+ *   memory during the run (PSI; any cgroup's, the run's own included).  vmo
+ *   caps its engines under the machine's memory pressure (src/evictor.c),
+ *   so the vmo runs all come first, before the cgroup runs whose stalls
+ *   would count; another program loading the machine shows here too.
  *   NAME_vmo_over_plain, NAME_vmo_over_cgswap, NAME_vmo_over_cgzswap,
  *   NAME_cgswap_over_plain.
  * A run that outlives VMO_BENCH_TIMEOUT seconds (default 120) is killed and
@@ -163,10 +168,29 @@ struct run {
 	long maxrss_kb;  /* ru_maxrss */
 	long majflt;     /* ru_majflt */
 	double cpu_s;    /* ru_utime + ru_stime */
+	long memstall_ms; /* the machine's memory pressure (PSI "some") during the run, or -1 */
 	char md5[33];
 };
 
 static unsigned timeout_s;
+
+/* /proc/pressure/memory's "some" total: microseconds in which at least one
+ * task of the machine (of any cgroup) stalled on memory; -1 without PSI */
+static long psi_some_us(void)
+{
+	FILE *f = fopen("/proc/pressure/memory", "r");
+	if (!f)
+		return -1;
+	long v = -1;
+	char line[256];
+	if (fgets(line, sizeof line, f) && !strncmp(line, "some ", 5)) {
+		char *t = strstr(line, "total=");
+		if (t)
+			v = strtol(t + 6, NULL, 10);
+	}
+	fclose(f);
+	return v;
+}
 
 static int pidfd_open_(pid_t pid)
 {
@@ -195,6 +219,7 @@ static void run_prog(char *const argv[], const char *in, const char *cgprocs, co
 	int efd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (ifd < 0 || efd < 0)
 		die(in ? in : errpath, -errno);
+	long psi0 = psi_some_us();
 	uint64_t t0 = now_ns();
 	pid_t pid = fork();
 	if (pid < 0)
@@ -243,6 +268,8 @@ static void run_prog(char *const argv[], const char *in, const char *cgprocs, co
 		if (errno != EINTR)
 			die("wait4", -errno);
 	r->secs = (double)(now_ns() - t0) / 1e9;
+	long psi1 = psi_some_us();
+	r->memstall_ms = psi0 >= 0 && psi1 >= psi0 ? (psi1 - psi0) / 1000 : -1;
 	if (timed_out || WIFSIGNALED(r->status))
 		kill(-pid, SIGKILL); /* its children too, so that md5sum sees the end */
 	running = 0;
@@ -748,6 +775,8 @@ static double report_run(struct prog *p, const char *variant, struct run *r, boo
 	}
 	printf("%s_%s_s=%.3f\n", p->name, variant, r->secs);
 	printf("%s_%s_cpu_s=%.3f\n", p->name, variant, r->cpu_s);
+	if (r->memstall_ms >= 0)
+		printf("%s_%s_memstall_ms=%ld\n", p->name, variant, r->memstall_ms);
 	printf("%s_%s_peak_kb=%ld\n", p->name, variant, r->maxrss_kb);
 	return r->secs;
 }
@@ -858,7 +887,69 @@ int main(void)
 			max_peak = p->plain.maxrss_kb;
 		printf("%s_plain_s=%.3f\n%s_plain_cpu_s=%.3f\n%s_peak_kb=%ld\n%s_budget_kb=%llu\n", p->name, p->plain.secs,
 		       p->name, p->plain.cpu_s, p->name, p->plain.maxrss_kb, p->name, (unsigned long long)(p->budget >> 10));
+		if (p->plain.memstall_ms >= 0)
+			printf("%s_plain_memstall_ms=%ld\n", p->name, p->plain.memstall_ms);
 		fflush(stdout);
+	}
+
+	/* 2. and 3.: every program under vmo run, before any cgroup run: a
+	 * cgroup's stalls count in the machine's memory pressure, which vmo
+	 * answers by capping its engines (src/evictor.c) */
+	int failures = 0;
+	for (size_t i = 0; i < np && !vmo_why[0]; i++) {
+		struct prog *p = &progs[i];
+		if (p->why[0])
+			continue;
+		printf("# %s under vmo run\n", p->name);
+		for (int with_budget = 0; with_budget < 2; with_budget++) {
+			const char *variant = with_budget ? "vmo" : "vmo_nobudget";
+			char errp[64], statsp[64], budget[32], statsarg[PATH_MAX + 16];
+			snprintf(errp, sizeof errp, "%s.%s.err", p->name, variant);
+			snprintf(statsp, sizeof statsp, "%s.%s.stats", p->name, variant);
+			const char *err = work_file(errp), *st = work_file(statsp);
+			unlink(st);
+			snprintf(statsarg, sizeof statsarg, "--stats=%s", st);
+			snprintf(budget, sizeof budget, "%llu", (unsigned long long)p->budget);
+			char *va[24];
+			int n = 0;
+			va[n++] = vmo;
+			va[n++] = "run";
+			if (with_budget) {
+				va[n++] = "--budget";
+				va[n++] = budget;
+			}
+			va[n++] = statsarg;
+			va[n++] = "--";
+			for (int a = 0; p->argv[a]; a++)
+				va[n++] = p->argv[a];
+			va[n] = NULL;
+			struct run r;
+			run_prog(va, p->in, NULL, err, &r);
+			double s = report_run(p, variant, &r, false);
+			if (r.outcome == RUN_WRONG || r.outcome == RUN_FAILED)
+				failures++;
+			if (r.outcome == RUN_FAILED)
+				show_stderr(variant, err);
+			if (with_budget)
+				p->vmo_s = s;
+			/* the stats of a killed run are not there */
+			struct vstats vs;
+			read_stats(st, r.pid, &vs);
+			if (vs.procs) {
+				printf("%s_%s_faults=%ld\n%s_%s_evictions=%ld\n%s_%s_writebacks=%ld\n", p->name, variant,
+				       vs.faults, p->name, variant, vs.evictions, p->name, variant, vs.writebacks);
+				if (vs.procs > 1)
+					printf("%s_%s_processes=%ld\n", p->name, variant, vs.procs);
+				if (with_budget && vs.compression >= 0)
+					printf("%s_%s_compression=%.2f\n", p->name, variant, vs.compression);
+				/* 0: jemalloc's extents stay the kernel's, only
+				 * large mmaps are paged (vmo run says why on the
+				 * program's stderr) */
+				if (vs.heap >= 0)
+					printf("%s_%s_heap=%ld\n", p->name, variant, vs.heap);
+			}
+			fflush(stdout);
+		}
 	}
 
 	/* the swap file: room for the largest program twice over */
@@ -877,71 +968,15 @@ int main(void)
 			printf("# no cgroup runs: %s\n", cg_no);
 	}
 
-	int failures = 0;
-	for (size_t i = 0; i < np; i++) {
+	/* 4. and 5.: a memory cgroup with kernel swap, then zswap */
+	for (size_t i = 0; i < np && !cg_no[0]; i++) {
 		struct prog *p = &progs[i];
 		if (p->why[0])
 			continue;
-		printf("# %s\n", p->name);
-		char errp[64], statsp[64], budget[32], statsarg[PATH_MAX + 16];
-		char *va[24];
-		struct run r;
-		struct vstats vs;
-		/* 2. and 3.: vmo run, without a budget and with one */
-		if (!vmo_why[0]) {
-			for (int with_budget = 0; with_budget < 2; with_budget++) {
-				const char *variant = with_budget ? "vmo" : "vmo_nobudget";
-				snprintf(errp, sizeof errp, "%s.%s.err", p->name, variant);
-				snprintf(statsp, sizeof statsp, "%s.%s.stats", p->name, variant);
-				const char *err = work_file(errp), *st = work_file(statsp);
-				unlink(st);
-				snprintf(statsarg, sizeof statsarg, "--stats=%s", st);
-				snprintf(budget, sizeof budget, "%llu", (unsigned long long)p->budget);
-				int n = 0;
-				va[n++] = vmo;
-				va[n++] = "run";
-				if (with_budget) {
-					va[n++] = "--budget";
-					va[n++] = budget;
-				}
-				va[n++] = statsarg;
-				va[n++] = "--";
-				for (int a = 0; p->argv[a]; a++)
-					va[n++] = p->argv[a];
-				va[n] = NULL;
-				run_prog(va, p->in, NULL, err, &r);
-				double s = report_run(p, variant, &r, false);
-				if (r.outcome == RUN_WRONG || r.outcome == RUN_FAILED)
-					failures++;
-				if (r.outcome == RUN_FAILED)
-					show_stderr(variant, err);
-				if (with_budget)
-					p->vmo_s = s;
-				/* the stats of a killed run are not there */
-				read_stats(st, r.pid, &vs);
-				if (vs.procs) {
-					printf("%s_%s_faults=%ld\n%s_%s_evictions=%ld\n%s_%s_writebacks=%ld\n", p->name, variant,
-					       vs.faults, p->name, variant, vs.evictions, p->name, variant, vs.writebacks);
-					if (vs.procs > 1)
-						printf("%s_%s_processes=%ld\n", p->name, variant, vs.procs);
-					if (with_budget && vs.compression >= 0)
-						printf("%s_%s_compression=%.2f\n", p->name, variant, vs.compression);
-					/* 0: jemalloc's extents stay the kernel's, only
-					 * large mmaps are paged (vmo run says why on the
-					 * program's stderr) */
-					if (vs.heap >= 0)
-						printf("%s_%s_heap=%ld\n", p->name, variant, vs.heap);
-				}
-				fflush(stdout);
-			}
-		}
-		/* 4. and 5.: a memory cgroup with kernel swap, then zswap */
-		for (int z = 0; !cg_no[0] && z < (zswap ? 2 : 1); z++) {
+		printf("# %s in a memory cgroup\n", p->name);
+		for (int z = 0; z < (zswap ? 2 : 1); z++) {
 			const char *variant = z ? "cgzswap" : "cgswap";
-			if (z) {
-				write_str(zswap_param, "Y");
-				zswap_changed = 1;
-			}
+			char errp[64];
 			snprintf(errp, sizeof errp, "%s.%s.err", p->name, variant);
 			const char *err = work_file(errp);
 			int rc = cg_create(p->name, p->budget);
@@ -950,30 +985,42 @@ int main(void)
 				cg_remove();
 				continue;
 			}
+			if (z) {
+				write_str(zswap_param, "Y");
+				zswap_changed = 1;
+			}
 			char procs[PATH_MAX + 32];
 			snprintf(procs, sizeof procs, "%s/cgroup.procs", cgdir);
+			struct run r;
 			run_prog(p->argv, p->in, procs, err, &r);
 			long ooms = cg_key(cg_version == 1 ? "memory.oom_control" : "memory.events", "oom_kill");
 			cg_remove();
+			if (z) {
+				write_str(zswap_param, zswap_saved);
+				zswap_changed = 0;
+			}
 			double s = report_run(p, variant, &r, ooms > 0);
 			if (s >= 0)
 				printf("%s_%s_majflt=%ld\n", p->name, variant, r.majflt);
 			else if (r.outcome == RUN_FAILED)
 				show_stderr(variant, err);
-			if (z) {
+			if (z)
 				p->cgzswap_s = s;
-				write_str(zswap_param, zswap_saved);
-				zswap_changed = 0;
-			} else {
+			else
 				p->cgswap_s = s;
-			}
 			fflush(stdout);
 		}
+	}
+
+	printf("# ratios (wall time)\n");
+	for (size_t i = 0; i < np; i++) {
+		struct prog *p = &progs[i];
+		if (p->why[0])
+			continue;
 		ratio(p, "vmo_over_plain", p->vmo_s, p->plain.secs);
 		ratio(p, "vmo_over_cgswap", p->vmo_s, p->cgswap_s);
 		ratio(p, "vmo_over_cgzswap", p->vmo_s, p->cgzswap_s);
 		ratio(p, "cgswap_over_plain", p->cgswap_s, p->plain.secs);
-		fflush(stdout);
 	}
 	undo();
 	if (failures)
