@@ -34,6 +34,11 @@
  *      NAME_vmo_processes), NAME_vmo_compression (the program's own store),
  *      NAME_vmo_heap (1: vmo pages the program's heap; 0: only its large
  *      mmaps, and vmo run said why on the program's stderr)
+ *      With that store, vmo keeps in memory up to the budget of resident
+ *      pages and up to the budget again of compressed ones: so also
+ *   3b. `vmo run --budget ... --store swap:DIR` (a swap file in the work
+ *      directory, nothing compressed in memory: what the kernel has in 4):
+ *      NAME_vmoswap_s and the same figures
  *   4. in a memory cgroup limited to NAME_budget_kb, with a swap file
  *      swapped on for the run (kernel swap, swappiness 60):
  *      NAME_cgswap_s, NAME_cgswap_peak_kb, NAME_cgswap_majflt (wait4's
@@ -49,7 +54,7 @@
  *   so the vmo runs all come first, before the cgroup runs whose stalls
  *   would count; another program loading the machine shows here too.
  *   NAME_vmo_over_plain, NAME_vmo_over_cgswap, NAME_vmo_over_cgzswap,
- *   NAME_cgswap_over_plain.
+ *   NAME_vmoswap_over_cgswap, NAME_cgswap_over_plain.
  * A run that outlives VMO_BENCH_TIMEOUT seconds (default 120) is killed and
  * printed as NAME_VARIANT=timeout; one the kernel's OOM killer ends as
  * NAME_VARIANT=oom-killed; a wrong output as NAME_VARIANT=wrong-output; any
@@ -640,7 +645,7 @@ struct prog {
 	char why[256];    /* not run: why */
 	struct run plain;
 	uint64_t budget;  /* bytes */
-	double vmo_s, cgswap_s, cgzswap_s; /* < 0: no figure */
+	double vmo_s, vmoswap_s, cgswap_s, cgzswap_s; /* < 0: no figure */
 };
 
 static const char sql_fmt[] =
@@ -865,7 +870,7 @@ int main(void)
 	long max_peak = 0;
 	for (size_t i = 0; i < np; i++) {
 		struct prog *p = &progs[i];
-		p->vmo_s = p->cgswap_s = p->cgzswap_s = -1;
+		p->vmo_s = p->vmoswap_s = p->cgswap_s = p->cgzswap_s = -1;
 		if (p->why[0])
 			continue;
 		char errp[64];
@@ -901,9 +906,12 @@ int main(void)
 		if (p->why[0])
 			continue;
 		printf("# %s under vmo run\n", p->name);
-		for (int with_budget = 0; with_budget < 2; with_budget++) {
-			const char *variant = with_budget ? "vmo" : "vmo_nobudget";
-			char errp[64], statsp[64], budget[32], statsarg[PATH_MAX + 16];
+		/* 0: no budget; 1: the budget, the default store; 2: the budget,
+		 * a swap file only (swap:DIR), as the kernel's */
+		for (int v = 0; v < 3; v++) {
+			const char *variant = v == 0 ? "vmo_nobudget" : v == 1 ? "vmo" : "vmoswap";
+			bool with_budget = v > 0;
+			char errp[64], statsp[64], budget[32], statsarg[PATH_MAX + 16], store[300];
 			snprintf(errp, sizeof errp, "%s.%s.err", p->name, variant);
 			snprintf(statsp, sizeof statsp, "%s.%s.stats", p->name, variant);
 			const char *err = work_file(errp), *st = work_file(statsp);
@@ -918,6 +926,11 @@ int main(void)
 				va[n++] = "--budget";
 				va[n++] = budget;
 			}
+			if (v == 2) {
+				snprintf(store, sizeof store, "swap:%s", workdir);
+				va[n++] = "--store";
+				va[n++] = store;
+			}
 			va[n++] = statsarg;
 			va[n++] = "--";
 			for (int a = 0; p->argv[a]; a++)
@@ -930,8 +943,10 @@ int main(void)
 				failures++;
 			if (r.outcome == RUN_FAILED)
 				show_stderr(variant, err);
-			if (with_budget)
+			if (v == 1)
 				p->vmo_s = s;
+			else if (v == 2)
+				p->vmoswap_s = s;
 			/* the stats of a killed run are not there */
 			struct vstats vs;
 			read_stats(st, r.pid, &vs);
@@ -1020,6 +1035,7 @@ int main(void)
 		ratio(p, "vmo_over_plain", p->vmo_s, p->plain.secs);
 		ratio(p, "vmo_over_cgswap", p->vmo_s, p->cgswap_s);
 		ratio(p, "vmo_over_cgzswap", p->vmo_s, p->cgzswap_s);
+		ratio(p, "vmoswap_over_cgswap", p->vmoswap_s, p->cgswap_s);
 		ratio(p, "cgswap_over_plain", p->cgswap_s, p->plain.secs);
 	}
 	undo();
