@@ -470,7 +470,9 @@ static bool cg_find_v2(void)
 		rel = self + rl;
 	}
 	char d[PATH_MAX];
-	snprintf(d, sizeof d, "%s%s", mnt, rel);
+	int dl = snprintf(d, sizeof d, "%s%s", mnt, rel);
+	if (dl < 0 || (size_t)dl >= sizeof d)
+		return false;
 	for (;;) {
 		char p[PATH_MAX + 32], ctl[1024];
 		snprintf(p, sizeof p, "%s/cgroup.subtree_control", d);
