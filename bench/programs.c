@@ -493,7 +493,7 @@ static bool cg_find_v2(void)
 		*s = 0;
 	}
 	snprintf(cg_why + strlen(cg_why), sizeof cg_why - strlen(cg_why),
-		 "%sno cgroup2 group from this process's up to %s can enable the memory controller for a child",
+		 "%sno cgroup2 group from this process's up to %.200s can enable the memory controller for a child",
 		 cg_why[0] ? "; " : "", mnt);
 	return false;
 }
