@@ -152,7 +152,25 @@ int vr__heap_prepare(void)
 		return -rc;
 	}
 	kernel_ok = true;
+	/* malloc_conf turned decay off for the segments' arena; the kernel
+	 * arena (the stores' compressed pages, libvmo's own) gives freed
+	 * memory back to the kernel within a second. */
+	char name[64];
+	ssize_t dirty = 1000, muzzy = 0;
+	snprintf(name, sizeof name, "arena.%u.dirty_decay_ms", kernel_arena);
+	mallctl(name, NULL, NULL, &dirty, sizeof dirty);
+	snprintf(name, sizeof name, "arena.%u.muzzy_decay_ms", kernel_arena);
+	mallctl(name, NULL, NULL, &muzzy, sizeof muzzy);
 	return 0;
+}
+
+void vr__heap_decay_default(void)
+{
+	/* The heap stays the kernel's: jemalloc's own defaults for it (10 s,
+	 * jemalloc(3)), not malloc_conf's "never". */
+	ssize_t dirty = 10000, muzzy = 0;
+	mallctl("arena.0.dirty_decay_ms", NULL, NULL, &dirty, sizeof dirty);
+	mallctl("arena.0.muzzy_decay_ms", NULL, NULL, &muzzy, sizeof muzzy);
 }
 
 int vr__heap_init(void)

@@ -330,6 +330,7 @@ __attribute__((constructor)) static void vr_init(void)
 	if (getenv("VMO_RUN_OFF"))
 		return;
 	struct inside g;
+	bool je = false; /* jemalloc is the program's malloc */
 	enter(&g);
 	if (config()) {
 		vr__log("not paging this program: fix the setting above (its memory stays the kernel's)");
@@ -342,7 +343,7 @@ __attribute__((constructor)) static void vr_init(void)
 		dl_iterate_phdr(find_jemalloc, me);
 	/* The kernel arena before any of vmo's threads exists: each binds
 	 * to it as it starts (tramp_main), and this thread is inside. */
-	bool je = me && jemalloc_is_malloc();
+	je = me && jemalloc_is_malloc();
 	if (je && vr__heap_prepare() == 0) {
 		unsigned dummy;
 		vr__heap_enter(&dummy);
@@ -381,6 +382,8 @@ __attribute__((constructor)) static void vr_init(void)
 			vr__log("the heap stays the kernel's: jemalloc's hooks: %s", vmo_strerror(rc));
 		}
 	}
+	if (je && !vr__heap_on)
+		vr__heap_decay_default();
 	stats_at_exit_setup();
 	/* With every signal blocked, as libvmo's threads: the program's
 	 * signals (a SIGTERM it reads from a signalfd, say) are not ours. */
@@ -397,6 +400,8 @@ __attribute__((constructor)) static void vr_init(void)
 			(unsigned long long)(vr__cfg.budget >> 20), vr__cfg.store, vr__heap_on ? "yes" : "no",
 			(unsigned long long)(vr__cfg.min_map >> 10));
 out:
+	if (je && !vr__heap_on)
+		vr__heap_decay_default();
 	leave(&g);
 }
 

@@ -86,6 +86,8 @@ struct vr_seg *vr__seg_span(const void *addr, size_t len);
 /* ---- the heap (heap.c) ------------------------------------------------------ */
 /* Make the kernel arena (before libvmo's threads start: they bind to it). */
 int vr__heap_prepare(void);
+/* Arena 0 back to jemalloc's default decay (when the heap is not paged). */
+void vr__heap_decay_default(void);
 /* Hook jemalloc's automatic arenas to the segments, and make the kernel
  * arena for the inside.  0, or -errno (the heap then stays the kernel's). */
 int vr__heap_init(void);
