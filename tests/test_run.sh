@@ -65,6 +65,12 @@ lib=$build/libvmo-run.so
 maxrss=$build/tests/run/maxrss
 [ -x "$maxrss" ] || { echo "FAIL: $maxrss not built"; exit 1; }
 [ -f "$lib" ] || { echo "SKIP: $lib not built (jemalloc missing: scripts/deps.sh installs libjemalloc-dev)"; exit 77; }
+# An ASan/UBSan libvmo-run.so cannot be preloaded into programs built without
+# it (ASan's runtime must come first, and it replaces malloc itself).
+if grep -q "^VMO_SANITIZE:BOOL=ON" "$build/CMakeCache.txt" 2>/dev/null; then
+  echo "SKIP: a sanitizer build's libvmo-run.so is not preloaded into uninstrumented programs"
+  exit 77
+fi
 if ! "$vmo" info >/dev/null 2>&1; then
   echo "SKIP: no userfaultfd: $("$vmo" info 2>&1 | head -3 | tr '\n' ' ')"
   exit 77
