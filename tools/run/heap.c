@@ -37,7 +37,10 @@ bool vr__heap_on;
 __attribute__((visibility("default"))) const char *malloc_conf =
 	"narenas:1,oversize_threshold:0,dirty_decay_ms:-1,muzzy_decay_ms:-1";
 static unsigned kernel_arena;
-static extent_hooks_t *old_hooks[256]; /* the hooks each arena had: for extents they made */
+/* Arena 0's hooks before ours (jemalloc's defaults): the extents it made
+ * before vmo run's library started are theirs to handle.  Only arena 0 has
+ * our hooks (the kernel arena keeps the defaults), so ind is always 0. */
+static extent_hooks_t *old;
 
 static bool ours(void *addr, size_t size)
 {
@@ -68,55 +71,55 @@ static void *h_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alig
 static bool h_dalloc(extent_hooks_t *h, void *addr, size_t size, bool committed, unsigned ind)
 {
 	(void)h, (void)committed;
-	if (!ours(addr, size) && ind < 256 && old_hooks[ind] && old_hooks[ind]->dalloc)
-		return old_hooks[ind]->dalloc(old_hooks[ind], addr, size, committed, ind);
+	if (!ours(addr, size) && old && old->dalloc)
+		return old->dalloc(old, addr, size, committed, ind);
 	return true; /* retained by jemalloc */
 }
 
 static void h_destroy(extent_hooks_t *h, void *addr, size_t size, bool committed, unsigned ind)
 {
 	(void)h;
-	if (!ours(addr, size) && ind < 256 && old_hooks[ind] && old_hooks[ind]->destroy)
-		old_hooks[ind]->destroy(old_hooks[ind], addr, size, committed, ind);
+	if (!ours(addr, size) && old && old->destroy)
+		old->destroy(old, addr, size, committed, ind);
 }
 
 static bool h_commit(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len, unsigned ind)
 {
 	(void)h;
-	if (!ours(addr, size) && ind < 256 && old_hooks[ind] && old_hooks[ind]->commit)
-		return old_hooks[ind]->commit(old_hooks[ind], addr, size, off, len, ind);
+	if (!ours(addr, size) && old && old->commit)
+		return old->commit(old, addr, size, off, len, ind);
 	return false; /* always committed */
 }
 
 static bool h_decommit(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len, unsigned ind)
 {
 	(void)h;
-	if (!ours(addr, size) && ind < 256 && old_hooks[ind] && old_hooks[ind]->decommit)
-		return old_hooks[ind]->decommit(old_hooks[ind], addr, size, off, len, ind);
+	if (!ours(addr, size) && old && old->decommit)
+		return old->decommit(old, addr, size, off, len, ind);
 	return true;
 }
 
 static bool h_purge_lazy(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len, unsigned ind)
 {
 	(void)h;
-	if (!ours(addr, size) && ind < 256 && old_hooks[ind] && old_hooks[ind]->purge_lazy)
-		return old_hooks[ind]->purge_lazy(old_hooks[ind], addr, size, off, len, ind);
+	if (!ours(addr, size) && old && old->purge_lazy)
+		return old->purge_lazy(old, addr, size, off, len, ind);
 	return true;
 }
 
 static bool h_purge_forced(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len, unsigned ind)
 {
 	(void)h;
-	if (!ours(addr, size) && ind < 256 && old_hooks[ind] && old_hooks[ind]->purge_forced)
-		return old_hooks[ind]->purge_forced(old_hooks[ind], addr, size, off, len, ind);
+	if (!ours(addr, size) && old && old->purge_forced)
+		return old->purge_forced(old, addr, size, off, len, ind);
 	return true;
 }
 
 static bool h_split(extent_hooks_t *h, void *addr, size_t size, size_t a, size_t b, bool committed, unsigned ind)
 {
 	(void)h;
-	if (!ours(addr, size) && ind < 256 && old_hooks[ind] && old_hooks[ind]->split)
-		return old_hooks[ind]->split(old_hooks[ind], addr, size, a, b, committed, ind);
+	if (!ours(addr, size) && old && old->split)
+		return old->split(old, addr, size, a, b, committed, ind);
 	return false;
 }
 
@@ -124,8 +127,8 @@ static bool h_merge(extent_hooks_t *h, void *a, size_t sa, void *b, size_t sb, b
 {
 	(void)h;
 	struct vr_seg *x = vr__seg_span(a, sa), *y = vr__seg_span(b, sb);
-	if (!x && !y && ind < 256 && old_hooks[ind] && old_hooks[ind]->merge)
-		return old_hooks[ind]->merge(old_hooks[ind], a, sa, b, sb, committed, ind);
+	if (!x && !y && old && old->merge)
+		return old->merge(old, a, sa, b, sb, committed, ind);
 	return !(x && x == y);
 }
 
@@ -194,13 +197,12 @@ int vr__heap_init(void)
 		vr__log("jemalloc has %u arenas (MALLOC_CONF narenas?): the heap stays the kernel's", narenas);
 		return -EINVAL;
 	}
-	extent_hooks_t *nh = &hooks, *old = NULL;
+	extent_hooks_t *nh = &hooks;
 	sz = sizeof old;
 	if ((rc = mallctl("arena.0.extent_hooks", &old, &sz, &nh, sizeof nh))) {
 		vr__log("jemalloc: arena.0.extent_hooks: %s", strerror(rc));
 		return -rc;
 	}
-	old_hooks[0] = old;
 	/* This thread's cache holds regions of the arena it used so far. */
 	mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
 	vr__heap_on = true;

@@ -71,7 +71,7 @@ struct vmo_engine *vr__eng;
 struct vr_config vr__cfg;
 static _Atomic bool ready; /* set once init is done; cleared in a fork()ed child */
 static uintptr_t je_lo, je_hi; /* jemalloc's text: its own mmaps are the kernel's */
-static _Atomic uint64_t n_taken, n_fallback, n_fixed_foreign;
+static _Atomic uint64_t n_taken, n_fallback;
 
 /* ---- raw system calls (no interposition, no errno games of our own) ------- */
 
@@ -529,7 +529,6 @@ static void fixed_foreign(struct vr_seg *s, char *a, size_t len, void *arg)
 	punch(s, a, len);
 	vr__range_free(a, len);
 	vr__range_take(a, len); /* the kernel's from now on: never handed out again */
-	atomic_fetch_add(&n_fixed_foreign, 1);
 }
 
 static void *do_mmap(void *ret, void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -580,11 +579,9 @@ __attribute__((visibility("default"))) void *mmap(void *addr, size_t len, int pr
 	return p == MAP_FAILED ? p : ret_mmap(p);
 }
 
-__attribute__((visibility("default"))) void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
-{
-	void *p = do_mmap(__builtin_return_address(0), addr, len, prot, flags, fd, off);
-	return p == MAP_FAILED ? p : ret_mmap(p);
-}
+/* (the same call: off_t is 64 bits here) */
+__attribute__((visibility("default"), alias("mmap"))) void *mmap64(void *addr, size_t len, int prot, int flags,
+								  int fd, off_t off);
 
 /* ---- munmap --------------------------------------------------------------------- */
 
@@ -614,10 +611,8 @@ __attribute__((visibility("default"))) int munmap(void *addr, size_t len)
 	if (pass(__builtin_return_address(0)) || ((uintptr_t)addr & 4095) || !len || !touches_segment(addr, len))
 		return sysret(vr__sys_munmap(addr, len));
 	len = (len + 4095) & ~(size_t)4095;
-	long bad = 0;
-	char *a = addr;
-	/* outside parts first, as the kernel would fail them */
-	if (pieces(a, len, unmap_piece, unmap_outside, &bad))
+	/* (a part outside the segments the kernel refuses: EINVAL, as for the whole) */
+	if (pieces(addr, len, unmap_piece, unmap_outside, NULL))
 		return sysret(-EINVAL);
 	return 0;
 }

@@ -57,6 +57,29 @@ static int find_lib(char *out, size_t len)
 	return -1;
 }
 
+/* Is a the option name, as "--name" or "--name=VALUE"? */
+static bool is_opt(const char *a, const char *name)
+{
+	size_t n = strlen(name);
+	return !strncmp(a, name, n) && (a[n] == 0 || a[n] == '=');
+}
+
+/* A size option into the environment as plain bytes, what libvmo-run.so
+ * reads; 0 or EXIT_USAGE (after a message naming the option). */
+static int size_env(const char *opt, const char *val, bool allow_zero, uint64_t lo, uint64_t hi, const char *var)
+{
+	uint64_t v;
+	if (parse_size(opt, val, allow_zero, &v))
+		return EXIT_USAGE;
+	if ((lo && v < lo) || (hi && v > hi))
+		return usage_error("%s %s: from %lluM to %lluT", opt, val, (unsigned long long)(lo >> 20),
+				   (unsigned long long)(hi >> 40));
+	char num[32];
+	snprintf(num, sizeof num, "%llu", (unsigned long long)v);
+	setenv(var, num, 1);
+	return 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	const char *budget = NULL, *store = NULL, *page_size = NULL, *min_map = NULL, *segment = NULL;
@@ -72,15 +95,15 @@ static int cmd_run(int argc, char **argv)
 		if (a[0] != '-')
 			break;
 		const char **val = NULL;
-		if (!strncmp(a, "--budget", 8))
+		if (is_opt(a, "--budget"))
 			val = &budget;
-		else if (!strncmp(a, "--store", 7))
+		else if (is_opt(a, "--store"))
 			val = &store;
-		else if (!strncmp(a, "--page-size", 11))
+		else if (is_opt(a, "--page-size"))
 			val = &page_size;
-		else if (!strncmp(a, "--min-map", 9))
+		else if (is_opt(a, "--min-map"))
 			val = &min_map;
-		else if (!strncmp(a, "--segment", 9))
+		else if (is_opt(a, "--segment"))
 			val = &segment;
 		else if (!strcmp(a, "--no-heap"))
 			no_heap = true;
@@ -107,34 +130,17 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (i >= argc)
 		return usage_error("no program to run (vmo run [OPTIONS] -- PROGRAM [ARGS...])");
-	uint64_t v;
-	uint32_t ps;
-	char num[32];
-	if (budget) {
-		if (parse_size("--budget", budget, false, &v))
-			return EXIT_USAGE;
-		snprintf(num, sizeof num, "%llu", (unsigned long long)v);
-		setenv("VMO_RUN_BUDGET", num, 1);
-	}
+	if ((budget && size_env("--budget", budget, false, 0, 0, "VMO_RUN_BUDGET")) ||
+	    (min_map && size_env("--min-map", min_map, true, 0, 0, "VMO_RUN_MIN_MAP")) ||
+	    (segment && size_env("--segment", segment, false, 64u << 20, 1ull << 44, "VMO_RUN_SEGMENT")))
+		return EXIT_USAGE;
 	if (page_size) {
+		uint32_t ps;
+		char num[32];
 		if (parse_page_size(page_size, &ps))
 			return EXIT_USAGE;
 		snprintf(num, sizeof num, "%u", ps);
 		setenv("VMO_RUN_PAGE_SIZE", num, 1);
-	}
-	if (min_map) {
-		if (parse_size("--min-map", min_map, true, &v))
-			return EXIT_USAGE;
-		snprintf(num, sizeof num, "%llu", (unsigned long long)v);
-		setenv("VMO_RUN_MIN_MAP", num, 1);
-	}
-	if (segment) {
-		if (parse_size("--segment", segment, false, &v))
-			return EXIT_USAGE;
-		if (v < (64u << 20) || v > (1ull << 44))
-			return usage_error("--segment %s: from 64M to 16T", segment);
-		snprintf(num, sizeof num, "%llu", (unsigned long long)v);
-		setenv("VMO_RUN_SEGMENT", num, 1);
 	}
 	if (store) {
 		/* Checked here, so a typo is a usage error and not a
